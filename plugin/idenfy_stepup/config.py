@@ -1,0 +1,356 @@
+"""Typed, frozen settings read once from one YAML file; every error names its key path."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .idenfy.outcomes import OUTCOME_NAMES
+
+FaceMethod = Literal["FACE_MATCHING", "ACTIVE_LIVENESS"]
+SigningAlg = Literal["RS256", "ES256"]
+CheckStatusType = Literal["AUTHENTICATION", "ENROLLMENT", "IDENTIFICATION"]
+SubjectHint = Literal["request_object", "id_token_hint", "login_hint"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+DEFAULT_ACR = "urn:idenfy:stepup:face"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists ``(key path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"{path or '(top level)'}: {msg}" for path, msg in problems]
+        super().__init__(f"{source}: invalid configuration\n  " + "\n  ".join(lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_form_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+    trusted_proxies: tuple[str, ...] = ()
+
+
+class RedisSettings(_Model):
+    url: str = "embedded"
+    data_dir: Path = Path("data")
+    key_prefix: str = Field("stepup", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    socket_timeout: float = Field(2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> RedisSettings:
+        schemes = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+        if self.url != "embedded" and urlsplit(self.url).scheme not in schemes:
+            raise ValueError(f"url must be 'embedded' or start with one of {', '.join(schemes)}")
+        return self
+
+
+class SigningKey(_Model):
+    kid: str = Field(min_length=1, max_length=128)
+    alg: SigningAlg = "RS256"
+    private_key: SecretStr | None = None
+    private_key_file: Path | None = None
+    publish_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SigningKey:
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError("give exactly one of private_key or private_key_file")
+        return self
+
+    def pem(self) -> str:
+        if self.private_key is not None:
+            return self.private_key.get_secret_value()
+        assert self.private_key_file is not None
+        return self.private_key_file.read_text()
+
+
+class KeysSettings(_Model):
+    signing: tuple[SigningKey, ...] = ()
+    generate_alg: SigningAlg = "RS256"
+    id_token_lifetime: int = Field(300, ge=30, le=86400)
+    access_token_lifetime: int = Field(300, ge=30, le=86400)
+
+    @model_validator(mode="after")
+    def _one_active(self) -> KeysSettings:
+        if self.signing and all(k.publish_only for k in self.signing):
+            raise ValueError("at least one signing key must not be publish_only")
+        kids = [k.kid for k in self.signing]
+        if len(set(kids)) != len(kids):
+            raise ValueError("every signing key needs a distinct kid")
+        return self
+
+
+class CookieSettings(_Model):
+    secret: SecretStr | None = None
+    secure: Literal["auto"] | bool = "auto"
+    max_age: int = Field(1800, ge=60, le=86400)
+
+
+class SimulatorSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8001, ge=0, le=65535)
+    public_url: str | None = None
+    api_key: str = "simulator-api-key"
+    api_secret: SecretStr = SecretStr("simulator-api-secret")
+    client_id: str = "idenfy-stepup-simulator"
+    scan_refs: dict[str, CheckStatusType] = Field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_delay_ms: int = Field(0, ge=0, le=60000)
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class IdenfySettings(_Model):
+    mode: Literal["live", "simulator"] = "live"
+    api_base: str = "https://ivs.idenfy.com"
+    iframe_base: str = "https://face.authentication.idenfy.com"
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    webhook_signing_key: SecretStr | None = None
+    webhook_signing_key_previous: SecretStr | None = None
+    token_lifetime: int = Field(600, ge=60, le=2_592_000)
+    locale: str | None = Field(None, pattern=r"^[a-z]{2}$")
+    timeout: float = Field(5.0, gt=0, le=60)
+    webhook_max_bytes: int = Field(65536, ge=1024, le=1024 * 1024)
+    webhook_allowed_ips: tuple[str, ...] = ()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @model_validator(mode="after")
+    def _live_needs_credentials(self) -> IdenfySettings:
+        if self.mode == "live":
+            missing = [
+                name
+                for name in ("api_key", "api_secret", "webhook_signing_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"mode 'live' requires {', '.join(missing)}")
+        return self
+
+    def effective_api_base(self) -> str:
+        base = self.simulator.base_url() if self.mode == "simulator" else self.api_base
+        return base.rstrip("/")
+
+    def effective_iframe_base(self) -> str:
+        base = self.simulator.base_url() if self.mode == "simulator" else self.iframe_base
+        return base.rstrip("/")
+
+    def credentials(self) -> tuple[str, str]:
+        if self.mode == "simulator" and self.api_key is None:
+            return self.simulator.api_key, self.simulator.api_secret.get_secret_value()
+        assert self.api_key is not None and self.api_secret is not None
+        return self.api_key.get_secret_value(), self.api_secret.get_secret_value()
+
+
+class TrustedIssuer(_Model):
+    issuer: str
+    jwks: dict[str, Any] | None = None
+    jwks_file: Path | None = None
+    subject_claim: str = "sub"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrustedIssuer:
+        if (self.jwks is None) == (self.jwks_file is None):
+            raise ValueError("give exactly one of jwks or jwks_file")
+        return self
+
+
+class DirectorySettings(_Model):
+    static: dict[str, str] = Field(default_factory=dict)
+    redis: bool = True
+    trusted_issuers: tuple[TrustedIssuer, ...] = ()
+
+
+class AcrLevel(_Model):
+    method: FaceMethod = "FACE_MATCHING"
+
+
+class AcrSettings(_Model):
+    levels: dict[str, AcrLevel] = Field(default_factory=lambda: {DEFAULT_ACR: AcrLevel()})
+    default: str = DEFAULT_ACR
+
+    @model_validator(mode="after")
+    def _default_is_a_level(self) -> AcrSettings:
+        if not self.levels:
+            raise ValueError("levels must name at least one acr value")
+        if self.default not in self.levels:
+            raise ValueError(f"default {self.default!r} is not one of levels")
+        return self
+
+
+class ClientSettings(_Model):
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretStr | None = None
+    redirect_uris: tuple[str, ...] = Field(min_length=1)
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
+    subject_hints: tuple[SubjectHint, ...] = ("request_object", "id_token_hint")
+    require_pkce: bool = True
+    iss_on_error: bool = True
+    strict_acr_values: bool = True
+    id_token_signed_response_alg: SigningAlg = "RS256"
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ClientSettings:
+        for uri in self.redirect_uris:
+            parts = urlsplit(uri)
+            if not parts.scheme or not parts.netloc or parts.fragment:
+                raise ValueError(f"redirect_uris: {uri!r} must be absolute with no fragment")
+        needs_secret = self.token_endpoint_auth_method != "private_key_jwt"
+        if needs_secret and self.client_secret is None:
+            raise ValueError(f"{self.token_endpoint_auth_method} requires client_secret")
+        if not needs_secret and self.jwks is None:
+            raise ValueError("private_key_jwt requires jwks (the client's public keys)")
+        return self
+
+
+class ErrorOverride(_Model):
+    error: str | None = Field(None, pattern=r"^[a-z_]{3,64}$")
+    stepup_error: str | None = Field(None, pattern=r"^[a-z_]{3,64}$")
+    description: str | None = None
+    hint: str | None = None
+    retryable: bool | None = None
+
+
+class ChallengeSettings(_Model):
+    max_attempts: int = Field(3, ge=1, le=10)
+    grace_seconds: int = Field(900, ge=60, le=86400)
+    code_lifetime: int = Field(60, ge=10, le=60)
+    push_timeout: int = Field(25, ge=5, le=120)
+
+
+class Settings(_Model):
+    issuer: str
+    server: ServerSettings = ServerSettings()
+    redis: RedisSettings = RedisSettings()
+    keys: KeysSettings = KeysSettings()
+    cookies: CookieSettings = CookieSettings()
+    idenfy: IdenfySettings
+    directory: DirectorySettings = DirectorySettings()
+    acr: AcrSettings = AcrSettings()
+    clients: tuple[ClientSettings, ...] = ()
+    errors: dict[str, ErrorOverride] = Field(default_factory=dict)
+    challenge: ChallengeSettings = ChallengeSettings()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("issuer must be an absolute http(s) URL")
+        if parts.query or parts.fragment or self.issuer.endswith("/"):
+            raise ValueError("issuer must have no query, fragment or trailing slash")
+        ids = [c.client_id for c in self.clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("clients: every client_id must be unique")
+        unknown = sorted(set(self.errors) - set(OUTCOME_NAMES))
+        if unknown:
+            raise ValueError(f"errors: unknown outcome(s) {', '.join(unknown)}")
+        return self
+
+    def client(self, client_id: str) -> ClientSettings | None:
+        return next((c for c in self.clients if c.client_id == client_id), None)
+
+    def issuer_is_loopback(self) -> bool:
+        return is_loopback_host(urlsplit(self.issuer).hostname or "")
+
+    def cookie_secure(self) -> bool:
+        if self.cookies.secure == "auto":
+            return urlsplit(self.issuer).scheme == "https" or not self.issuer_is_loopback()
+        return self.cookies.secure
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _interpolate(node: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, recording unset variables."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, _join(path, str(k)), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def sub(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1), match.group(2))
+        if value is None:
+            problems.append((path, f"environment variable {match.group(1)} is not set"))
+            return ""
+        return value
+
+    return _ENV_REF.sub(sub, node)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    return path
+
+
+def parse_settings(data: Any, source: str = "config") -> Settings:
+    """Validate an already-parsed YAML document into frozen settings."""
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the file must be a YAML mapping")], source)
+    problems: list[tuple[str, str]] = []
+    data = _interpolate(data, "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        found = [(_loc_to_path(e["loc"]), _message(e)) for e in exc.errors()]
+        raise ConfigError(found, source) from None
+
+
+def _message(error: Any) -> str:
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return msg
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read, interpolate and validate the YAML file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read file: {exc.strerror}")], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([("", f"{where}not valid YAML")], str(path)) from None
+    return parse_settings(data, str(path))

@@ -1,0 +1,1 @@
+"""iDenfy face authentication: the vendor API client, webhook verification and outcomes."""
