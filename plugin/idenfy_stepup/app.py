@@ -1,0 +1,177 @@
+"""``create_app(settings)`` → the provider's Starlette app; its lifespan owns Redis and httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import Settings
+from .endpoints import authorize, challenge, discovery, events, token, webhook
+from .endpoints.common import error_page, json_error, wants_json
+from .idenfy.client import default_timeout
+from .runtime import Runtime, build_runtime
+from .store import Store, StoreUnavailable
+from .store_events import Notifier
+from .store_redis import EmbeddedRedis, connect
+
+log = logging.getLogger("idenfy_stepup")
+STATIC = Path(__file__).parent / "static"
+TOKEN = "{token:str}"
+
+
+def routes() -> list[Route | Mount]:
+    c = f"/challenge/{TOKEN}"
+    return [
+        Route("/.well-known/openid-configuration", discovery.openid_configuration),
+        Route("/jwks", discovery.jwks),
+        Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
+        Route("/token", token.token, methods=["POST"]),
+        Route("/userinfo", discovery.userinfo, methods=["GET", "POST"]),
+        Route("/webhooks/idenfy", webhook.idenfy_webhook, methods=["POST"]),
+        Route(c, challenge.page),
+        Route(f"{c}/events", events.events),
+        Route(f"{c}/finish", challenge.finish),
+        Route(f"{c}/retry", challenge.retry, methods=["POST"]),
+        Route(f"{c}/give-up", challenge.give_up, methods=["POST"]),
+        Route(f"{c}/cancel", challenge.cancel, methods=["POST"]),
+        Route("/healthz", discovery.healthz),
+        Route("/readyz", discovery.readyz),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Checklist "Browser pages": frame only the vendor, never be framed, nothing inline."""
+    frame = urlsplit(settings.idenfy.effective_iframe_base())
+    targets = sorted({_origin(uri) for c in settings.clients for uri in c.redirect_uris})
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"frame-src {frame.scheme}://{frame.netloc}",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "object-src 'none'",
+            # Chromium applies form-action to the redirect after a POST (cancel, give-up).
+            "form-action " + " ".join(["'self'", *targets]),
+        ]
+    )
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class SecurityHeaders:
+    """Adds the checklist's headers to every response."""
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis_url: str | None = None,
+    vendor_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with _running(settings, redis_url, vendor_transport) as rt:
+            app.state.runtime = rt
+            yield
+
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(settings))
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    settings: Settings, redis_url: str | None, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[Runtime]:
+    embedded = None
+    if redis_url is None and settings.redis.url == "embedded":
+        embedded = EmbeddedRedis(settings.redis.data_dir)
+        await asyncio.to_thread(embedded.start)
+        redis_url = embedded.url
+    redis = connect(settings.redis, redis_url)
+    store = Store(redis, settings.redis.key_prefix)
+    notifier = Notifier(redis, store.channel)
+    http = httpx.AsyncClient(timeout=default_timeout(settings.idenfy.timeout), transport=transport)
+    try:
+        rt = await _build_with_retry(settings, store, notifier, http)
+        await notifier.start()
+        yield rt
+    finally:
+        await notifier.stop()
+        await http.aclose()
+        await redis.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def _build_with_retry(
+    settings: Settings, store: Store, notifier: Notifier, http: httpx.AsyncClient
+) -> Runtime:
+    """Keys and secrets live in Redis: wait for it a little at start-up, then give up loudly."""
+    for attempt in range(50):
+        try:
+            return await build_runtime(settings, store, notifier, http)
+        except StoreUnavailable:
+            if attempt == 0:
+                log.warning("waiting for Redis at start-up")
+            await asyncio.sleep(0.2)
+    raise RuntimeError("Redis is unreachable: cannot load keys and secrets")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    title = titles.get(exc.status_code, "Request failed")
+    if wants_json(request) or not hasattr(request.app.state, "runtime"):
+        return json_error(exc.status_code, "invalid_request", title)
+    return error_page(request.app.state.runtime, exc.status_code, title, title + ".")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    message = "Something went wrong on our side. Try again from the application."
+    if wants_json(request) or not hasattr(request.app.state, "runtime"):
+        return json_error(500, "server_error", "Unexpected error.")
+    return error_page(request.app.state.runtime, 500, "Unexpected error", message, "server_error")

@@ -1,0 +1,55 @@
+"""``check-config`` warnings: settings that work but are unsafe outside a developer's machine."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .config import Settings, is_loopback_host
+
+MIN_SECRET = 32
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    warnings: list[str] = []
+    issuer = urlsplit(settings.issuer)
+    if issuer.scheme != "https" and not settings.issuer_is_loopback():
+        warnings.append("issuer uses http on a non-loopback host: use https")
+    if settings.cookies.secure is False and not settings.issuer_is_loopback():
+        warnings.append("cookies.secure is false on a non-loopback issuer")
+    secret = settings.cookies.secret
+    if secret is not None and len(secret.get_secret_value()) < MIN_SECRET:
+        warnings.append(f"cookies.secret is shorter than {MIN_SECRET} characters")
+    warnings += _idenfy_warnings(settings)
+    for i, client in enumerate(settings.clients):
+        where = f"clients[{i}] ({client.client_id})"
+        if not client.require_pkce:
+            warnings.append(f"{where}: PKCE is disabled (require_pkce: false)")
+        client_secret = client.client_secret
+        if client_secret is not None and len(client_secret.get_secret_value()) < MIN_SECRET:
+            warnings.append(f"{where}: client_secret is shorter than {MIN_SECRET} characters")
+        for uri in client.redirect_uris:
+            parts = urlsplit(uri)
+            if parts.scheme == "http" and not _loopback(parts.hostname):
+                warnings.append(f"{where}: redirect_uri {uri} uses http")
+        if "login_hint" in client.subject_hints:
+            warnings.append(
+                f"{where}: accepts a plain login_hint, so the RP must check the id_token's sub"
+            )
+    return warnings
+
+
+def _idenfy_warnings(settings: Settings) -> list[str]:
+    idenfy = settings.idenfy
+    warnings: list[str] = []
+    if idenfy.mode == "simulator" and not settings.issuer_is_loopback():
+        warnings.append("idenfy.mode is simulator on a non-loopback issuer: no real face check")
+    key = idenfy.webhook_signing_key
+    if key is not None and len(key.get_secret_value()) < MIN_SECRET:
+        warnings.append(f"idenfy.webhook_signing_key is shorter than {MIN_SECRET} characters")
+    if idenfy.mode == "live" and urlsplit(idenfy.api_base).scheme != "https":
+        warnings.append("idenfy.api_base does not use https")
+    return warnings
+
+
+def _loopback(host: str | None) -> bool:
+    return is_loopback_host(host or "")

@@ -1,0 +1,171 @@
+"""``idenfy-stepup``: serve | demo | check-config | subjects (design.md §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import SecretStr
+from starlette.types import ASGIApp
+
+from . import checks, logs
+from .app import create_app
+from .config import ConfigError, Settings, load_settings
+from .store import Store
+from .store_redis import EmbeddedRedis, connect
+
+
+def with_simulator_key(settings: Settings) -> Settings:
+    """In simulator mode with no signing key, sign with a fresh one known to both sides."""
+    idenfy = settings.idenfy
+    if idenfy.mode != "simulator" or idenfy.webhook_signing_key is not None:
+        return settings
+    key = SecretStr(secrets.token_hex(32))
+    return settings.model_copy(
+        update={"idenfy": idenfy.model_copy(update={"webhook_signing_key": key})}
+    )
+
+
+def _server(app: ASGIApp, host: str, port: int, level: str) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=level, access_log=False, log_config=None,
+        proxy_headers=False, server_header=False,
+    )  # fmt: skip
+    return uvicorn.Server(config)
+
+
+def simulator_server(settings: Settings) -> uvicorn.Server:
+    from .simulator import create_simulator_app  # noqa: PLC0415  (never in live mode)
+
+    sim = settings.idenfy.simulator
+    key = settings.idenfy.webhook_signing_key
+    app = create_simulator_app(
+        sim,
+        webhook_url=sim.webhook_url or f"{settings.issuer}/webhooks/idenfy",
+        signing_key=key.get_secret_value() if key is not None else None,
+    )
+    return _server(app, sim.host, sim.port, settings.server.log_level)
+
+
+async def _serve_all(servers: list[uvicorn.Server]) -> None:
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
+def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
+    settings = with_simulator_key(load_settings(args.config))
+    server = settings.server
+    logs.configure(server.log_format, server.log_level)
+    host, port = args.host or server.host, args.port if args.port is not None else server.port
+    servers = [_server(create_app(settings), host, port, server.log_level)]
+    if settings.idenfy.mode == "simulator":
+        servers.append(simulator_server(settings))
+    if demo:
+        servers.append(demo_server(settings, args.demo_port))
+    asyncio.run(_serve_all(servers))
+    return 0
+
+
+def demo_server(settings: Settings, port: int) -> uvicorn.Server:
+    from .demo.app import create_demo_app  # noqa: PLC0415
+
+    client = next((c for c in settings.clients if f":{port}/" in c.redirect_uris[0]), None)
+    if client is None or client.client_secret is None:
+        raise ConfigError([("clients", f"no client with a redirect_uri on port {port}")])
+    app = create_demo_app(
+        issuer=settings.issuer,
+        client_id=client.client_id,
+        client_secret=client.client_secret.get_secret_value(),
+        redirect_uri=client.redirect_uris[0],
+        subject=next(iter(settings.directory.static), "alice"),
+        session_secret=secrets.token_urlsafe(32),
+    )
+    return _server(app, settings.server.host, port, settings.server.log_level)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file)
+    warnings = checks.unsafe_settings(settings)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print(f"{args.file}: OK ({len(settings.clients)} client(s), mode {settings.idenfy.mode})")
+    return 1 if warnings and args.strict else 0
+
+
+async def _subjects(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    embedded = None
+    url = None
+    if settings.redis.url == "embedded":
+        embedded = EmbeddedRedis(settings.redis.data_dir)
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+    redis = connect(settings.redis, url)
+    store = Store(redis, settings.redis.key_prefix)
+    try:
+        if args.action == "set":
+            await store.set_subject(args.subject, args.scan_ref)
+            print(f"{args.subject} -> {args.scan_ref}")
+        elif args.action == "get":
+            found = await store.get_subject(args.subject)
+            print(found if found is not None else f"{args.subject}: not set")
+            return 0 if found is not None else 1
+        else:
+            deleted = await store.delete_subject(args.subject)
+            print(f"{args.subject}: {'deleted' if deleted else 'not set'}")
+        return 0
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="idenfy-stepup", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "run the provider"), ("demo", "provider + demo app")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", required=True, help="YAML settings file")
+        s.add_argument("--host")
+        s.add_argument("--port", type=int)
+        if name == "demo":
+            s.add_argument("--demo-port", type=int, default=9000)
+    c = sub.add_parser("check-config", help="validate a settings file and warn about risks")
+    c.add_argument("file")
+    c.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    s = sub.add_parser("subjects", help="map subjects to iDenfy scanRefs in Redis")
+    s.add_argument("action", choices=["set", "get", "delete"])
+    s.add_argument("subject")
+    s.add_argument("scan_ref", nargs="?")
+    s.add_argument("--config", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return cmd_check_config(args)
+        if args.command == "subjects":
+            if args.action == "set" and not args.scan_ref:
+                parser().error("subjects set needs SUBJECT SCANREF")
+            return asyncio.run(_subjects(args))
+        return cmd_serve(args, demo=args.command == "demo")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""``/authorize`` (GET and POST): validate, pick the subject and level, open a face challenge.
+
+OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is an error page
+(invariant 5); after that every refusal is a redirect with ``error``, ``stepup_error``,
+``state`` and ``iss``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
+from ..oidc.requests import AuthlibRequest
+from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
+from ..runtime import Runtime
+from ..stepup import StepUpRequest
+from ..store import StoreUnavailable
+from .common import (
+    NO_STORE,
+    BadForm,
+    error_page,
+    log,
+    outcome_redirect,
+    read_form,
+    redirect_to_client,
+    runtime,
+)
+
+
+async def authorize(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        params = await _params(request, rt)
+    except BadForm as exc:
+        return error_page(rt, exc.status_code, "Bad request", exc.description, "invalid_request")
+    oauth = AuthlibRequest(
+        request.method, f"{rt.settings.issuer}/authorize", params, request.headers,
+        form=request.method == "POST",
+    )  # fmt: skip
+    try:
+        grant = rt.server.get_consent_grant(oauth, end_user=None)
+    except OAuth2Error as exc:
+        return _protocol_error(rt, oauth, exc)
+    try:
+        req = _step_up_request(rt, oauth, grant)
+    except Refusal as exc:
+        return _refusal(rt, oauth, exc)
+    return await _open_challenge(rt, req)
+
+
+async def _params(request: Request, rt: Runtime) -> dict[str, list[str]]:
+    if request.method == "POST":
+        return await read_form(request, rt.settings.server.max_form_bytes)
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    return params
+
+
+def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Response:
+    description = exc.description or exc.error.replace("_", " ")
+    redirect_uri = getattr(exc, "redirect_uri", None)
+    client_id = oauth.payload.client_id
+    if not redirect_uri or not client_id or rt.server.query_client(client_id) is None:
+        # Invariant 5: nothing we could trust to redirect to.
+        return error_page(rt, 400, "This request cannot be processed", description, exc.error)
+    params = [("error", exc.error), ("error_description", description), ("stepup_error", exc.error)]
+    state = oauth.payload.data.get("state")
+    return redirect_to_client(rt, client_id, redirect_uri, params, state, error=True)
+
+
+def _refusal(rt: Runtime, oauth: AuthlibRequest, exc: Refusal) -> Response:
+    params = [
+        ("error", exc.error),
+        ("error_description", exc.description),
+        ("stepup_error", exc.stepup_error),
+    ]
+    client_id = oauth.payload.client_id
+    state = oauth.payload.data.get("state")
+    return redirect_to_client(rt, client_id, oauth.payload.redirect_uri, params, state, error=True)
+
+
+def _step_up_request(rt: Runtime, oauth: AuthlibRequest, grant: object) -> StepUpRequest:
+    data = oauth.payload.data
+    client = rt.settings.client(oauth.payload.client_id)
+    assert client is not None  # authlib validated client_id
+    if "openid" not in (data.get("scope") or "").split():
+        raise Refusal("invalid_scope", "invalid_scope", "The scope must include openid.")
+    if data.get("response_mode", "query") != "query":
+        raise invalid("Only response_mode=query is supported.")
+    if client.require_pkce and not data.get("code_challenge"):
+        raise invalid("PKCE is required: send code_challenge with code_challenge_method=S256.")
+    claims = parse_claims(data.get("claims"))
+    level = choose_level(rt.settings, client, data.get("acr_values"), claims)
+    subject = resolve_subject(rt.settings, client, data, rt.keys)
+    return StepUpRequest(
+        client_id=client.client_id,
+        redirect_uri=oauth.payload.redirect_uri,
+        scope="openid",
+        subject=subject,
+        scan_ref="",
+        acr=level.acr,
+        method=level.method,
+        state=data.get("state"),
+        nonce=data.get("nonce"),
+        code_challenge=data.get("code_challenge"),
+        code_challenge_method=data.get("code_challenge_method"),
+        max_age=_max_age(data.get("max_age")),
+        claims=claims,
+    )
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise invalid("max_age must be a non-negative integer.")
+    return int(raw)
+
+
+async def _open_challenge(rt: Runtime, req: StepUpRequest) -> Response:
+    """Directory → check-status → new vendor session → PENDING challenge → challenge page."""
+    try:
+        scan_ref = await _scan_ref(rt, req.subject)
+        if scan_ref is None:
+            return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
+        check_type = await rt.vendor.check_status(scan_ref, req.method)
+        req = replace(req, scan_ref=scan_ref, check_type=check_type)
+        lifetime = rt.settings.idenfy.token_lifetime
+        token = await rt.vendor.create_authentication(
+            scan_ref, check_type, req.method, lifetime, rt.settings.idenfy.locale
+        )
+        secret = rt.binder.new_secret()
+        await rt.store.create_challenge(
+            token, req, binding=rt.binder.binding(secret), attempt=1,
+            expires_at=int(time.time()) + lifetime,
+            ttl=lifetime + rt.settings.challenge.grace_seconds,
+        )  # fmt: skip
+    except VendorNotEnrolled:
+        return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
+    except VendorUnavailable as exc:
+        log.warning("iDenfy unavailable at /authorize: %s", exc)
+        return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
+    except StoreUnavailable:
+        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
+    response = RedirectResponse(f"/challenge/{token}", status_code=303, headers=NO_STORE)
+    rt.binder.attach(response, token, secret)
+    return response
+
+
+async def _scan_ref(rt: Runtime, subject: str) -> str | None:
+    found = rt.settings.directory.static.get(subject)
+    if found is None and rt.settings.directory.redis:
+        found = await rt.store.get_subject(subject)
+    return found
+

@@ -1,0 +1,214 @@
+"""The challenge page and its actions: show the iframe, finish, retry, give up, cancel.
+
+Every action needs the browser's challenge cookie (invariant 2). The page's only input from
+the iframe is a UI hint; what happened is read from the challenge record, which only a
+verified webhook moves (invariant 1).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from urllib.parse import quote
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..idenfy.client import VendorError, valid_token
+from ..runtime import Runtime
+from ..stepup import CodeGrant, StepUpRequest
+from ..store import StoreUnavailable, Verdict
+from .common import (
+    NO_STORE,
+    error_page,
+    log,
+    log_outcome,
+    outcome_redirect,
+    redirect_to_client,
+    runtime,
+)
+
+FORBIDDEN = ("This check belongs to another browser", "Start again from the application.")
+GONE = ("This check has ended", "It expired or was already used. Start again from the application.")
+
+
+def _token(request: Request) -> str:
+    token = str(request.path_params["token"])
+    if not valid_token(token):
+        raise HTTPException(404)
+    return token
+
+
+def _see_other(url: str) -> Response:
+    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+
+
+async def page(request: Request) -> Response:
+    rt, token = runtime(request), _token(request)
+    binding = rt.binder.binding_of(request, token)
+    try:
+        peek = await rt.store.peek(token, binding, full=True)
+    except StoreUnavailable:
+        return _store_down(rt)
+    if peek.state is None:
+        return error_page(rt, 410, *GONE, "challenge_expired")
+    if not peek.bound or peek.request is None:
+        return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
+    if peek.state != "PENDING":
+        return _see_other(f"/challenge/{token}/finish")
+    return _render_challenge(rt, token, peek.request, peek.attempt)
+
+
+def _store_down(rt: Runtime) -> Response:
+    return error_page(
+        rt, 503, "Temporarily unavailable", "Try again in a moment.", "store_unavailable"
+    )
+
+
+def _client_name(rt: Runtime, req: StepUpRequest) -> str:
+    client = rt.settings.client(req.client_id)
+    return client.name if client is not None and client.name else req.client_id
+
+
+def _render_challenge(rt: Runtime, token: str, req: StepUpRequest, attempt: int) -> Response:
+    base = f"/challenge/{token}"
+    html = rt.templates.get_template("challenge.html").render(
+        token=token,
+        iframe_src=f"{rt.settings.idenfy.effective_iframe_base()}/?token={quote(token)}",
+        iframe_origin=rt.iframe_origin,
+        finish_url=f"{base}/finish",
+        events_url=f"{base}/events",
+        cancel_url=f"{base}/cancel",
+        client_name=_client_name(rt, req),
+        attempt=attempt,
+        max_attempts=rt.settings.challenge.max_attempts,
+    )
+    return HTMLResponse(html, headers=NO_STORE)
+
+
+async def finish(request: Request) -> Response:
+    return await _conclude(request, "finish")
+
+
+async def cancel(request: Request) -> Response:
+    return await _conclude(request, "cancel")
+
+
+async def give_up(request: Request) -> Response:
+    return await _conclude(request, "give_up")
+
+
+async def _conclude(request: Request, mode: str) -> Response:
+    rt, token = runtime(request), _token(request)
+    binding = rt.binder.binding_of(request, token)
+    max_attempts = rt.settings.challenge.max_attempts
+    try:
+        verdict = await rt.store.finish(token, binding, mode=mode, max_attempts=max_attempts)
+    except StoreUnavailable:
+        return _store_down(rt)
+    return await _answer(rt, token, verdict)
+
+
+async def _answer(rt: Runtime, token: str, verdict: Verdict) -> Response:
+    req = verdict.request
+    if verdict.kind == "missing":
+        return error_page(rt, 410, *GONE, "challenge_expired")
+    if verdict.kind == "forbidden" or req is None:
+        return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
+    if verdict.kind == "approved":
+        return await _issue_code(rt, req, int(verdict.detail))
+    if verdict.kind in ("denied", "expired", "canceled"):
+        name = {"expired": "EXPIRED", "canceled": "CANCELED"}.get(verdict.kind, verdict.detail)
+        return outcome_redirect(rt, req, rt.outcomes[_known(rt, name)])
+    if verdict.kind == "retry":
+        return _render_retry(rt, token, req, verdict.detail, verdict.attempt)
+    if verdict.kind in ("moved", "consumed") and verdict.detail:
+        return _see_other(f"/challenge/{verdict.detail}")
+    if verdict.kind == "pending":
+        return _see_other(f"/challenge/{token}")
+    return error_page(rt, 410, *GONE, "challenge_consumed")
+
+
+def _known(rt: Runtime, name: str) -> str:
+    try:
+        rt.outcomes[name]
+    except KeyError:
+        return "UNKNOWN"
+    return name
+
+
+async def _issue_code(rt: Runtime, req: StepUpRequest, auth_time: int) -> Response:
+    """RFC 6749 §4.1.2: a short-lived, single-use code, stored only as its SHA-256."""
+    code = secrets.token_urlsafe(32)
+    try:
+        grant = CodeGrant.from_request(req, auth_time)
+        await rt.store.put_code(code, grant, rt.settings.challenge.code_lifetime)
+    except StoreUnavailable:
+        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
+    log_outcome(req, "approved")
+    params = [("code", code)]
+    return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=False)
+
+
+def _render_retry(
+    rt: Runtime, token: str, req: StepUpRequest, outcome_name: str, attempt: int
+) -> Response:
+    outcome = rt.outcomes[_known(rt, outcome_name)]
+    max_attempts = rt.settings.challenge.max_attempts
+    html = rt.templates.get_template("retry.html").render(
+        client_name=_client_name(rt, req),
+        hint=outcome.hint,
+        description=outcome.description,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        attempts_left=max(max_attempts - attempt, 0),
+        retry_url=f"/challenge/{token}/retry",
+        give_up_url=f"/challenge/{token}/give-up",
+    )
+    return HTMLResponse(html, headers=NO_STORE)
+
+
+async def retry(request: Request) -> Response:
+    """A new vendor session for the same OIDC request; one claim per click (RETRY_CLAIM)."""
+    rt, token = runtime(request), _token(request)
+    secret = rt.binder.secret_of(request, token)
+    binding = rt.binder.binding(secret) if secret else ""
+    settings = rt.settings
+    try:
+        claim = await rt.store.claim_retry(token, binding, settings.challenge.max_attempts)
+        if claim.kind != "claimed" or claim.request is None:
+            return await _answer(rt, token, _after_refused_claim(claim))
+        req, attempt = claim.request, int(claim.detail) + 1
+        next_token = await _new_attempt(rt, req, binding, attempt)
+        await rt.store.link_retry(token, next_token)
+    except StoreUnavailable:
+        return _store_down(rt)
+    if next_token is None:
+        return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
+    response = _see_other(f"/challenge/{next_token}")
+    rt.binder.attach(response, next_token, secret)
+    return response
+
+
+def _after_refused_claim(claim: Verdict) -> Verdict:
+    if claim.kind == "refused":
+        return Verdict("pending", claim.request, "")
+    return claim
+
+
+async def _new_attempt(rt: Runtime, req: StepUpRequest, binding: str, attempt: int) -> str | None:
+    lifetime = rt.settings.idenfy.token_lifetime
+    try:
+        token = await rt.vendor.create_authentication(
+            req.scan_ref, req.check_type, req.method, lifetime, rt.settings.idenfy.locale
+        )
+    except VendorError as exc:
+        log.warning("iDenfy unavailable on retry: %s", exc)
+        return None
+    await rt.store.create_challenge(
+        token, req, binding=binding, attempt=attempt,
+        expires_at=int(time.time()) + lifetime,
+        ttl=lifetime + rt.settings.challenge.grace_seconds,
+    )  # fmt: skip
+    return token

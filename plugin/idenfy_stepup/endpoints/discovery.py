@@ -1,0 +1,103 @@
+"""Discovery (OIDC Discovery §3), JWKS, userinfo (OIDC Core §5.3), and health probes."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..oidc.request_objects import SIGNED_ALGS
+from ..runtime import Runtime
+from ..store import StoreUnavailable
+from .common import BadForm, json_error, read_form, runtime
+
+
+def metadata(rt: Runtime) -> dict[str, object]:
+    issuer = rt.settings.issuer
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "scopes_supported": ["openid"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": rt.keys.algorithms(),
+        "request_object_signing_alg_values_supported": SIGNED_ALGS,
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"],
+        "claims_parameter_supported": True,
+        "request_parameter_supported": True,
+        "request_uri_parameter_supported": False,
+        "acr_values_supported": list(rt.settings.acr.levels),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": True,
+        "claim_types_supported": ["normal"],
+    }
+
+
+async def openid_configuration(request: Request) -> Response:
+    rt = runtime(request)
+    return JSONResponse(metadata(rt), headers={"Cache-Control": "public, max-age=300"})
+
+
+async def jwks(request: Request) -> Response:
+    rt = runtime(request)
+    return Response(
+        rt.keys.jwks_json,
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def userinfo(request: Request) -> Response:
+    rt = runtime(request)
+    token = await _bearer(request, rt)
+    challenge = 'Bearer error="invalid_token"'
+    if token is None:
+        return json_error(401, "invalid_token", "A Bearer access token is required.",
+                          **{"WWW-Authenticate": "Bearer"})  # fmt: skip
+    try:
+        claims = await rt.store.access_token_claims(token)
+    except StoreUnavailable:
+        return json_error(503, "temporarily_unavailable", "The service is unavailable.")
+    if claims is None:
+        return json_error(401, "invalid_token", "The access token is invalid, expired or revoked.",
+                          **{"WWW-Authenticate": challenge})  # fmt: skip
+    return JSONResponse(json.loads(claims), headers={"Cache-Control": "no-store"})
+
+
+async def _bearer(request: Request, rt: Runtime) -> str | None:
+    """RFC 6750 §2.1 header, or §2.2 form body on POST."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip()
+    if request.method == "POST":
+        try:
+            form = await read_form(request, rt.settings.server.max_form_bytes)
+        except BadForm:
+            return None
+        values = form.get("access_token") or []
+        return values[0] if len(values) == 1 else None
+    return None
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    rt = runtime(request)
+    if await rt.store.ping():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)

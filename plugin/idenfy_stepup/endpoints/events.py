@@ -1,0 +1,63 @@
+"""The push channel: a Server-Sent Events stream that says "done" the moment a webhook lands.
+
+No polling: the stream registers with the process's :class:`Notifier` first, then reads the
+state once; it waits for the wake-up (published by whichever instance received the webhook)
+and re-reads. After ``push_timeout`` seconds it ends, and EventSource reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..idenfy.client import valid_token
+from ..runtime import Runtime
+from ..store import StoreUnavailable
+from .common import json_error, runtime
+
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+async def events(request: Request) -> Response:
+    rt = runtime(request)
+    token = str(request.path_params["token"])
+    if not valid_token(token):
+        return json_error(404, "invalid_request", "Unknown challenge.")
+    binding = rt.binder.binding_of(request, token)
+    if not binding:
+        return json_error(403, "access_denied", "This check belongs to another browser.")
+    return StreamingResponse(
+        _stream(rt, token, binding), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
+    finish = f"/challenge/{token}/finish"
+    done = f"event: done\ndata: {json.dumps({'finish': finish})}\n\n"
+    yield "retry: 1000\n\n"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + rt.settings.challenge.push_timeout
+    async with rt.notifier.waiting(token) as woken:
+        while True:
+            woken.clear()  # before reading, so a wake-up during the read is not lost
+            try:
+                peek = await rt.store.peek(token, binding)
+            except StoreUnavailable:
+                yield ": store unavailable\n\n"
+                return
+            if peek.state != "PENDING" or not peek.bound:
+                # Terminal, gone or not ours: the finish URL tells the browser which.
+                yield done
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                yield ": keep-alive\n\n"
+                return
+            try:
+                await asyncio.wait_for(woken.wait(), timeout=min(remaining, 15.0))
+            except TimeoutError:
+                yield ": keep-alive\n\n"

@@ -1,0 +1,95 @@
+"""``POST /webhooks/idenfy``: iDenfy's signed FACIAL_AUTHENTICATION webhook (idenfy-api.md §2).
+
+Order matters: bound the body (413), verify the HMAC over the raw bytes before reading
+anything in it (401), then content type (415), event type and JSON (400). The transition is one
+Lua script: duplicates, replays and late deliveries cannot change a terminal state (invariant
+4). Unknown tokens get 200 so the vendor stops retrying; Redis down gets 503 so it retries.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..idenfy.webhook import (
+    EVENT_TYPE,
+    WebhookEvent,
+    WebhookRejected,
+    check_content_type,
+    parse_event,
+    verify_signature,
+)
+from ..runtime import Runtime
+from ..store import StoreUnavailable
+from .common import BadForm, log, read_body, runtime
+
+
+async def idenfy_webhook(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        event = await _verified_event(request, rt)
+    except BadForm as exc:
+        return _reject(exc.status_code, exc.description)
+    except WebhookRejected as exc:
+        return _reject(exc.status_code, exc.reason)
+    if not event.final:
+        return JSONResponse({"result": "pending"})
+    try:
+        result, detail = await _apply(rt, event)
+    except StoreUnavailable:
+        log.error("webhook not stored: Redis unavailable; iDenfy will retry")
+        return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
+    _log(event, result, detail)
+    return JSONResponse({"result": result})
+
+
+async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
+    body = await read_body(request, rt.settings.idenfy.webhook_max_bytes)
+    if not verify_signature(body, request.headers.get("idenfy-signature"), rt.webhook_keys):
+        raise WebhookRejected(401, "invalid signature")
+    check_content_type(request.headers.get("content-type"))
+    if request.headers.get("idenfy-event-type", "").strip().upper() != EVENT_TYPE:
+        raise WebhookRejected(400, "unexpected Idenfy-Event-Type")
+    return parse_event(body)
+
+
+async def _apply(rt: Runtime, event: WebhookEvent) -> tuple[str, str]:
+    if event.success:
+        verdict, outcome = "SUCCESS", "SUCCESS"
+    else:
+        verdict, outcome = "DENIED", rt.outcomes.for_webhook(event.status, event.fail_reason).name
+    retryable = verdict == "DENIED" and rt.outcomes[outcome].retryable
+    ttl = rt.settings.idenfy.token_lifetime + rt.settings.challenge.grace_seconds
+    return await rt.store.apply_webhook(
+        token=event.token,
+        webhook_id=event.id,
+        verdict=verdict,
+        outcome=outcome,
+        retryable=retryable,
+        scan_ref=event.scan_ref,
+        check_type=event.type,
+        method=event.method,
+        marker_ttl=ttl,
+    )
+
+
+def _reject(status_code: int, reason: str) -> Response:
+    log.warning("webhook rejected: %s", reason, extra={"event": "webhook.rejected"})
+    return JSONResponse({"error": reason}, status_code=status_code)
+
+
+def _log(event: WebhookEvent, result: str, detail: str) -> None:
+    # The token and status only: never the body, the face photo URL or the IP address.
+    level = log.warning if result in ("unknown", "mismatch") else log.info
+    level(
+        "webhook %s",
+        result,
+        extra={
+            "event": "webhook.received",
+            "result": result,
+            "detail": detail,
+            "status": event.status,
+            "fail_reason": event.fail_reason,
+            "token_hint": event.token[:6],
+        },
+    )

@@ -1,0 +1,170 @@
+"""Async client for the iDenfy face-authentication partner API (idenfy-api.md §1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+# The token goes into the iframe URL, the sessions path and Redis keys, so only URL-unreserved
+# characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (idenfy-api.md §1.2); 64 leaves
+# room. At least one non-dot character so it can never be a "." / ".." path segment.
+_TOKEN = re.compile(r"(?=.*[^.])[A-Za-z0-9._~-]{1,64}")
+# Vendor identifiers are upper-case constants (§1.5); anything else is dropped so that text the
+# vendor reflects back (it may echo our input) never reaches logs via str(error).
+_IDENTIFIER = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_CHECK_TYPES = frozenset({"AUTHENTICATION", "ENROLLMENT"})
+_STATUS_KINDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "payment_required",
+    403: "forbidden",
+    404: "not_found",
+    429: "rate_limited",
+}
+
+
+class VendorError(Exception):
+    """iDenfy could not give an answer. ``str()`` carries only kind, status and identifier."""
+
+    def __init__(self, kind: str, status: int | None = None, identifier: str | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        self.identifier = identifier
+        parts = [f"iDenfy {kind}"]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if identifier is not None:
+            parts.append(identifier)
+        super().__init__(" ".join(parts))
+
+
+class VendorNotEnrolled(VendorError):
+    """The subject cannot do face auth: unknown scanRef or KYC needed first (§1.1)."""
+
+
+class VendorUnavailable(VendorError):
+    """Anything else: credentials, credits, rate limit, outage or an unexpected reply (§1.5)."""
+
+
+def valid_token(value: object) -> bool:
+    """True if ``value`` is safe to use as a face-auth session token (URLs and Redis keys)."""
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
+def default_timeout(total: float) -> httpx.Timeout:
+    """httpx timeouts apply per operation; connecting and waiting for a pooled connection are
+    capped at 2 s so an unreachable vendor fails fast while a slow reply may use ``total``."""
+    quick = min(2.0, total)
+    return httpx.Timeout(connect=quick, read=total, write=total, pool=quick)
+
+
+class IdenfyClient:
+    """One per app; ``http`` is the caller's long-lived client, so connections are reused."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, api_key: str, api_secret: str
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        # HTTP Basic with key:secret on every call (§0); kept in an auth object, never in a URL.
+        self._auth = httpx.BasicAuth(api_key, api_secret)
+
+    def __repr__(self) -> str:
+        return f"IdenfyClient(base_url={self._base!r})"
+
+    async def check_status(self, scan_ref: str, method: str = "FACE_MATCHING") -> str:
+        """Return ``AUTHENTICATION`` or ``ENROLLMENT`` (§1.1); raise if face auth is impossible."""
+        if scan_ref.strip(".") == "":
+            # Empty or dot-only would change the path; no such scanRef can exist (§1.1: 404).
+            raise VendorNotEnrolled("not_found")
+        path = f"/identification/facial-auth/{quote(scan_ref, safe='')}/check-status/"
+        try:
+            data = await self._call("GET", path, params={"method": method})
+        except VendorUnavailable as exc:
+            if exc.kind == "not_found":
+                raise VendorNotEnrolled("not_found", exc.status, exc.identifier) from None
+            raise
+        raw = data.get("type")
+        kind = raw.upper() if isinstance(raw, str) else None
+        if kind == "IDENTIFICATION":
+            raise VendorNotEnrolled("identification_required")
+        if kind is None or kind not in _CHECK_TYPES:
+            raise VendorUnavailable("bad_response")
+        return kind
+
+    async def create_authentication(
+        self, scan_ref: str, type_: str, method: str, lifetime: int, locale: str | None = None
+    ) -> str:
+        """Create a face-auth session and return its token (§1.2)."""
+        body: dict[str, object] = {
+            "scanRef": scan_ref,
+            "type": type_,
+            "method": method,
+            "lifetime": lifetime,
+        }
+        if locale is not None:
+            body["locale"] = locale
+        data = await self._call("POST", "/partner/authentication-info", json=body)
+        # Official samples read "token"; an unofficial one reads "authToken" (§1.2).
+        token = data.get("token") or data.get("authToken")
+        if isinstance(token, str) and valid_token(token):
+            return token
+        raise VendorUnavailable("bad_response")
+
+    async def get_session(self, token: str) -> dict[str, object]:
+        """Fetch ``FacialAuthenticationSession`` for ``token`` (§1.3); the polling fallback."""
+        if not valid_token(token):
+            raise VendorUnavailable("not_found")  # such a token was never issued
+        return await self._call("GET", f"/api/v2/facial-authentication-sessions/{token}/")
+
+    async def aclose(self) -> None:
+        """Nothing to release: the http client belongs to the caller."""
+
+    async def _call(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> dict[str, object]:
+        try:
+            response = await self._http.request(
+                method,
+                self._base + path,
+                params=params,
+                json=json,
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+            )
+        except httpx.TimeoutException as exc:
+            raise VendorUnavailable("timeout") from exc
+        except httpx.RequestError as exc:  # connection refused/reset, DNS, TLS, bad encoding
+            raise VendorUnavailable("network") from exc
+        if not response.is_success:
+            raise _status_error(response)
+        data = _json(response)
+        if not isinstance(data, dict):
+            raise VendorUnavailable("bad_response", response.status_code)
+        return data
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _status_error(response: httpx.Response) -> VendorUnavailable:
+    status = response.status_code
+    body = _json(response)
+    raw = body.get("identifier") if isinstance(body, dict) else None
+    identifier = raw if isinstance(raw, str) and _IDENTIFIER.fullmatch(raw) else None
+    if identifier == "TOO_MANY_REQUESTS":  # the rate limit may come back as a 400 (§5)
+        kind = "rate_limited"
+    elif status >= 500:
+        kind = "server_error"
+    elif status in _STATUS_KINDS:
+        kind = _STATUS_KINDS[status]
+    else:
+        kind = "bad_request" if status >= 400 else "bad_response"  # 3xx: we never follow redirects
+    return VendorUnavailable(kind, status, identifier)

@@ -1,0 +1,156 @@
+"""Verify and parse iDenfy's ``FACIAL_AUTHENTICATION`` webhook (idenfy-api.md §2)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .client import valid_token
+
+EVENT_TYPE = "FACIAL_AUTHENTICATION"
+
+# §2.3: hex SHA-256 is 64 characters; case is unstated, so the header is lower-cased first.
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+# application/json or any structured-syntax +json type (RFC 6839 §3.1), parameters ignored.
+_JSON_TYPE = re.compile(r"application/(?:json|[a-z0-9!#$&^_.-]+\+json)")
+_MAX_ID = 255
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """The fields of §2.1 we act on. Enums are upper-cased; unknown values are kept as sent."""
+
+    id: str
+    token: str
+    scan_ref: str | None
+    client_id: str | None
+    status: str
+    fail_reason: str | None
+    type: str | None
+    method: str | None
+
+    @property
+    def final(self) -> bool:
+        # OA lists a PENDING status (§2.2 [C]); every other value ends the session.
+        return self.status != "PENDING"
+
+    @property
+    def success(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+class WebhookRejected(Exception):
+    """The request is refused with ``status_code``; ``reason`` is safe to send back."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        super().__init__(reason)
+
+
+def sign(body: bytes, key: str) -> str:
+    """The ``Idenfy-Signature`` value for ``body``: lower-case hex HMAC-SHA256 (§2.3)."""
+    return hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, header: str | None, keys: Sequence[str]) -> bool:
+    """True if ``header`` signs the raw ``body`` under any key; two keys allow rotation."""
+    if not header:
+        return False  # no signing key set in the dashboard means no header (§2.3): refuse
+    candidate = header.strip().lower()
+    if _HEX_DIGEST.fullmatch(candidate) is None:
+        return False
+    matched = False
+    for key in keys:  # no early exit, so timing does not tell which key matched
+        if key:
+            try:
+                expected = sign(body, key)
+            except UnicodeEncodeError:
+                continue
+            matched |= hmac.compare_digest(expected, candidate)
+    return matched
+
+
+def check_content_type(value: str | None) -> None:
+    """Accept only JSON (§2: iDenfy posts ``application/json``)."""
+    mime = (value or "").split(";", 1)[0].strip().lower()
+    if _JSON_TYPE.fullmatch(mime) is None:
+        raise WebhookRejected(415, "content type must be application/json")
+
+
+def parse_event(body: bytes) -> WebhookEvent:
+    """Parse a verified body. Never echoes body content in errors."""
+    data = _load_object(body)
+    status = data.get("status")
+    if not isinstance(status, str):
+        raise WebhookRejected(400, "status must be a string")
+    status = status.strip().upper()
+    return WebhookEvent(
+        id=_event_id(data),
+        token=_token(data),
+        scan_ref=_optional(data, "scanRef"),
+        client_id=_optional(data, "clientId"),
+        status="CANCELED" if status == "CANCELLED" else status,
+        fail_reason=_upper(_optional(data, "failReason")),
+        type=_upper(_optional(data, "type")),
+        method=_upper(_optional(data, "method")),
+    )
+
+
+def _load_object(body: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+    except (ValueError, RecursionError):  # covers UnicodeDecodeError and JSONDecodeError
+        # `from None`: the decoder's message quotes the offending bytes.
+        raise WebhookRejected(400, "body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRejected(400, "body must be a JSON object")
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # Two parsers could pick different copies of a repeated key; refuse the ambiguity.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ValueError("duplicate key")
+    return data
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _event_id(data: dict[str, object]) -> str:
+    value = data.get("id")
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+        raise WebhookRejected(400, "id must be a non-empty string")
+    return value
+
+
+def _token(data: dict[str, object]) -> str:
+    # Same rule as tokens we accept from the API: they become Redis keys and URL parts.
+    value = data.get("token")
+    if not isinstance(value, str) or not valid_token(value):
+        raise WebhookRejected(400, "token must be a short URL-safe string")
+    return value
+
+
+def _optional(data: dict[str, object], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise WebhookRejected(400, f"{name} must be a string or null")
+    return value or None
+
+
+def _upper(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip().upper() or None

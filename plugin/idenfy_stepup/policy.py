@@ -1,0 +1,148 @@
+"""Step-up decisions at /authorize: which level (acr) and which person (subject).
+
+Each refusal is a :class:`Refusal` carrying the OAuth ``error`` and our ``stepup_error``; the
+authorize endpoint turns it into a redirect to the (already validated) redirect_uri.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from .config import ClientSettings, Settings
+from .oidc.keys import KeyRing
+from .oidc.request_objects import FROM_REQUEST_OBJECT
+
+
+class Refusal(Exception):
+    """The request is understood but cannot be served; reported to the RP by redirect."""
+
+    def __init__(self, error: str, stepup_error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.stepup_error = stepup_error
+        self.description = description
+
+
+def invalid(description: str, stepup_error: str = "invalid_request") -> Refusal:
+    return Refusal("invalid_request", stepup_error, description)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    acr: str
+    method: str
+
+
+def parse_claims(raw: str | None) -> dict[str, Any]:
+    """The ``claims`` parameter (OIDC Core §5.5), a JSON object."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise invalid("The claims parameter is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise invalid("The claims parameter must be a JSON object.")
+    return value
+
+
+def choose_level(
+    settings: Settings, client: ClientSettings, acr_values: str | None, claims: dict[str, Any]
+) -> Level:
+    """The first requested acr we can satisfy (OIDC Core §3.1.2.1, §5.5.1.1)."""
+    levels = settings.acr.levels
+    essential = _essential_acr(claims)
+    if essential is not None:
+        for acr in essential:
+            if acr in levels:
+                return Level(acr, levels[acr].method)
+        raise _acr_unsupported()
+    requested = (acr_values or "").split()
+    for acr in requested:
+        if acr in levels:
+            return Level(acr, levels[acr].method)
+    if requested and client.strict_acr_values:
+        raise _acr_unsupported()
+    default = settings.acr.default
+    return Level(default, levels[default].method)
+
+
+def _essential_acr(claims: dict[str, Any]) -> list[str] | None:
+    spec = claims.get("id_token", {}) if isinstance(claims.get("id_token"), dict) else {}
+    acr = spec.get("acr")
+    if not isinstance(acr, dict) or not acr.get("essential"):
+        return None
+    values = acr.get("values") or ([acr["value"]] if "value" in acr else [])
+    if not isinstance(values, list) or not values:
+        return None  # essential but unconstrained: any level we have satisfies it
+    return [str(v) for v in values]
+
+
+def _acr_unsupported() -> Refusal:
+    return Refusal(
+        "unmet_authentication_requirements",
+        "acr_unsupported",
+        "None of the requested authentication levels is available.",
+    )
+
+
+def resolve_subject(
+    settings: Settings, client: ClientSettings, params: dict[str, str], keys: KeyRing
+) -> str:
+    """Who must pass the face check, from the hints this client is allowed to use."""
+    found: list[str] = []
+    hints = client.subject_hints
+    if "request_object" in hints and params.get(FROM_REQUEST_OBJECT):
+        subject = _from_request_object(params)
+        if subject:
+            found.append(subject)
+    if "id_token_hint" in hints and params.get("id_token_hint"):
+        found.append(_from_id_token_hint(settings, client, params["id_token_hint"], keys))
+    if "login_hint" in hints and params.get("login_hint") and not params.get(FROM_REQUEST_OBJECT):
+        found.append(params["login_hint"])
+    if not found:
+        raise invalid("No subject hint this client may use was given.", "subject_required")
+    if len(set(found)) > 1:
+        raise invalid("The subject hints name different subjects.", "subject_conflict")
+    subject = found[0]
+    if not subject or len(subject) > 255:
+        raise invalid("The subject hint is empty or too long.", "subject_required")
+    return subject
+
+
+def _from_request_object(params: dict[str, str]) -> str | None:
+    claims = parse_claims(params.get("claims"))
+    spec = claims.get("id_token", {}) if isinstance(claims.get("id_token"), dict) else {}
+    sub = spec.get("sub")
+    if isinstance(sub, dict) and isinstance(sub.get("value"), str):
+        return str(sub["value"])
+    return params.get("login_hint") or None
+
+
+def _from_id_token_hint(
+    settings: Settings, client: ClientSettings, token: str, keys: KeyRing
+) -> str:
+    """OIDC Core §3.1.2.1: an id_token we (or a trusted upstream) issued; expiry is tolerated."""
+    claims = keys.verify(token)
+    if claims is not None and claims.get("iss") == settings.issuer:
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if client.client_id in auds and isinstance(claims.get("sub"), str):
+            return str(claims["sub"])
+        raise invalid("The id_token_hint was not issued to this client.")
+    for trusted in settings.directory.trusted_issuers:
+        data = trusted.jwks if trusted.jwks is not None else json.loads(trusted.jwks_file.read_text())  # type: ignore[union-attr]
+        try:
+            decoded = jwt.decode(token, KeySet.import_key_set(data))
+        except (JoseError, ValueError):
+            continue
+        value = decoded.claims.get(trusted.subject_claim)
+        if decoded.claims.get("iss") == trusted.issuer and isinstance(value, str):
+            return value
+    raise invalid("The id_token_hint could not be verified.")

@@ -1,0 +1,82 @@
+"""The validated step-up request: what /authorize accepted and every later step relies on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpRequest:
+    """One OIDC authorization request, after client, redirect_uri and subject were checked.
+
+    It outlives the vendor token (design.md §2) so that every ending, even an abandoned
+    challenge, can still be reported to ``redirect_uri`` with ``state`` and ``iss``.
+    """
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    subject: str
+    scan_ref: str
+    acr: str
+    method: str
+    check_type: str = "AUTHENTICATION"
+    state: str | None = None
+    nonce: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    max_age: int | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> StepUpRequest:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("step-up request must be a JSON object")
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeGrant:
+    """What an authorization code stands for; stored under the code's SHA-256 only."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    subject: str
+    acr: str
+    auth_time: int
+    nonce: str | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CodeGrant:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("code grant must be a JSON object")
+        return cls(**data)
+
+    @classmethod
+    def from_request(cls, request: StepUpRequest, auth_time: int) -> CodeGrant:
+        return cls(
+            client_id=request.client_id,
+            redirect_uri=request.redirect_uri,
+            scope=request.scope,
+            subject=request.subject,
+            acr=request.acr,
+            auth_time=auth_time,
+            nonce=request.nonce,
+            code_challenge=request.code_challenge,
+            code_challenge_method=request.code_challenge_method,
+            claims=request.claims,
+        )

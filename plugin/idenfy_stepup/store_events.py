@@ -1,0 +1,87 @@
+"""The wake-up channel: one Redis subscription per process fans out to local waiters.
+
+The webhook script PUBLISHes the token on ``{prefix}:events``; whichever process holds the
+browser's push connection wakes it. A single subscription per process (not one per browser)
+keeps Redis connections flat under load. If the subscription breaks, every waiter is woken so
+it re-reads the state: a missed message can delay nothing longer than a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stepup-notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, token: str) -> AsyncIterator[asyncio.Event]:
+        """Register interest in ``token`` *before* reading its state, so no event slips by."""
+        event = asyncio.Event()
+        self._waiters.setdefault(token, set()).add(event)
+        try:
+            yield event
+        finally:
+            bucket = self._waiters.get(token)
+            if bucket is not None:
+                bucket.discard(event)
+                if not bucket:
+                    del self._waiters[token]
+
+    def _wake(self, token: str | None) -> None:
+        buckets = self._waiters.values() if token is None else [self._waiters.get(token, set())]
+        for bucket in list(buckets):
+            for event in list(bucket):
+                event.set()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self.connected.set()
+                delay = 0.1
+                await self._listen(pubsub)
+            except (rexc.RedisError, OSError) as exc:
+                log.warning("event subscription lost: %s", type(exc).__name__)
+            finally:
+                self.connected.clear()
+                self._wake(None)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=30.0)
+            if message is None or message.get("type") != "message":
+                continue
+            data = message.get("data")
+            token = data.decode() if isinstance(data, bytes) else str(data)
+            self._wake(token)

@@ -1,0 +1,103 @@
+"""The Lua scripts behind every state transition (design.md §2, §4).
+
+Each script touches keys of one challenge only, all sharing the ``{token}`` hash tag, so it
+runs atomically in one slot on a single server, under Sentinel and in a Cluster alike.
+Return values are flat arrays: ``{verdict, ...}``.
+"""
+
+# KEYS[1] challenge, KEYS[2] webhook-id marker.
+# ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
+#       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
+WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then return {'duplicate'} end
+local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method')
+if c[1] ~= 'PENDING' then return {'ignored', c[1]} end
+if ARGV[4] ~= c[2] then
+  if ARGV[1] == 'SUCCESS' or ARGV[4] ~= '' then return {'mismatch', 'scanRef'} end
+end
+if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return {'mismatch', 'type'} end
+if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return {'mismatch', 'method'} end
+if ARGV[1] == 'PENDING' then return {'pending'} end
+if ARGV[1] == 'SUCCESS' then
+  redis.call('HSET', KEYS[1], 'state', 'APPROVED', 'auth_time', ARGV[7], 'webhook_id', ARGV[11])
+else
+  redis.call('HSET', KEYS[1], 'state', 'DENIED', 'outcome', ARGV[2], 'retryable', ARGV[3],
+             'webhook_id', ARGV[11], 'denied_at', ARGV[7])
+end
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return {'applied', redis.call('HGET', KEYS[1], 'state')}
+"""
+
+# KEYS[1] challenge. ARGV: 1 binding, 2 now, 3 max attempts, 4 mode (finish|give_up|cancel),
+#                        5 expiry skew seconds, 6 stale-retry seconds
+# Returns {verdict, request, detail, attempt}: verdict approved|denied|retry|expired|canceled|pending|
+#         moved|consumed|forbidden|missing.
+FINISH = """
+local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt', 'expires_at',
+                     'outcome', 'retryable', 'auth_time', 'next', 'retry_at')
+local state, req = c[1], c[3]
+if not state then return {'missing'} end
+if c[2] ~= ARGV[1] then return {'forbidden'} end
+local now = tonumber(ARGV[2])
+local function out(verdict, detail) return {verdict, req, detail, c[4]} end
+local function consume(verdict, detail)
+  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', verdict)
+  return out(verdict, detail)
+end
+if state == 'CONSUMED' then return out('consumed', c[9] or '') end
+if state == 'RETRYING' then
+  if c[9] then return out('moved', c[9]) end
+  if now - tonumber(c[10]) > tonumber(ARGV[6]) then return consume('denied', c[6]) end
+  return out('pending', '')
+end
+if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
+if state == 'APPROVED' then return consume('approved', c[8]) end
+if state == 'DENIED' then
+  local more = c[7] == '1' and tonumber(c[4]) < tonumber(ARGV[3])
+  if more and ARGV[4] == 'finish' then return out('retry', c[6]) end
+  return consume('denied', c[6])
+end
+if now >= tonumber(c[5]) + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED') end
+return out('pending', '')
+"""
+
+# KEYS[1] challenge. ARGV: 1 binding, 2 max attempts, 3 now. Claims the right to start the next
+# attempt so two clicks on "try again" never spend two vendor sessions.
+RETRY_CLAIM = """
+local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt', 'retryable',
+                     'outcome', 'next')
+if not c[1] then return {'missing'} end
+if c[2] ~= ARGV[1] then return {'forbidden'} end
+if c[1] == 'RETRYING' or c[1] == 'CONSUMED' then return {'moved', c[3], c[7] or ''} end
+if c[1] ~= 'DENIED' or c[5] ~= '1' or tonumber(c[4]) >= tonumber(ARGV[2]) then
+  return {'refused', c[3], c[6] or ''}
+end
+redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'retry_at', ARGV[3])
+return {'claimed', c[3], c[4]}
+"""
+
+# KEYS[1] challenge. ARGV: 1 next token ('' when the next attempt could not be created).
+RETRY_LINK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RETRYING' then return 0 end
+if ARGV[1] == '' then
+  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retry_failed')
+else
+  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retried', 'next', ARGV[1])
+end
+return 1
+"""
+
+# KEYS[1] code. ARGV: 1 access-token hash, 2 ttl once redeemed (the access token's lifetime).
+# A second redemption revokes what the first one issued (RFC 6749 §4.1.2, §10.5).
+REDEEM_CODE = """
+local c = redis.call('HMGET', KEYS[1], 'grant', 'at')
+if not c[1] then return {'missing'} end
+if c[2] then
+  redis.call('HSET', KEYS[1], 'at', 'revoked')
+  return {'reused'}
+end
+redis.call('HSET', KEYS[1], 'at', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {'ok', c[1]}
+"""

@@ -1,0 +1,236 @@
+"""The provider and the iDenfy simulator on real loopback ports, and a scripted relying party.
+
+Nothing is faked: the provider talks to the simulator over HTTP, the simulator sends signed
+webhooks back over HTTP, and state lives in a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import uvicorn
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from idenfy_stepup.app import create_app
+from idenfy_stepup.config import Settings, parse_settings
+from idenfy_stepup.simulator import create_simulator_app
+
+SIGNING_KEY = "test-webhook-signing-key-0123456789abcdef"
+CLIENT_SECRET = "shop-secret-0123456789-0123456789-abcdef"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+SCAN_REFS = {
+    "SCAN-ALICE": "AUTHENTICATION",
+    "SCAN-BOB": "IDENTIFICATION",
+    "SCAN-CAROL": "ENROLLMENT",
+}
+DIRECTORY = {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "carol": "SCAN-CAROL", "ghost": "SCAN-GONE"}
+
+
+def free_socket(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+async def serve_in_loop(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def base_settings(provider_port: int, sim_port: int, redis_url: str) -> dict[str, Any]:
+    return {
+        "issuer": f"http://127.0.0.1:{provider_port}",
+        "server": {"host": "127.0.0.1", "port": provider_port},
+        "redis": {"url": redis_url},
+        "idenfy": {
+            "mode": "simulator",
+            "webhook_signing_key": SIGNING_KEY,
+            "simulator": {"host": "127.0.0.1", "port": sim_port, "scan_refs": SCAN_REFS},
+        },
+        "directory": {"static": DIRECTORY},
+        "clients": [
+            {
+                "client_id": "shop",
+                "name": "Shop",
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [REDIRECT_URI],
+                "subject_hints": ["login_hint", "request_object", "id_token_hint"],
+            }
+        ],
+    }
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = field(default_factory=list)
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.issuer
+
+    @property
+    def simulator_url(self) -> str:
+        return self.settings.idenfy.simulator.base_url()
+
+    def browser(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=self.issuer, follow_redirects=False, timeout=20)
+        self.clients.append(client)
+        return client
+
+    async def stop(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+        for server, _ in self.servers:
+            server.should_exit = True
+        await asyncio.gather(*(task for _, task in self.servers), return_exceptions=True)
+
+    async def outcome(self, token: str, status: str, fail_reason: str | None = None,
+                      **extra: Any) -> httpx.Response:  # fmt: skip
+        body: dict[str, Any] = {"status": status, **extra}
+        if fail_reason is not None:
+            body["failReason"] = fail_reason
+        async with httpx.AsyncClient(timeout=30) as c:
+            return await c.post(f"{self.simulator_url}/_simulator/sessions/{token}/outcome",
+                                json=body)  # fmt: skip
+
+    async def jwks(self) -> KeySet:
+        async with httpx.AsyncClient() as c:
+            data = (await c.get(f"{self.issuer}/jwks")).json()
+        return KeySet.import_key_set(data)
+
+
+async def start_stack(redis_url: str, *, settings: dict[str, Any] | None = None,
+                      simulator: bool = True) -> Stack:  # fmt: skip
+    provider_sock, sim_sock = free_socket(), free_socket()
+    raw = base_settings(provider_sock.getsockname()[1], sim_sock.getsockname()[1], redis_url)
+    parsed = parse_settings(merge(raw, settings or {}))
+    stack = Stack(parsed)
+    stack.servers.append(await serve_in_loop(create_app(parsed), provider_sock))
+    if simulator:
+        sim = parsed.idenfy.simulator
+        key = parsed.idenfy.webhook_signing_key
+        app = create_simulator_app(
+            sim, webhook_url=f"{parsed.issuer}/webhooks/idenfy",
+            signing_key=key.get_secret_value() if key else None,
+        )  # fmt: skip
+        stack.servers.append(await serve_in_loop(app, sim_sock))
+    else:
+        sim_sock.close()
+    return stack
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@dataclass
+class Attempt:
+    """One step-up as a relying party and its user's browser see it."""
+
+    stack: Stack
+    browser: httpx.AsyncClient
+    state: str
+    nonce: str
+    verifier: str
+    token: str = ""
+
+    async def finish(self) -> httpx.Response:
+        return await self.browser.get(f"/challenge/{self.token}/finish")
+
+    async def result(self) -> dict[str, str]:
+        """Finish and return the query of the redirect to the RP."""
+        response = await self.finish()
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+        assert location.startswith(REDIRECT_URI), location
+        return query(location)
+
+    async def redeem(self, code: str, **form: str) -> httpx.Response:
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "code_verifier": self.verifier, **form}  # fmt: skip
+        async with httpx.AsyncClient() as c:
+            return await c.post(f"{self.stack.issuer}/token", data=data,
+                                auth=("shop", CLIENT_SECRET))  # fmt: skip
+
+    async def id_token(self, code: str) -> dict[str, Any]:
+        response = await self.redeem(code)
+        assert response.status_code == 200, response.text
+        token = jwt.decode(response.json()["id_token"], await self.stack.jwks())
+        return dict(token.claims)
+
+
+def authorize_params(verifier_challenge: str, **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": "shop",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": secrets.token_urlsafe(12),
+        "nonce": secrets.token_urlsafe(12),
+        "code_challenge": verifier_challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+        **extra,
+    }
+
+
+async def begin(stack: Stack, **extra: str) -> tuple[Attempt, httpx.Response]:
+    """GET /authorize as a browser; the response is the provider's first answer."""
+    verifier, challenge = pkce()
+    params = {k: v for k, v in authorize_params(challenge, **extra).items() if v != ""}
+    browser = stack.browser()
+    response = await browser.get("/authorize", params=params)
+    attempt = Attempt(stack, browser, params.get("state", ""), params.get("nonce", ""), verifier)
+    location = response.headers.get("location", "")
+    if response.status_code == 303 and location.startswith("/challenge/"):
+        attempt.token = location.rsplit("/", 1)[1]
+    return attempt, response
+
+
+async def challenge(stack: Stack, **extra: str) -> Attempt:
+    """A started step-up whose challenge page was shown."""
+    attempt, response = await begin(stack, **extra)
+    assert attempt.token, (response.status_code, response.headers, response.text)
+    page = await attempt.browser.get(f"/challenge/{attempt.token}")
+    assert page.status_code == 200, page.text
+    return attempt
