@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stack import REDIRECT_URI, Stack, challenge, query
+from .stack import REDIRECT_URI, Stack, challenge
 
 
 async def test_approved_step_up_issues_id_token(stack: Stack) -> None:

@@ -39,7 +39,7 @@ def _server(app: ASGIApp, host: str, port: int, level: str) -> uvicorn.Server:
 
 
 def simulator_server(settings: Settings) -> uvicorn.Server:
-    from .simulator import create_simulator_app  # noqa: PLC0415  (never in live mode)
+    from .simulator import create_simulator_app
 
     sim = settings.idenfy.simulator
     key = settings.idenfy.webhook_signing_key
@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
 
 
 def demo_server(settings: Settings, port: int) -> uvicorn.Server:
-    from .demo.app import create_demo_app  # noqa: PLC0415
+    from .demo.app import create_demo_app
 
     client = next((c for c in settings.clients if f":{port}/" in c.redirect_uris[0]), None)
     if client is None or client.client_secret is None:

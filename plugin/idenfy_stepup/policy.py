@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .config import ClientSettings, Settings
+from .config import ClientSettings, Settings, TrustedIssuer
 from .oidc.keys import KeyRing
 from .oidc.request_objects import FROM_REQUEST_OBJECT
 
@@ -137,12 +137,20 @@ def _from_id_token_hint(
             return str(claims["sub"])
         raise invalid("The id_token_hint was not issued to this client.")
     for trusted in settings.directory.trusted_issuers:
-        data = trusted.jwks if trusted.jwks is not None else json.loads(trusted.jwks_file.read_text())  # type: ignore[union-attr]
         try:
-            decoded = jwt.decode(token, KeySet.import_key_set(data))
+            decoded = jwt.decode(token, _trusted_keys(trusted))
         except (JoseError, ValueError):
             continue
         value = decoded.claims.get(trusted.subject_claim)
         if decoded.claims.get("iss") == trusted.issuer and isinstance(value, str):
             return value
     raise invalid("The id_token_hint could not be verified.")
+
+
+def _trusted_keys(trusted: TrustedIssuer) -> KeySet:
+    if trusted.jwks is not None:
+        data: Any = trusted.jwks
+    else:
+        assert trusted.jwks_file is not None
+        data = json.loads(trusted.jwks_file.read_text())
+    return KeySet.import_key_set(data)

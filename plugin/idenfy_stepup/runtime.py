@@ -50,7 +50,7 @@ async def build_runtime(
     settings: Settings, store: Store, notifier: Notifier, http: httpx.AsyncClient
 ) -> Runtime:
     """Load the shared secrets and keys from Redis (generated once when not configured)."""
-    from .oidc.keys import load_keys  # noqa: PLC0415
+    from .oidc.keys import load_keys
 
     keys = await load_keys(settings.keys, store.shared_secret)
     cookie_secret = settings.cookies.secret

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -112,7 +112,7 @@ class Store:
     ) -> None:
         """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s."""
         key = self.challenge_key(token)
-        fields = {
+        fields: Mapping[Any, Any] = {
             "state": "PENDING",
             "request": request.to_json(),
             "binding": binding,
@@ -160,10 +160,10 @@ class Store:
     ) -> tuple[str, str]:
         """Move PENDING → APPROVED/DENIED once; returns (result, detail). See store_lua.WEBHOOK."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
-        args = [verdict, outcome, int(retryable), scan_ref or "", check_type or "", method or ""]
-        args += [int(time.time()), marker_ttl, self.channel, token, webhook_id]
+        args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
+        args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
         reply = await self._call(lambda: self._webhook(keys=keys, args=args))
-        return _text(reply[0]) or "", _text(reply[1]) if len(reply) > 1 else ""
+        return _text(reply[0]) or "", (_text(reply[1]) or "") if len(reply) > 1 else ""
 
     async def finish(
         self,
@@ -176,12 +176,12 @@ class Store:
         stale_retry: int = 30,
     ) -> Verdict:
         """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered."""
-        args = [binding, int(time.time()), max_attempts, mode, expiry_skew, stale_retry]
+        args: list[Any] = [binding, int(time.time()), max_attempts, mode, expiry_skew, stale_retry]
         reply = await self._call(lambda: self._finish(keys=[self.challenge_key(token)], args=args))
         return _verdict(reply)
 
     async def claim_retry(self, token: str, binding: str, max_attempts: int) -> Verdict:
-        args = [binding, max_attempts, int(time.time())]
+        args: list[Any] = [binding, max_attempts, int(time.time())]
         key = self.challenge_key(token)
         reply = await self._call(lambda: self._retry_claim(keys=[key], args=args))
         return _verdict(reply)
@@ -207,14 +207,14 @@ class Store:
         self, code: str, access_token: str, ttl: int
     ) -> tuple[str, CodeGrant | None]:
         """Atomically mark a code used and bind it to the access token about to be issued."""
-        args = [digest(access_token), ttl]
+        args: list[Any] = [digest(access_token), ttl]
         reply = await self._call(lambda: self._redeem(keys=[self.code_key(code)], args=args))
         kind = _text(reply[0]) or ""
         grant = CodeGrant.from_json(reply[1]) if kind == "ok" else None
         return kind, grant
 
     async def put_access_token(self, access_token: str, code: str, claims: str, ttl: int) -> None:
-        record = {"claims": claims, "code": digest(code)}
+        record: Mapping[Any, Any] = {"claims": claims, "code": digest(code)}
         key = self.token_key(access_token)
 
         async def op() -> None:

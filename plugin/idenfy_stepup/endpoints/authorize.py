@@ -158,4 +158,3 @@ async def _scan_ref(rt: Runtime, subject: str) -> str | None:
     if found is None and rt.settings.directory.redis:
         found = await rt.store.get_subject(subject)
     return found
-

@@ -67,9 +67,7 @@ async def _redeem(
 def _authlib_response(
     rt: Runtime, request: Request, form: dict[str, list[str]], grant: CodeGrant | None, at: str
 ) -> tuple[int, Any, list[tuple[str, str]]]:
-    oauth = AuthlibRequest(
-        "POST", f"{rt.settings.issuer}/token", form, request.headers, form=True
-    )
+    oauth = AuthlibRequest("POST", f"{rt.settings.issuer}/token", form, request.headers, form=True)
     oauth.stepup_code = grant
     oauth.stepup_access_token = at
     rt.server.pending_jti = None  # set by PrivateKeyJWT during this synchronous call only

@@ -62,7 +62,7 @@ class KeyRing:
 
 
 def _public(key: Key) -> dict[str, Any]:
-    data = dict(key.as_dict(private=False))
+    data: dict[str, Any] = dict(key.as_dict(private=False))
     data.update(kid=key.kid, use="sig", alg=key.alg)
     return data
 
@@ -71,8 +71,12 @@ def _from_config(settings: KeysSettings) -> KeyRing:
     active: dict[str, Key] = {}
     published: list[Key] = []
     for entry in settings.signing:
-        kty = "EC" if entry.alg == "ES256" else "RSA"
-        key = import_key(entry.pem(), kty, parameters={"kid": entry.kid, "alg": entry.alg})
+        params: Any = {"kid": entry.kid, "alg": entry.alg}
+        key: Key = (
+            import_key(entry.pem(), "EC", parameters=params)
+            if entry.alg == "ES256"
+            else import_key(entry.pem(), "RSA", parameters=params)
+        )
         published.append(key)
         if not entry.publish_only:
             active.setdefault(entry.alg, key)
