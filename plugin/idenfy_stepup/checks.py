@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from joserfc.jwk import KeySet
+
 from .config import Settings, is_loopback_host
+from .oidc.keys import keys_from_config
 
 MIN_SECRET = 32
 
@@ -53,3 +58,24 @@ def _idenfy_warnings(settings: Settings) -> list[str]:
 
 def _loopback(host: str | None) -> bool:
     return is_loopback_host(host or "")
+
+
+def load_errors(settings: Settings) -> list[str]:
+    """Problems that would stop the service at start-up: keys and files that do not load."""
+    errors: list[str] = []
+    if settings.keys.signing:
+        try:
+            keys_from_config(settings.keys)
+        except (OSError, ValueError, TypeError) as exc:
+            errors.append(f"keys.signing: a private key does not load ({type(exc).__name__})")
+    for i, trusted in enumerate(settings.directory.trusted_issuers):
+        try:
+            data = trusted.jwks if trusted.jwks is not None else _read_json(trusted.jwks_file)
+            KeySet.import_key_set(data)  # type: ignore[arg-type]
+        except (OSError, ValueError, TypeError) as exc:
+            errors.append(f"directory.trusted_issuers[{i}]: keys do not load ({exc})")
+    return errors
+
+
+def _read_json(path: Path | None) -> object:
+    return json.loads(Path(str(path)).read_text())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 from pydantic import SecretStr
@@ -30,12 +32,20 @@ def with_simulator_key(settings: Settings) -> Settings:
     )
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to ``_serve_all``, which stops all servers at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _server(app: ASGIApp, host: str, port: int, level: str) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, log_level=level, access_log=False, log_config=None,
         proxy_headers=False, server_header=False,
     )  # fmt: skip
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 def simulator_server(settings: Settings) -> uvicorn.Server:
@@ -52,6 +62,9 @@ def simulator_server(settings: Settings) -> uvicorn.Server:
 
 
 async def _serve_all(servers: list[uvicorn.Server]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop, servers)
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
@@ -59,6 +72,11 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
     await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
         task.result()
+
+
+def _stop(servers: list[uvicorn.Server]) -> None:
+    for server in servers:
+        server.should_exit = True
 
 
 def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
@@ -94,6 +112,11 @@ def demo_server(settings: Settings, port: int) -> uvicorn.Server:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.file)
+    errors = checks.load_errors(settings)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        return 2
     warnings = checks.unsafe_settings(settings)
     for warning in warnings:
         print(f"warning: {warning}")

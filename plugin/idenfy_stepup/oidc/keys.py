@@ -67,7 +67,7 @@ def _public(key: Key) -> dict[str, Any]:
     return data
 
 
-def _from_config(settings: KeysSettings) -> KeyRing:
+def keys_from_config(settings: KeysSettings) -> KeyRing:
     active: dict[str, Key] = {}
     published: list[Key] = []
     for entry in settings.signing:
@@ -88,7 +88,7 @@ async def load_keys(
 ) -> KeyRing:
     """Configured keys, or keys generated once and shared via ``shared(name, make)``."""
     if settings.signing:
-        return _from_config(settings)
+        return keys_from_config(settings)
     keys: dict[str, Key] = {}
     for alg in ALGS:
         raw = await shared(f"jwk:{alg}", lambda alg=alg: generate_jwk(alg))  # type: ignore[misc]

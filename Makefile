@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= config/demo.yaml
+
+.PHONY: run test lint typecheck unit system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+## make run: the provider, the iDenfy simulator and the demo bank app (http://127.0.0.1:9000)
+run: $(STAMP)
+	@echo "Demo bank:       http://127.0.0.1:9000"
+	@echo "Provider:        http://127.0.0.1:8000/.well-known/openid-configuration"
+	@echo "iDenfy simulator: http://127.0.0.1:8001"
+	$(BIN)/idenfy-stepup demo --config $(CONFIG)
+
+## system packages the tests use (Debian); skipped when present or when not root
+system-deps:
+	@./.ci/system-deps
+
+lint: $(STAMP)
+	$(BIN)/ruff check plugin tests bench
+	$(BIN)/ruff format --check plugin tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+## make test: everything CI runs
+test: system-deps $(STAMP) lint typecheck unit
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
