@@ -10,6 +10,7 @@ import asyncio
 import base64
 import copy
 import hashlib
+import json
 import secrets
 import socket
 import time
@@ -24,6 +25,7 @@ from joserfc.jwk import KeySet
 
 from idenfy_stepup.app import create_app
 from idenfy_stepup.config import Settings, parse_settings
+from idenfy_stepup.idenfy.webhook import sign as sign_webhook
 from idenfy_stepup.simulator import create_simulator_app
 
 SIGNING_KEY = "test-webhook-signing-key-0123456789abcdef"
@@ -234,3 +236,91 @@ async def challenge(stack: Stack, **extra: str) -> Attempt:
     page = await attempt.browser.get(f"/challenge/{attempt.token}")
     assert page.status_code == 200, page.text
     return attempt
+
+
+# -- helpers for the error-table, invariant, retry and push tests --------------------------------
+
+VENDOR_AUTH = ("simulator-api-key", "simulator-api-secret")
+
+
+def challenge_key(token: str) -> str:
+    """The Redis key of a challenge record (design.md §4)."""
+    return f"stepup:{{{token}}}:challenge"
+
+
+def webhook_body(token: str, status: str, fail_reason: str | None = None, *,
+                 scan_ref: str | None = "SCAN-ALICE", type_: str | None = "AUTHENTICATION",
+                 method: str | None = "FACE_MATCHING", event_id: str | None = None,
+                 face_photo: str | None = None) -> bytes:  # fmt: skip
+    """A FACIAL_AUTHENTICATION webhook body (idenfy-api.md §2.1), as the vendor would send it."""
+    payload = {
+        "id": event_id or secrets.token_hex(16),
+        "scanRef": scan_ref,
+        "clientId": "idenfy-stepup-simulator",
+        "status": status,
+        "token": token,
+        "type": type_,
+        "method": method,
+        "facePhoto": face_photo,
+        "ipAddress": None,
+        "failReason": fail_reason,
+        "riskTags": None,
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def post_webhook(stack: Stack, body: bytes, *, key: str | None = SIGNING_KEY,
+                       signature: str | None = None) -> httpx.Response:  # fmt: skip
+    """POST a webhook to the provider, signed with ``key`` (or with ``signature`` as given)."""
+    headers = {"Content-Type": "application/json", "Idenfy-Event-Type": "FACIAL_AUTHENTICATION"}
+    if signature is None and key is not None:
+        signature = sign_webhook(body, key)
+    if signature is not None:
+        headers["Idenfy-Signature"] = signature
+    async with httpx.AsyncClient(timeout=20) as c:
+        return await c.post(f"{stack.issuer}/webhooks/idenfy", content=body, headers=headers)
+
+
+async def vendor_sessions(stack: Stack) -> list[dict[str, Any]]:
+    """Every face-auth session the simulator created, through its partner API."""
+    async with httpx.AsyncClient(timeout=20, auth=VENDOR_AUTH) as c:
+        response = await c.get(f"{stack.simulator_url}/api/v2/facial-authentication-sessions/")
+    response.raise_for_status()
+    sessions: list[dict[str, Any]] = response.json()
+    return sessions
+
+
+async def simulator_session(stack: Stack, token: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=20) as c:
+        response = await c.get(f"{stack.simulator_url}/_simulator/sessions/{token}")
+    response.raise_for_status()
+    session: dict[str, Any] = response.json()
+    return session
+
+
+async def resend_webhook(stack: Stack, token: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as c:
+        return await c.post(f"{stack.simulator_url}/_simulator/webhooks/{token}/resend")
+
+
+async def serve_vendor(stack: Stack, app: Any) -> None:
+    """Serve ``app`` where the simulator would be: a vendor that misbehaves on purpose.
+
+    Start the stack with ``simulator=False`` first; the provider then talks to this app.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", stack.settings.idenfy.simulator.port))
+    stack.servers.append(await serve_in_loop(app, sock))
+
+
+async def wait_until(check: Any, within: float = 5.0, interval: float = 0.02) -> Any:
+    """Await ``check()`` until it returns something truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s (last: {value!r})")
+        await asyncio.sleep(interval)

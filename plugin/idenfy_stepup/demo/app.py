@@ -197,6 +197,7 @@ class _Pages:
     def _render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
         html = self.env.get_template(f"demo/{name}").render(
             css=request.url_for("static", path="demo.css"),
+            icon=request.url_for("static", path="favicon.svg"),
             home=request.url_for("index"),
             transfer_url=request.url_for("transfer"),
             subject=self.subject,

@@ -1,0 +1,351 @@
+"""design.md §5, row by row: every way a step-up ends, as the relying party sees it.
+
+Each case runs end to end: the RP's /authorize, the challenge page, the simulator's signed
+webhook, the browser's finish, and the redirect back to the RP with ``error``,
+``error_description``, ``stepup_error``, ``state`` and ``iss``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .conftest import RedisProcess
+from .stack import (
+    REDIRECT_URI,
+    Attempt,
+    Stack,
+    begin,
+    challenge,
+    query,
+    serve_vendor,
+    start_stack,
+    vendor_sessions,
+)
+
+StackFactory = Callable[..., Any]
+
+DENIED = "access_denied"
+UNMET = "unmet_authentication_requirements"
+UNAVAILABLE = "temporarily_unavailable"
+
+# The table of design.md §5, written out here so the product's own table is checked against it.
+FINAL_REASONS = {
+    "FACE_MISMATCH": "face_mismatch",
+    "PROBABILITY_TOO_SMALL": "low_confidence",
+    "FAKE_FACE": "spoof_detected",
+    "VIRTUAL_CAMERA": "virtual_camera",
+    "FAKE_CAPTURE": "capture_tampered",
+    "DUPLICATE_IMAGE": "duplicate_image",
+}
+RETRYABLE_REASONS = {
+    "FACE_NOT_FOUND": "face_not_found",
+    "TOO_MANY_FACES": "multiple_faces",
+    "FACE_ANGLE_TOO_LARGE": "face_angle",
+    "FACE_TOO_SMALL": "face_too_small",
+    "FACE_CLOSE_TO_BORDER": "face_near_border",
+    "FACE_TOO_CLOSE": "face_too_close",
+    "FACE_CROPPED": "face_cropped",
+    "FACE_IS_OCCLUDED": "face_occluded",
+    "EYES_CLOSED": "eyes_closed",
+    "FAILED_TO_PREDICT_LANDMARKS": "landmarks_failed",
+}
+assert len(FINAL_REASONS) + len(RETRYABLE_REASONS) == 16
+
+
+def assert_error_redirect(
+    result: dict[str, str], attempt: Attempt, stack: Stack, error: str, stepup_error: str
+) -> None:
+    """The RP gets the standard code, our code, a human description, its state and our iss."""
+    assert "code" not in result, result
+    assert result["error"] == error, result
+    assert result["stepup_error"] == stepup_error, result
+    assert result["state"] == attempt.state, result
+    assert result["iss"] == stack.issuer, result
+    assert result.get("error_description", "").strip(), result
+
+
+def rp_redirect(response: httpx.Response) -> dict[str, str]:
+    """The query of a direct 303 to the RP (a refusal at /authorize)."""
+    assert response.status_code == 303, (response.status_code, response.text)
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT_URI + "?"), location
+    return query(location)
+
+
+# -- outcomes reported by the vendor's webhook --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "stepup_error"),
+    [
+        ("CANCELED", None, "user_canceled"),
+        ("EXPIRED", None, "challenge_expired"),
+        *[("FAILED", reason, code) for reason, code in FINAL_REASONS.items()],
+        ("FAILED", "SOMETHING_NEW_FROM_THE_VENDOR", "verification_failed"),
+        ("FAILED", None, "verification_failed"),
+    ],
+)
+async def test_final_outcome_row(
+    stack: Stack, status: str, reason: str | None, stepup_error: str
+) -> None:
+    """Rows without a retry: even with attempts left (default 3), the RP gets the error."""
+    attempt = await challenge(stack)
+    delivered = await stack.outcome(attempt.token, status, reason)
+    assert delivered.json()["delivered"] == 200
+    assert_error_redirect(await attempt.result(), attempt, stack, DENIED, stepup_error)
+
+
+@pytest.mark.parametrize(("reason", "stepup_error"), list(RETRYABLE_REASONS.items()))
+async def test_retryable_row_after_last_attempt(
+    stack_factory: StackFactory, reason: str, stepup_error: str
+) -> None:
+    stack: Stack = await stack_factory(settings={"challenge": {"max_attempts": 1}})
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", reason)
+    assert_error_redirect(await attempt.result(), attempt, stack, DENIED, stepup_error)
+
+
+@pytest.mark.parametrize("reason", list(RETRYABLE_REASONS))
+async def test_retryable_row_offers_a_retry_while_attempts_remain(
+    stack: Stack, reason: str
+) -> None:
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", reason)
+    page = await attempt.finish()
+    assert page.status_code == 200, page.headers
+    assert 'data-action="retry"' in page.text
+    assert 'data-action="give-up"' in page.text
+    assert "code=" not in page.text
+
+
+@pytest.mark.parametrize("reason", list(FINAL_REASONS))
+async def test_final_reasons_never_offer_a_retry(stack: Stack, reason: str) -> None:
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", reason)
+    retried = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
+    # No new attempt: the browser is sent back to the same challenge (which then finishes
+    # with the error) or straight to the RP, never to a new challenge.
+    assert retried.status_code == 303, retried.text
+    location = retried.headers["location"]
+    assert location == f"/challenge/{attempt.token}" or location.startswith(REDIRECT_URI)
+    result = await attempt.result()
+    assert result["stepup_error"] == FINAL_REASONS[reason]
+    assert len(await vendor_sessions(stack)) == 1
+
+
+# -- refusals before any face check -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        pytest.param("bob", id="identification-scanref"),
+        pytest.param("ghost", id="scanref-unknown-to-vendor"),
+        pytest.param("nobody", id="subject-not-in-directory"),
+    ],
+)
+async def test_not_enrolled(stack: Stack, subject: str) -> None:
+    attempt, response = await begin(stack, login_hint=subject)
+    assert_error_redirect(rp_redirect(response), attempt, stack, UNMET, "not_enrolled")
+    assert await vendor_sessions(stack) == []
+
+
+async def test_enrollment_scanref_is_enrolled(stack: Stack) -> None:
+    """check-status ENROLLMENT (carol) is not in the not_enrolled row: the check goes ahead."""
+    attempt = await challenge(stack, login_hint="carol")
+    await stack.outcome(attempt.token, "SUCCESS")
+    result = await attempt.result()
+    assert (await attempt.id_token(result["code"]))["sub"] == "carol"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"acr_values": "urn:example:unknown"}, id="acr_values-unknown"),
+        pytest.param(
+            {"claims": json.dumps({"id_token": {"acr": {"essential": True, "value": "urn:x"}}})},
+            id="essential-acr-value",
+        ),
+        pytest.param(
+            {
+                "claims": json.dumps(
+                    {"id_token": {"acr": {"essential": True, "values": ["urn:x", "urn:y"]}}}
+                )
+            },
+            id="essential-acr-values",
+        ),
+    ],
+)
+async def test_acr_unsupported(stack: Stack, extra: dict[str, str]) -> None:
+    attempt, response = await begin(stack, **extra)
+    assert_error_redirect(rp_redirect(response), attempt, stack, UNMET, "acr_unsupported")
+    assert await vendor_sessions(stack) == []
+
+
+# -- the vendor is down or misbehaves --------------------------------------------------------------
+
+
+async def test_vendor_unreachable(stack_factory: StackFactory) -> None:
+    stack: Stack = await stack_factory(simulator=False)  # nothing listens on the vendor port
+    attempt, response = await begin(stack)
+    assert_error_redirect(rp_redirect(response), attempt, stack, UNAVAILABLE, "vendor_unavailable")
+
+
+def misbehaving_vendor(failing: str, status: int, body: dict[str, Any], delay: float) -> Starlette:
+    """A partner API whose ``failing`` endpoint answers ``status``; the other one works."""
+
+    async def check_status(request: Request) -> Response:
+        if failing == "check-status":
+            await asyncio.sleep(delay)
+            return JSONResponse(body, status_code=status)
+        return JSONResponse({"type": "AUTHENTICATION"})
+
+    async def create(request: Request) -> Response:
+        if failing == "authentication-info":
+            await asyncio.sleep(delay)
+            return JSONResponse(body, status_code=status)
+        return JSONResponse({"token": "T0KEN-FROM-A-BROKEN-VENDOR"})
+
+    return Starlette(
+        routes=[
+            Route("/identification/facial-auth/{ref}/check-status/", check_status),
+            Route("/partner/authentication-info", create, methods=["POST"]),
+        ]
+    )
+
+
+@pytest.mark.parametrize("failing", ["check-status", "authentication-info"])
+@pytest.mark.parametrize(
+    ("status", "body", "delay"),
+    [
+        pytest.param(500, {"identifier": "INTERNAL", "message": "boom"}, 0.0, id="500"),
+        pytest.param(503, {}, 0.0, id="503"),
+        pytest.param(429, {"identifier": "TOO_MANY_REQUESTS"}, 0.0, id="429"),
+        pytest.param(400, {"identifier": "TOO_MANY_REQUESTS"}, 0.0, id="400-rate-limited"),
+        pytest.param(402, {"identifier": "NO_CREDITS"}, 0.0, id="402-no-credits"),
+        pytest.param(401, {"message": "Invalid authorization credentials"}, 0.0, id="401"),
+        pytest.param(200, {"type": "AUTHENTICATION"}, 1.5, id="timeout"),
+    ],
+)
+async def test_vendor_failure(
+    stack_factory: StackFactory,
+    failing: str,
+    status: int,
+    body: dict[str, Any],
+    delay: float,
+) -> None:
+    settings = {"idenfy": {"timeout": 0.5}}
+    stack: Stack = await stack_factory(settings=settings, simulator=False)
+    await serve_vendor(stack, misbehaving_vendor(failing, status, body, delay))
+    attempt, response = await begin(stack)
+    assert_error_redirect(rp_redirect(response), attempt, stack, UNAVAILABLE, "vendor_unavailable")
+
+
+# -- Redis is down ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisProcess]:
+    """A redis-server this test may stop without disturbing the shared one."""
+    proc = RedisProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(redis_url: str, **kwargs: Any) -> AsyncIterator[Stack]:
+    stack = await start_stack(redis_url, **kwargs)
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+
+
+async def test_store_unavailable(own_redis: RedisProcess) -> None:
+    async with running(own_redis.url) as stack:
+        own_redis.stop()
+        attempt, response = await begin(stack)
+        result = rp_redirect(response)
+        assert_error_redirect(result, attempt, stack, UNAVAILABLE, "store_unavailable")
+
+
+async def test_store_unavailable_when_issuing_the_code(own_redis: RedisProcess) -> None:
+    """Redis dies between the approval and the finish: fail closed, never a code."""
+    async with running(own_redis.url) as stack:
+        attempt = await challenge(stack)
+        await stack.outcome(attempt.token, "SUCCESS")
+        own_redis.stop()
+        response = await attempt.finish()
+        # The request cannot even be read: a 503 page, or the RP's store_unavailable error.
+        if response.status_code == 303:
+            result = query(response.headers["location"])
+            assert_error_redirect(result, attempt, stack, UNAVAILABLE, "store_unavailable")
+        else:
+            assert response.status_code == 503
+            assert "location" not in response.headers
+            assert "store_unavailable" in response.text
+
+
+# -- the operator's overrides ------------------------------------------------------------------
+
+
+async def test_errors_override_takes_effect(stack_factory: StackFactory) -> None:
+    errors = {
+        "FACE_MISMATCH": {"stepup_error": "custom_mismatch", "description": "Not the same person."}
+    }
+    stack: Stack = await stack_factory(settings={"errors": errors})
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_MISMATCH")
+    result = await attempt.result()
+    assert_error_redirect(result, attempt, stack, DENIED, "custom_mismatch")
+    assert result["error_description"] == "Not the same person."
+
+    # The other rows keep their defaults.
+    other = await challenge(stack)
+    await stack.outcome(other.token, "FAILED", "FAKE_FACE")
+    assert_error_redirect(await other.result(), other, stack, DENIED, "spoof_detected")
+
+
+async def test_errors_override_of_error_and_retryable(stack_factory: StackFactory) -> None:
+    errors = {
+        "FACE_TOO_SMALL": {"retryable": False, "error": "login_required"},
+        "FACE_MISMATCH": {"retryable": True},
+    }
+    stack: Stack = await stack_factory(settings={"errors": errors})
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
+    result = await attempt.result()
+    assert_error_redirect(result, attempt, stack, "login_required", "face_too_small")
+
+    mismatch = await challenge(stack)
+    await stack.outcome(mismatch.token, "FAILED", "FACE_MISMATCH")
+    page = await mismatch.finish()
+    assert page.status_code == 200
+    assert 'data-action="retry"' in page.text
+
+
+async def test_error_redirect_carries_error_description(stack: Stack) -> None:
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_MISMATCH")
+    response = await attempt.finish()
+    location = response.headers["location"]
+    assert "error_description=" in location
+    description = query(location)["error_description"]
+    assert len(description) > 10 and " " in description
+    # No internals leak into the text sent to the RP.
+    assert attempt.token not in description
+    assert "SCAN-" not in description
