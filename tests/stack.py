@@ -37,6 +37,9 @@ SCAN_REFS = {
     "SCAN-CAROL": "ENROLLMENT",
 }
 DIRECTORY = {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "carol": "SCAN-CAROL", "ghost": "SCAN-GONE"}
+# httpx builds a TLS context (loading the CA bundle, ~40 ms) for every client it creates; the
+# test clients share this one, which is the same default context built once.
+TLS = httpx.create_ssl_context()
 
 
 def free_socket(host: str = "127.0.0.1") -> socket.socket:
@@ -47,7 +50,9 @@ def free_socket(host: str = "127.0.0.1") -> socket.socket:
 
 
 async def serve_in_loop(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 20
@@ -109,7 +114,9 @@ class Stack:
         return self.settings.idenfy.simulator.base_url()
 
     def browser(self) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=self.issuer, follow_redirects=False, timeout=20)
+        client = httpx.AsyncClient(
+            base_url=self.issuer, follow_redirects=False, timeout=20, verify=TLS
+        )
         self.clients.append(client)
         return client
 
@@ -125,12 +132,12 @@ class Stack:
         body: dict[str, Any] = {"status": status, **extra}
         if fail_reason is not None:
             body["failReason"] = fail_reason
-        async with httpx.AsyncClient(timeout=30) as c:
+        async with httpx.AsyncClient(timeout=30, verify=TLS) as c:
             return await c.post(f"{self.simulator_url}/_simulator/sessions/{token}/outcome",
                                 json=body)  # fmt: skip
 
     async def jwks(self) -> KeySet:
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(verify=TLS) as c:
             data = (await c.get(f"{self.issuer}/jwks")).json()
         return KeySet.import_key_set(data)
 
@@ -190,7 +197,7 @@ class Attempt:
     async def redeem(self, code: str, **form: str) -> httpx.Response:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
                 "code_verifier": self.verifier, **form}  # fmt: skip
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(verify=TLS) as c:
             return await c.post(f"{self.stack.issuer}/token", data=data,
                                 auth=("shop", CLIENT_SECRET))  # fmt: skip
 
@@ -277,13 +284,13 @@ async def post_webhook(stack: Stack, body: bytes, *, key: str | None = SIGNING_K
         signature = sign_webhook(body, key)
     if signature is not None:
         headers["Idenfy-Signature"] = signature
-    async with httpx.AsyncClient(timeout=20) as c:
+    async with httpx.AsyncClient(timeout=20, verify=TLS) as c:
         return await c.post(f"{stack.issuer}/webhooks/idenfy", content=body, headers=headers)
 
 
 async def vendor_sessions(stack: Stack) -> list[dict[str, Any]]:
     """Every face-auth session the simulator created, through its partner API."""
-    async with httpx.AsyncClient(timeout=20, auth=VENDOR_AUTH) as c:
+    async with httpx.AsyncClient(timeout=20, auth=VENDOR_AUTH, verify=TLS) as c:
         response = await c.get(f"{stack.simulator_url}/api/v2/facial-authentication-sessions/")
     response.raise_for_status()
     sessions: list[dict[str, Any]] = response.json()
@@ -291,7 +298,7 @@ async def vendor_sessions(stack: Stack) -> list[dict[str, Any]]:
 
 
 async def simulator_session(stack: Stack, token: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=20) as c:
+    async with httpx.AsyncClient(timeout=20, verify=TLS) as c:
         response = await c.get(f"{stack.simulator_url}/_simulator/sessions/{token}")
     response.raise_for_status()
     session: dict[str, Any] = response.json()
@@ -299,7 +306,7 @@ async def simulator_session(stack: Stack, token: str) -> dict[str, Any]:
 
 
 async def resend_webhook(stack: Stack, token: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as c:
+    async with httpx.AsyncClient(timeout=30, verify=TLS) as c:
         return await c.post(f"{stack.simulator_url}/_simulator/webhooks/{token}/resend")
 
 

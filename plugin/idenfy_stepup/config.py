@@ -46,6 +46,19 @@ class ServerSettings(_Model):
     max_form_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: tuple[str, ...] = ()
 
+    @model_validator(mode="after")
+    def _networks(self) -> ServerSettings:
+        _check_networks(self.trusted_proxies)
+        return self
+
+
+def _check_networks(entries: tuple[str, ...]) -> None:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network") from None
+
 
 class RedisSettings(_Model):
     url: str = "embedded"
@@ -135,6 +148,7 @@ class IdenfySettings(_Model):
 
     @model_validator(mode="after")
     def _live_needs_credentials(self) -> IdenfySettings:
+        _check_networks(self.webhook_allowed_ips)
         if self.mode == "live":
             missing = [
                 name

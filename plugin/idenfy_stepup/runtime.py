@@ -13,6 +13,7 @@ from .browser import Binder
 from .config import Settings
 from .idenfy.client import IdenfyClient
 from .idenfy.outcomes import OutcomeTable
+from .netpolicy import Network, networks
 from .oidc.keys import KeyRing
 from .oidc.server import StepUpServer
 from .store import Store
@@ -31,6 +32,8 @@ class Runtime:
     binder: Binder
     templates: Environment
     webhook_keys: tuple[str, ...]
+    webhook_allowlist: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def iframe_origin(self) -> str:
@@ -71,6 +74,8 @@ async def build_runtime(
         binder=Binder(secret, settings),
         templates=template_env(),
         webhook_keys=webhook_keys(settings),
+        webhook_allowlist=networks(settings.idenfy.webhook_allowed_ips),
+        trusted_proxies=networks(settings.server.trusted_proxies),
     )
 
 

@@ -6,6 +6,7 @@ bank each listen on their own loopback port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -46,7 +47,7 @@ async def demo_stack(stack_factory: Any) -> AsyncIterator[tuple[Stack, str]]:
 
 async def shot(page: Page, name: str) -> None:
     if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(Path(SHOTS).mkdir, parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
 
 

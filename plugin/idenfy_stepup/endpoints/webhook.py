@@ -19,6 +19,7 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
+from ..netpolicy import allowed
 from ..runtime import Runtime
 from ..store import StoreUnavailable
 from .common import BadForm, log, read_body, runtime
@@ -44,6 +45,8 @@ async def idenfy_webhook(request: Request) -> Response:
 
 
 async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
+    if not allowed(request, rt.webhook_allowlist, rt.trusted_proxies):
+        raise WebhookRejected(403, "source address not allowed")
     body = await read_body(request, rt.settings.idenfy.webhook_max_bytes)
     if not verify_signature(body, request.headers.get("idenfy-signature"), rt.webhook_keys):
         raise WebhookRejected(401, "invalid signature")
