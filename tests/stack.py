@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import hashlib
 import json
 import secrets
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -43,7 +45,9 @@ TLS = httpx.create_ssl_context()
 
 
 def free_socket(host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; with
+    # proto 0 every request on a kept-alive connection waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock
@@ -315,19 +319,142 @@ async def serve_vendor(stack: Stack, app: Any) -> None:
 
     Start the stack with ``simulator=False`` first; the provider then talks to this app.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", stack.settings.idenfy.simulator.port))
     stack.servers.append(await serve_in_loop(app, sock))
 
 
-async def wait_until(check: Any, within: float = 5.0, interval: float = 0.02) -> Any:
-    """Await ``check()`` until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s (last: {value!r})")
-        await asyncio.sleep(interval)
+class StackPool:
+    """Stacks shared by the tests of one module: one per distinct configuration.
+
+    Starting a stack costs a few hundred milliseconds; the parametrized rows of the error
+    table and the invariants reuse one per configuration instead. Use it from a module-scoped
+    fixture whose tests run in the module's event loop (``loop_scope="module"``).
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._stacks: dict[str, Stack] = {}
+
+    async def get(self, *, settings: dict[str, Any] | None = None,
+                  simulator: bool = True) -> Stack:  # fmt: skip
+        key = json.dumps([settings or {}, simulator], sort_keys=True)
+        if key not in self._stacks:
+            self._stacks[key] = await start_stack(
+                self.redis_url, settings=settings, simulator=simulator
+            )
+        return self._stacks[key]
+
+    async def fresh(self, *, settings: dict[str, Any] | None = None,
+                    simulator: bool = True) -> Stack:  # fmt: skip
+        """A stack of its own (e.g. for a test that counts vendor sessions or stops a server)."""
+        key = f"fresh-{len(self._stacks)}"
+        self._stacks[key] = await start_stack(
+            self.redis_url, settings=settings, simulator=simulator
+        )
+        return self._stacks[key]
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(stack.stop() for stack in self._stacks.values()))
+        self._stacks.clear()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(redis_url: str, **kwargs: Any) -> AsyncIterator[Stack]:
+    """A stack for the duration of a ``with`` block (e.g. on a redis-server the test owns)."""
+    stack = await start_stack(redis_url, **kwargs)
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+
+
+# -- helpers for the OIDC tests (tests/oidc) -----------------------------------------------------
+
+
+def client_secret(client_id: str) -> str:
+    """The secret the OIDC tests register for ``client_id`` (``shop`` keeps CLIENT_SECRET)."""
+    return CLIENT_SECRET if client_id == "shop" else f"{client_id}-secret-0123456789-0123456789"
+
+
+def client_entry(client_id: str, **extra: Any) -> dict[str, Any]:
+    """A ``clients:`` entry with a secret and REDIRECT_URI, overridden by ``extra``."""
+    return {"client_id": client_id, "client_secret": client_secret(client_id),
+            "redirect_uris": [REDIRECT_URI], **extra}  # fmt: skip
+
+
+@dataclass
+class Flow:
+    """One authorization request as a browser sends it, and the provider's first answer."""
+
+    stack: Stack
+    browser: httpx.AsyncClient
+    params: dict[str, str]
+    verifier: str | None
+    response: httpx.Response
+
+    @property
+    def token(self) -> str:
+        """The vendor token of the challenge the request opened ("" when it did not)."""
+        location = self.response.headers.get("location", "")
+        if self.response.status_code == 303 and location.startswith("/challenge/"):
+            return location.rsplit("/", 1)[1]
+        return ""
+
+    @property
+    def redirect(self) -> dict[str, str]:
+        """The query of a redirect straight back to the RP (an early refusal)."""
+        assert self.response.status_code == 303, (self.response.status_code, self.response.text)
+        location = self.response.headers["location"]
+        assert not location.startswith("/challenge/"), location
+        return query(location)
+
+    async def approve(self) -> dict[str, str]:
+        """The simulator approves the face check; the query of the redirect to the RP."""
+        assert self.token, (self.response.status_code, self.response.text)
+        delivered = await self.stack.outcome(self.token, "SUCCESS")
+        assert delivered.json()["delivered"] == 200, delivered.text
+        finish = await self.browser.get(f"/challenge/{self.token}/finish")
+        assert finish.status_code == 303, finish.text
+        return query(finish.headers["location"])
+
+
+async def open_authorize(stack: Stack, *, method: str = "GET", use_pkce: bool = True,
+                         **params: str | None) -> Flow:  # fmt: skip
+    """Send an authorization request (defaults: client ``shop``, S256 PKCE, state, nonce).
+
+    A parameter given as ``None`` is left out.
+    """
+    verifier, challenge_ = pkce() if use_pkce else (None, None)
+    base: dict[str, str | None] = {
+        "response_type": "code", "client_id": "shop", "redirect_uri": REDIRECT_URI,
+        "scope": "openid", "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
+        "code_challenge": challenge_, "code_challenge_method": "S256" if use_pkce else None,
+    }  # fmt: skip
+    sent = {k: v for k, v in {**base, **params}.items() if v is not None}
+    browser = stack.browser()
+    if method == "POST":
+        response = await browser.post("/authorize", data=sent)
+    else:
+        response = await browser.get("/authorize", params=sent)
+    return Flow(stack, browser, sent, verifier, response)
+
+
+async def redeem_code(stack: Stack, code: str, *, client_id: str = "shop",
+                      auth: str = "basic", verifier: str | None = None,
+                      redirect_uri: str = REDIRECT_URI, **form: str) -> httpx.Response:  # fmt: skip
+    """POST /token as ``client_id`` with ``auth`` "basic", "post" or "none" (form as given)."""
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            **({"code_verifier": verifier} if verifier else {}), **form}  # fmt: skip
+    basic = (client_id, client_secret(client_id)) if auth == "basic" else None
+    if auth == "post":
+        data.update(client_id=client_id, client_secret=client_secret(client_id))
+    async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
+        return await c.post(f"{stack.issuer}/token", data=data, auth=basic)
+
+
+async def decode_id_token(stack: Stack, id_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of an id_token, verified against the provider's published JWKS."""
+    token = jwt.decode(id_token, await stack.jwks())
+    return dict(token.header), dict(token.claims)

@@ -8,13 +8,15 @@ webhook, the browser's finish, and the redirect back to the RP with ``error``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,15 +27,18 @@ from .stack import (
     REDIRECT_URI,
     Attempt,
     Stack,
+    StackPool,
     begin,
     challenge,
+    challenge_key,
     query,
+    running_stack,
     serve_vendor,
-    start_stack,
     vendor_sessions,
 )
 
-StackFactory = Callable[..., Any]
+# The rows share one stack per configuration, in the module's event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DENIED = "access_denied"
 UNMET = "unmet_authentication_requirements"
@@ -61,6 +66,21 @@ RETRYABLE_REASONS = {
     "FAILED_TO_PREDICT_LANDMARKS": "landmarks_failed",
 }
 assert len(FINAL_REASONS) + len(RETRYABLE_REASONS) == 16
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
+    stacks = StackPool(redis_proc.url)
+    yield stacks
+    await stacks.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def stack(pool: StackPool) -> Stack:
+    return await pool.get()
+
+
+ONE_ATTEMPT = {"challenge": {"max_attempts": 1}}
 
 
 def assert_error_redirect(
@@ -108,12 +128,21 @@ async def test_final_outcome_row(
 
 @pytest.mark.parametrize(("reason", "stepup_error"), list(RETRYABLE_REASONS.items()))
 async def test_retryable_row_after_last_attempt(
-    stack_factory: StackFactory, reason: str, stepup_error: str
+    pool: StackPool, reason: str, stepup_error: str
 ) -> None:
-    stack: Stack = await stack_factory(settings={"challenge": {"max_attempts": 1}})
+    stack = await pool.get(settings=ONE_ATTEMPT)
     attempt = await challenge(stack)
     await stack.outcome(attempt.token, "FAILED", reason)
     assert_error_redirect(await attempt.result(), attempt, stack, DENIED, stepup_error)
+
+
+async def test_expired_without_a_webhook_is_still_reported(stack: Stack) -> None:
+    """The vendor never says EXPIRED: our own clock ends the challenge, and the RP still gets
+    the error with its state (the request outlives the token, design.md §2)."""
+    attempt = await challenge(stack)
+    async with Redis.from_url(stack.settings.redis.url) as redis:
+        await redis.hset(challenge_key(attempt.token), "expires_at", int(time.time()) - 60)
+    assert_error_redirect(await attempt.result(), attempt, stack, DENIED, "challenge_expired")
 
 
 @pytest.mark.parametrize("reason", list(RETRYABLE_REASONS))
@@ -132,6 +161,7 @@ async def test_retryable_row_offers_a_retry_while_attempts_remain(
 @pytest.mark.parametrize("reason", list(FINAL_REASONS))
 async def test_final_reasons_never_offer_a_retry(stack: Stack, reason: str) -> None:
     attempt = await challenge(stack)
+    before = len(await vendor_sessions(stack))
     await stack.outcome(attempt.token, "FAILED", reason)
     retried = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
     # No new attempt: the browser is sent back to the same challenge (which then finishes
@@ -141,7 +171,7 @@ async def test_final_reasons_never_offer_a_retry(stack: Stack, reason: str) -> N
     assert location == f"/challenge/{attempt.token}" or location.startswith(REDIRECT_URI)
     result = await attempt.result()
     assert result["stepup_error"] == FINAL_REASONS[reason]
-    assert len(await vendor_sessions(stack)) == 1
+    assert len(await vendor_sessions(stack)) == before
 
 
 # -- refusals before any face check -------------------------------------------------------------
@@ -156,9 +186,10 @@ async def test_final_reasons_never_offer_a_retry(stack: Stack, reason: str) -> N
     ],
 )
 async def test_not_enrolled(stack: Stack, subject: str) -> None:
+    before = len(await vendor_sessions(stack))
     attempt, response = await begin(stack, login_hint=subject)
     assert_error_redirect(rp_redirect(response), attempt, stack, UNMET, "not_enrolled")
-    assert await vendor_sessions(stack) == []
+    assert len(await vendor_sessions(stack)) == before
 
 
 async def test_enrollment_scanref_is_enrolled(stack: Stack) -> None:
@@ -188,41 +219,57 @@ async def test_enrollment_scanref_is_enrolled(stack: Stack) -> None:
     ],
 )
 async def test_acr_unsupported(stack: Stack, extra: dict[str, str]) -> None:
+    before = len(await vendor_sessions(stack))
     attempt, response = await begin(stack, **extra)
     assert_error_redirect(rp_redirect(response), attempt, stack, UNMET, "acr_unsupported")
-    assert await vendor_sessions(stack) == []
+    assert len(await vendor_sessions(stack)) == before
 
 
 # -- the vendor is down or misbehaves --------------------------------------------------------------
 
 
-async def test_vendor_unreachable(stack_factory: StackFactory) -> None:
-    stack: Stack = await stack_factory(simulator=False)  # nothing listens on the vendor port
+async def test_vendor_unreachable(pool: StackPool) -> None:
+    stack = await pool.get(simulator=False)  # nothing listens on the vendor port
     attempt, response = await begin(stack)
     assert_error_redirect(rp_redirect(response), attempt, stack, UNAVAILABLE, "vendor_unavailable")
 
 
-def misbehaving_vendor(failing: str, status: int, body: dict[str, Any], delay: float) -> Starlette:
-    """A partner API whose ``failing`` endpoint answers ``status``; the other one works."""
+class BrokenVendor:
+    """A partner API on a real port whose ``failing`` endpoint misbehaves as each test says."""
 
-    async def check_status(request: Request) -> Response:
-        if failing == "check-status":
-            await asyncio.sleep(delay)
-            return JSONResponse(body, status_code=status)
+    def __init__(self) -> None:
+        self.failing = ""
+        self.status = 500
+        self.body: dict[str, Any] = {}
+        self.delay = 0.0
+        self.app = Starlette(
+            routes=[
+                Route("/identification/facial-auth/{ref}/check-status/", self.check_status),
+                Route("/partner/authentication-info", self.create, methods=["POST"]),
+            ]
+        )
+
+    async def _broken(self) -> Response:
+        await asyncio.sleep(self.delay)
+        return JSONResponse(self.body, status_code=self.status)
+
+    async def check_status(self, request: Request) -> Response:
+        if self.failing == "check-status":
+            return await self._broken()
         return JSONResponse({"type": "AUTHENTICATION"})
 
-    async def create(request: Request) -> Response:
-        if failing == "authentication-info":
-            await asyncio.sleep(delay)
-            return JSONResponse(body, status_code=status)
+    async def create(self, request: Request) -> Response:
+        if self.failing == "authentication-info":
+            return await self._broken()
         return JSONResponse({"token": "T0KEN-FROM-A-BROKEN-VENDOR"})
 
-    return Starlette(
-        routes=[
-            Route("/identification/facial-auth/{ref}/check-status/", check_status),
-            Route("/partner/authentication-info", create, methods=["POST"]),
-        ]
-    )
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def broken_vendor(pool: StackPool) -> tuple[Stack, BrokenVendor]:
+    vendor = BrokenVendor()
+    stack = await pool.fresh(settings={"idenfy": {"timeout": 0.5}}, simulator=False)
+    await serve_vendor(stack, vendor.app)
+    return stack, vendor
 
 
 @pytest.mark.parametrize("failing", ["check-status", "authentication-info"])
@@ -235,19 +282,19 @@ def misbehaving_vendor(failing: str, status: int, body: dict[str, Any], delay: f
         pytest.param(400, {"identifier": "TOO_MANY_REQUESTS"}, 0.0, id="400-rate-limited"),
         pytest.param(402, {"identifier": "NO_CREDITS"}, 0.0, id="402-no-credits"),
         pytest.param(401, {"message": "Invalid authorization credentials"}, 0.0, id="401"),
-        pytest.param(200, {"type": "AUTHENTICATION"}, 1.5, id="timeout"),
+        pytest.param(200, ["not", "an", "object"], 0.0, id="garbage"),
+        pytest.param(200, {"type": "AUTHENTICATION"}, 0.8, id="timeout"),
     ],
 )
 async def test_vendor_failure(
-    stack_factory: StackFactory,
+    broken_vendor: tuple[Stack, BrokenVendor],
     failing: str,
     status: int,
-    body: dict[str, Any],
+    body: Any,
     delay: float,
 ) -> None:
-    settings = {"idenfy": {"timeout": 0.5}}
-    stack: Stack = await stack_factory(settings=settings, simulator=False)
-    await serve_vendor(stack, misbehaving_vendor(failing, status, body, delay))
+    stack, vendor = broken_vendor
+    vendor.failing, vendor.status, vendor.body, vendor.delay = failing, status, body, delay
     attempt, response = await begin(stack)
     assert_error_redirect(rp_redirect(response), attempt, stack, UNAVAILABLE, "vendor_unavailable")
 
@@ -256,7 +303,7 @@ async def test_vendor_failure(
 
 
 @pytest.fixture
-async def own_redis() -> AsyncIterator[RedisProcess]:
+def own_redis() -> Iterator[RedisProcess]:
     """A redis-server this test may stop without disturbing the shared one."""
     proc = RedisProcess()
     proc.start()
@@ -266,48 +313,22 @@ async def own_redis() -> AsyncIterator[RedisProcess]:
         proc.stop()
 
 
-@contextlib.asynccontextmanager
-async def running(redis_url: str, **kwargs: Any) -> AsyncIterator[Stack]:
-    stack = await start_stack(redis_url, **kwargs)
-    try:
-        yield stack
-    finally:
-        await stack.stop()
-
-
 async def test_store_unavailable(own_redis: RedisProcess) -> None:
-    async with running(own_redis.url) as stack:
+    async with running_stack(own_redis.url) as stack:
         own_redis.stop()
         attempt, response = await begin(stack)
         result = rp_redirect(response)
         assert_error_redirect(result, attempt, stack, UNAVAILABLE, "store_unavailable")
 
 
-async def test_store_unavailable_when_issuing_the_code(own_redis: RedisProcess) -> None:
-    """Redis dies between the approval and the finish: fail closed, never a code."""
-    async with running(own_redis.url) as stack:
-        attempt = await challenge(stack)
-        await stack.outcome(attempt.token, "SUCCESS")
-        own_redis.stop()
-        response = await attempt.finish()
-        # The request cannot even be read: a 503 page, or the RP's store_unavailable error.
-        if response.status_code == 303:
-            result = query(response.headers["location"])
-            assert_error_redirect(result, attempt, stack, UNAVAILABLE, "store_unavailable")
-        else:
-            assert response.status_code == 503
-            assert "location" not in response.headers
-            assert "store_unavailable" in response.text
-
-
 # -- the operator's overrides ------------------------------------------------------------------
 
 
-async def test_errors_override_takes_effect(stack_factory: StackFactory) -> None:
+async def test_errors_override_takes_effect(pool: StackPool) -> None:
     errors = {
         "FACE_MISMATCH": {"stepup_error": "custom_mismatch", "description": "Not the same person."}
     }
-    stack: Stack = await stack_factory(settings={"errors": errors})
+    stack = await pool.get(settings={"errors": errors})
     attempt = await challenge(stack)
     await stack.outcome(attempt.token, "FAILED", "FACE_MISMATCH")
     result = await attempt.result()
@@ -320,12 +341,12 @@ async def test_errors_override_takes_effect(stack_factory: StackFactory) -> None
     assert_error_redirect(await other.result(), other, stack, DENIED, "spoof_detected")
 
 
-async def test_errors_override_of_error_and_retryable(stack_factory: StackFactory) -> None:
+async def test_errors_override_of_error_and_retryable(pool: StackPool) -> None:
     errors = {
         "FACE_TOO_SMALL": {"retryable": False, "error": "login_required"},
         "FACE_MISMATCH": {"retryable": True},
     }
-    stack: Stack = await stack_factory(settings={"errors": errors})
+    stack = await pool.get(settings={"errors": errors})
     attempt = await challenge(stack)
     await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
     result = await attempt.result()

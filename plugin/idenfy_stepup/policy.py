@@ -16,7 +16,6 @@ from joserfc.jwk import KeySet
 
 from .config import ClientSettings, Settings, TrustedIssuer
 from .oidc.keys import KeyRing
-from .oidc.request_objects import FROM_REQUEST_OBJECT
 
 
 class Refusal(Exception):
@@ -39,17 +38,37 @@ class Level:
     method: str
 
 
+# A claims request is at most four levels deep ({"id_token": {"acr": {"values": [...]}}});
+# anything much deeper is refused before it reaches json.dumps (RecursionError, a 500).
+MAX_CLAIMS_DEPTH = 8
+
+
 def parse_claims(raw: str | None) -> dict[str, Any]:
     """The ``claims`` parameter (OIDC Core §5.5), a JSON object."""
     if not raw:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid("The claims parameter is not valid JSON.") from None
     if not isinstance(value, dict):
         raise invalid("The claims parameter must be a JSON object.")
+    if _depth(value) > MAX_CLAIMS_DEPTH:
+        raise invalid("The claims parameter is nested too deeply.")
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON containers nest in ``value`` (iterative: no recursion to exhaust)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def choose_level(
@@ -93,18 +112,26 @@ def _acr_unsupported() -> Refusal:
 
 
 def resolve_subject(
-    settings: Settings, client: ClientSettings, params: dict[str, str], keys: KeyRing
+    settings: Settings,
+    client: ClientSettings,
+    params: dict[str, str],
+    keys: KeyRing,
+    request_object: dict[str, Any] | None = None,
 ) -> str:
-    """Who must pass the face check, from the hints this client is allowed to use."""
+    """Who must pass the face check, from the hints this client is allowed to use.
+
+    ``request_object`` holds the verified claims of a signed request object, when one was sent;
+    ``params`` (the query merged with those claims) never names the subject on its behalf.
+    """
     found: list[str] = []
     hints = client.subject_hints
-    if "request_object" in hints and params.get(FROM_REQUEST_OBJECT):
-        subject = _from_request_object(params)
+    if "request_object" in hints and request_object is not None:
+        subject = _from_request_object(request_object)
         if subject:
             found.append(subject)
     if "id_token_hint" in hints and params.get("id_token_hint"):
         found.append(_from_id_token_hint(settings, client, params["id_token_hint"], keys))
-    if "login_hint" in hints and params.get("login_hint") and not params.get(FROM_REQUEST_OBJECT):
+    if "login_hint" in hints and params.get("login_hint") and request_object is None:
         found.append(params["login_hint"])
     if not found:
         raise invalid("No subject hint this client may use was given.", "subject_required")
@@ -116,13 +143,16 @@ def resolve_subject(
     return subject
 
 
-def _from_request_object(params: dict[str, str]) -> str | None:
-    claims = parse_claims(params.get("claims"))
+def _from_request_object(obj: dict[str, Any]) -> str | None:
+    """``claims.id_token.sub.value`` (OIDC Core §5.5.1), else ``login_hint``, of the object."""
+    raw = obj.get("claims")
+    claims = raw if isinstance(raw, dict) else parse_claims(raw if isinstance(raw, str) else None)
     spec = claims.get("id_token", {}) if isinstance(claims.get("id_token"), dict) else {}
     sub = spec.get("sub")
     if isinstance(sub, dict) and isinstance(sub.get("value"), str):
         return str(sub["value"])
-    return params.get("login_hint") or None
+    hint = obj.get("login_hint")
+    return hint if isinstance(hint, str) and hint else None
 
 
 def _from_id_token_hint(

@@ -188,7 +188,8 @@ class Store:
 
     async def link_retry(self, token: str, next_token: str | None) -> bool:
         key = self.challenge_key(token)
-        reply = await self._call(lambda: self._retry_link(keys=[key], args=[next_token or ""]))
+        args = [next_token or "", self.channel, token]
+        reply = await self._call(lambda: self._retry_link(keys=[key], args=args))
         return bool(reply)
 
     # -- codes and access tokens --------------------------------------------------------------

@@ -48,17 +48,22 @@ end
 if state == 'CONSUMED' then return out('consumed', c[9] or '') end
 if state == 'RETRYING' then
   if c[9] then return out('moved', c[9]) end
-  if now - tonumber(c[10]) > tonumber(ARGV[6]) then return consume('denied', c[6]) end
+  if now - (tonumber(c[10]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[6]) end
   return out('pending', '')
 end
+-- A state or expiry this script does not know is unreadable: "start again" (invariant 6), never
+-- "pending", which would send the browser back and forth between the page and finish.
+local expires_at = tonumber(c[5])
+if state ~= 'PENDING' and state ~= 'APPROVED' and state ~= 'DENIED' then return {'missing'} end
+if not expires_at then return {'missing'} end
 if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
 if state == 'APPROVED' then return consume('approved', c[8]) end
 if state == 'DENIED' then
-  local more = c[7] == '1' and tonumber(c[4]) < tonumber(ARGV[3])
+  local more = c[7] == '1' and (tonumber(c[4]) or math.huge) < tonumber(ARGV[3])
   if more and ARGV[4] == 'finish' then return out('retry', c[6]) end
   return consume('denied', c[6])
 end
-if now >= tonumber(c[5]) + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED') end
+if now >= expires_at + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED') end
 return out('pending', '')
 """
 
@@ -69,7 +74,10 @@ local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt',
                      'outcome', 'next')
 if not c[1] then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
-if c[1] == 'RETRYING' or c[1] == 'CONSUMED' then return {'moved', c[3], c[7] or ''} end
+-- RETRYING: another click is creating the next attempt ('moved', not linked yet).
+-- CONSUMED: finished, or retried already; the next token when there is one.
+if c[1] == 'RETRYING' then return {'moved', c[3], ''} end
+if c[1] == 'CONSUMED' then return {'consumed', c[3], c[7] or ''} end
 if c[1] ~= 'DENIED' or c[5] ~= '1' or tonumber(c[4]) >= tonumber(ARGV[2]) then
   return {'refused', c[3], c[6] or ''}
 end
@@ -77,7 +85,8 @@ redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'retry_at', ARGV[3])
 return {'claimed', c[3], c[4]}
 """
 
-# KEYS[1] challenge. ARGV: 1 next token ('' when the next attempt could not be created).
+# KEYS[1] challenge. ARGV: 1 next token ('' when the next attempt could not be created),
+# 2 channel, 3 token. The publish wakes a concurrent click waiting for the link.
 RETRY_LINK = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'RETRYING' then return 0 end
 if ARGV[1] == '' then
@@ -85,6 +94,7 @@ if ARGV[1] == '' then
 else
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retried', 'next', ARGV[1])
 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from starlette.requests import Request
@@ -53,11 +54,43 @@ async def authorize(request: Request) -> Response:
     return await _open_challenge(rt, req)
 
 
+# Every authorization request parameter we read (OIDC Core §3.1.2.1, §6, RFC 7636 §4.3).
+# authlib checks only five of them for repeats; unknown parameters stay ignored, repeated or not.
+SINGLE_VALUED = frozenset(
+    {
+        "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+        "response_mode", "prompt", "max_age", "id_token_hint", "login_hint", "acr_values",
+        "claims", "request", "request_uri", "code_challenge", "code_challenge_method",
+    }
+)  # fmt: skip
+
+
 async def _params(request: Request, rt: Runtime) -> dict[str, list[str]]:
     if request.method == "POST":
-        return await read_form(request, rt.settings.server.max_form_bytes)
+        params = await read_form(request, rt.settings.server.max_form_bytes)
+    else:
+        params = _query(request)
+    repeated = sorted(k for k in SINGLE_VALUED if len(params.get(k, ())) > 1)
+    if repeated:
+        # RFC 6749 §3.1: parameters MUST NOT be included more than once. Which copy a
+        # component reads must never be a question, so the request is refused outright.
+        raise BadForm(400, f"The parameter {repeated[0]} is included more than once.")
+    return params
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    """The query as a multi-dict; invalid UTF-8 is refused, not replaced with U+FFFD.
+
+    Starlette's ``query_params`` substitutes undecodable bytes, which would alter ``state``
+    (echoed to the RP) or ``login_hint`` (the subject) without anyone noticing.
+    """
+    raw: bytes = request.scope.get("query_string", b"")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm(400, "The query string is not valid UTF-8.") from None
     params: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
+    for key, value in pairs:
         params.setdefault(key, []).append(value)
     return params
 
@@ -97,7 +130,7 @@ def _step_up_request(rt: Runtime, oauth: AuthlibRequest, grant: object) -> StepU
         raise invalid("PKCE is required: send code_challenge with code_challenge_method=S256.")
     claims = parse_claims(data.get("claims"))
     level = choose_level(rt.settings, client, data.get("acr_values"), claims)
-    subject = resolve_subject(rt.settings, client, data, rt.keys)
+    subject = resolve_subject(rt.settings, client, data, rt.keys, oauth.stepup_request_object)
     return StepUpRequest(
         client_id=client.client_id,
         redirect_uri=oauth.payload.redirect_uri,

@@ -7,6 +7,8 @@ verified webhook moves (invariant 1).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from urllib.parse import quote
@@ -177,6 +179,12 @@ async def retry(request: Request) -> Response:
     settings = rt.settings
     try:
         claim = await rt.store.claim_retry(token, binding, settings.challenge.max_attempts)
+        if claim.kind == "moved":
+            claim = await _linked(rt, token, binding)
+        if claim.kind == "consumed" and claim.detail:
+            # A second click (double click, reload): the same next attempt, with its cookie,
+            # since the browser may never have seen the first answer.
+            return _to_attempt(rt, claim.detail, secret)
         if claim.kind != "claimed" or claim.request is None:
             return await _answer(rt, token, _after_refused_claim(claim))
         req, attempt = claim.request, int(claim.detail) + 1
@@ -186,9 +194,33 @@ async def retry(request: Request) -> Response:
         return _store_down(rt)
     if next_token is None:
         return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
+    return _to_attempt(rt, next_token, secret)
+
+
+def _to_attempt(rt: Runtime, next_token: str, secret: str) -> Response:
     response = _see_other(f"/challenge/{next_token}")
     rt.binder.attach(response, next_token, secret)
     return response
+
+
+async def _linked(rt: Runtime, token: str, binding: str) -> Verdict:
+    """Another click of this browser is creating the next attempt: wait for its link.
+
+    RETRY_LINK publishes on the challenge's channel, so this waits for a push, not a poll;
+    the deadline covers the vendor call the other click is making.
+    """
+    max_attempts = rt.settings.challenge.max_attempts
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * rt.settings.idenfy.timeout + 1
+    async with rt.notifier.waiting(token) as woken:
+        while True:
+            woken.clear()  # before reading, so a wake-up during the read is not lost
+            claim = await rt.store.claim_retry(token, binding, max_attempts)
+            remaining = deadline - loop.time()
+            if claim.kind != "moved" or remaining <= 0:
+                return claim
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=remaining)
 
 
 def _after_refused_claim(claim: Verdict) -> Verdict:

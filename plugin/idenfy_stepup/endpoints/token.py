@@ -7,6 +7,8 @@ access token about to be issued: a second redemption — concurrent or later —
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 import time
@@ -28,6 +30,9 @@ async def token(request: Request) -> Response:
         form = await read_form(request, rt.settings.server.max_form_bytes)
     except BadForm as exc:
         return json_error(exc.status_code, "invalid_request", exc.description)
+    if not _basic_readable(request):
+        return json_error(401, "invalid_client", "The Basic credentials are not valid UTF-8.",
+                          **{"WWW-Authenticate": 'Basic error="invalid_client"'})  # fmt: skip
     code = _single(form, "code")
     access_token = secrets.token_urlsafe(32)
     try:
@@ -44,6 +49,20 @@ async def token(request: Request) -> Response:
     except StoreUnavailable:
         return json_error(503, "temporarily_unavailable", "The service is unavailable.")
     return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
+
+
+def _basic_readable(request: Request) -> bool:
+    """False for Basic credentials that are not UTF-8: authlib decodes them unguarded (a 500)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return True
+    try:
+        base64.b64decode(value.strip()).decode("utf-8")
+    except binascii.Error:
+        return True  # authlib treats undecodable base64 as "no credentials" itself
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _single(form: dict[str, list[str]], name: str) -> str | None:

@@ -3,7 +3,9 @@
 Only signed objects are accepted (the subject must come from the client, not the browser):
 HS256 with the client secret, or RS256/ES256 with the client's registered ``jwks``.
 ``request_uri`` is refused with ``request_uri_not_supported``. Unlike plain RFC 9101, the
-object's claims are merged over the query parameters, as OIDC Core §6.3.3 asks.
+object's claims are merged over the query parameters, as OIDC Core §6.3.3 asks; the verified
+claims themselves are kept apart on ``request.stepup_request_object``, and only they may name
+the subject (an unsigned ``login_hint`` or ``claims`` beside the object must not).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2 import OAuth2Request
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9101 import JWTAuthenticationRequest
+from authlib.oauth2.rfc9101.errors import InvalidRequestObjectError
 from joserfc import jwt
 from joserfc.jwk import Key, KeySet
 
@@ -23,7 +26,6 @@ if TYPE_CHECKING:
     from .server import StepUpServer
 
 SIGNED_ALGS = ["HS256", "RS256", "ES256", "PS256"]
-FROM_REQUEST_OBJECT = "_stepup_request_object"
 
 
 class RequestObjects(JWTAuthenticationRequest):  # type: ignore[misc]
@@ -38,24 +40,25 @@ class RequestObjects(JWTAuthenticationRequest):  # type: ignore[misc]
         )
 
     def parse_authorization_request(self, server: Any, request: OAuth2Request) -> None:
-        client: Client | None = None
+        client_id = request.payload.client_id
+        # Looked up first so that a refused request_uri, too, is reported to a registered
+        # redirect_uri (OIDC Core §6.2) rather than as a page.
+        client: Client | None = server.query_client(client_id) if client_id else None
         try:
-            if request.payload.client_id is None or "request" not in request.payload.data:
+            if client is None or "request" not in request.payload.data:
                 super().parse_authorization_request(server, request)
                 return
-            client = server.query_client(request.payload.client_id)
-            if client is None:
-                raise InvalidClientError(description="The client does not exist on this server.")
             self._shoud_proceed_with_request_object(request, client)
             raw = self._get_raw_request_object(request, client)
             decoded = self._decode_request_object(request, client, raw)
+            merged = {k: v for k, v in request.payload.data.items() if k != "request"}
+            merged.update({k: _as_param(v) for k, v in decoded.claims.items()})
         except OAuth2Error as error:
             _allow_redirect(error, request, client)
             raise
-        merged = {k: v for k, v in request.payload.data.items() if k != "request"}
-        merged.update({k: _as_param(v) for k, v in decoded.claims.items()})
-        merged[FROM_REQUEST_OBJECT] = "1"
         request.payload = BasicOAuth2Payload(merged)
+        # Kept off the payload: any payload entry may equally have come from the browser.
+        request.stepup_request_object = dict(decoded.claims)
 
     def get_request_object_signing_algorithms(self, client: Client) -> list[str]:
         return SIGNED_ALGS
@@ -71,7 +74,16 @@ class RequestObjects(JWTAuthenticationRequest):  # type: ignore[misc]
 
 
 def _as_param(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        # A claim nested past Python's recursion limit: not a request object we can use (and
+        # not a 500).
+        raise InvalidRequestObjectError(
+            description="The request object is nested too deeply."
+        ) from None
 
 
 def _allow_redirect(error: OAuth2Error, request: OAuth2Request, client: Client | None) -> None:

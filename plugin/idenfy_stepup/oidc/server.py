@@ -11,7 +11,12 @@ import time
 from typing import Any
 
 from authlib.oauth2 import OAuth2Request
-from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+)
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -33,7 +38,9 @@ class S256Challenge(CodeChallenge):  # type: ignore[misc]
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError("code_challenge_method must be S256 (RFC 7636 §4.2)")
+            # RFC 7636 §4.2. ASCII only: authlib refuses (500) an error_description outside
+            # RFC 6749 §4.1.2.1's character set.
+            raise InvalidRequestError("code_challenge_method must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
 
     def validate_code_verifier(self, grant: Any, result: Any) -> None:
@@ -118,6 +125,9 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         return self.server.keys.sign(claims, alg)
 
 
+MAX_ASSERTION_LIFETIME = 3600
+
+
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     """private_key_jwt (OIDC Core §9, RFC 7523 §2.2); each ``jti`` is checked in Redis after."""
 
@@ -129,6 +139,15 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         issuer = self.server.settings.issuer
         return [issuer, f"{issuer}/token"]
 
+    def verify_claims(self, claims: Any) -> None:
+        # RFC 7523 §3 item 4 allows refusing an exp unreasonably far ahead, and we must: the jti
+        # is remembered until exp, so a later exp would outlive its replay marker (and an exp
+        # such as 1e20 is a TTL Redis refuses: a 503 after the code was already spent).
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and exp > time.time() + MAX_ASSERTION_LIFETIME:
+            raise InvalidClientError(description="The client assertion expires too late.")
+        super().verify_claims(claims)
+
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         # authlib is synchronous: remember the jti; the token endpoint checks it in Redis
         # before anything is issued.
@@ -138,12 +157,21 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def resolve_client_public_key(self, client: Client) -> Key | KeySet:
         return client.verification_keys()
 
+    def extract_assertion(self, assertion: str) -> Any:
+        # authlib parses the unverified payload catching only ValueError; a JSON payload nested
+        # past the recursion limit must be invalid_client, not a 500.
+        try:
+            return super().extract_assertion(assertion)
+        except RecursionError:
+            raise InvalidClientError(description="Invalid JWT assertion.") from None
+
 
 class StepUpServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, settings: Settings, keys: KeyRing) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.keys = keys
+        _check_client_algorithms(settings, keys)
         self.clients = {c.client_id: Client(c) for c in settings.clients}
         self.pending_jti: tuple[str, int] | None = None
         self.register_grant(CodeFlow, [S256Challenge(required=False), IdToken(self)])
@@ -166,3 +194,19 @@ class StepUpServer(AuthorizationServer):  # type: ignore[misc]
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No signal system here."""
+
+
+def _check_client_algorithms(settings: Settings, keys: KeyRing) -> None:
+    """Each client's ``id_token_signed_response_alg`` needs an active key of that algorithm.
+
+    Otherwise the KeyRing would fall back to another algorithm and the client, which registered
+    the one it verifies (OIDC Registration §2), would reject every id_token: refuse to start.
+    """
+    active = keys.algorithms()
+    for i, client in enumerate(settings.clients):
+        alg = client.id_token_signed_response_alg
+        if alg not in active:
+            raise ValueError(
+                f"clients[{i}].id_token_signed_response_alg: {alg} has no active key in "
+                f"keys.signing (active: {', '.join(active)})"
+            )

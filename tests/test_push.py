@@ -1,0 +1,193 @@
+"""The push channel (design.md §1 step 9): ``/challenge/T/events`` says "done" when it is done.
+
+Server-Sent Events over real HTTP: the browser holds the stream open while the simulator's
+webhook lands; no polling anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from .conftest import RedisProcess
+from .stack import TLS, Attempt, Stack, StackPool, challenge, query, running_stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+QUICK = 2.0  # seconds within which a pushed "done" must arrive
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
+    stacks = StackPool(redis_proc.url)
+    yield stacks
+    await stacks.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def stack(pool: StackPool) -> Stack:
+    return await pool.get()
+
+
+def events_url(attempt: Attempt, stack: Stack | None = None) -> str:
+    base = (stack or attempt.stack).issuer
+    return f"{base}/challenge/{attempt.token}/events"
+
+
+async def next_event(lines: AsyncIterator[str]) -> list[str]:
+    """The lines of the next SSE block (up to its blank line); [] when the stream ends."""
+    block: list[str] = []
+    async for line in lines:
+        if line == "":
+            if block:
+                return block
+            continue
+        block.append(line)
+    return block
+
+
+async def wait_for_done(lines: AsyncIterator[str]) -> list[str]:
+    while True:
+        block = await next_event(lines)
+        assert block, "the stream ended without 'done'"
+        if "event: done" in block:
+            return block
+
+
+def finish_url_of(block: list[str]) -> str:
+    data = next(line for line in block if line.startswith("data: "))
+    finish: str = json.loads(data.removeprefix("data: "))["finish"]
+    return finish
+
+
+async def test_push_says_done_soon_after_the_webhook_lands(stack: Stack) -> None:
+    attempt = await challenge(stack)
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-store"
+        lines = response.aiter_lines()
+        assert await next_event(lines) == ["retry: 1000"]  # the stream is open and waiting
+
+        started = time.monotonic()
+        outcome = asyncio.create_task(stack.outcome(attempt.token, "SUCCESS"))
+        async with asyncio.timeout(QUICK):
+            block = await wait_for_done(lines)
+        pushed_after = time.monotonic() - started
+        assert (await outcome).json()["delivered"] == 200
+    assert pushed_after < 1.0, pushed_after  # the webhook round trip, not a polling interval
+    assert finish_url_of(block) == f"/challenge/{attempt.token}/finish"
+
+    finished = await attempt.browser.get(finish_url_of(block))
+    assert "code" in query(finished.headers["location"])
+
+
+@pytest.mark.parametrize(("status", "reason"), [("FAILED", "FACE_MISMATCH"), ("CANCELED", None)])
+async def test_push_says_done_for_denials_too(
+    stack: Stack, status: str, reason: str | None
+) -> None:
+    attempt = await challenge(stack)
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        lines = response.aiter_lines()
+        await next_event(lines)
+        outcome = asyncio.create_task(stack.outcome(attempt.token, status, reason))
+        async with asyncio.timeout(QUICK):
+            await wait_for_done(lines)
+        await outcome
+    assert "error" in await attempt.result()
+
+
+async def test_push_needs_the_challenge_cookie(stack: Stack) -> None:
+    attempt = await challenge(stack)
+    cookie = next(c.value for c in attempt.browser.cookies.jar if c.name == "stepup_challenge")
+    assert cookie is not None
+    forged = cookie[:-8] + ("A" * 8 if not cookie.endswith("A" * 8) else "B" * 8)
+    for headers in ({}, {"Cookie": f"stepup_challenge={forged}"}):
+        async with httpx.AsyncClient(headers=headers, verify=TLS) as other:
+            response = await other.get(events_url(attempt))
+        assert response.status_code == 403
+        assert response.headers["content-type"].startswith("application/json")
+    async with httpx.AsyncClient(verify=TLS) as other:
+        bad = await other.get(f"{stack.issuer}/challenge/not!a*token/events")
+    assert bad.status_code == 404
+
+
+async def test_push_says_done_at_once_when_already_terminal(stack: Stack) -> None:
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
+    started = time.monotonic()
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        async with asyncio.timeout(QUICK):
+            block = await wait_for_done(response.aiter_lines())
+    assert time.monotonic() - started < 1.0
+    assert finish_url_of(block) == f"/challenge/{attempt.token}/finish"
+    retry_screen = await attempt.browser.get(finish_url_of(block))
+    assert 'data-action="retry"' in retry_screen.text
+
+
+async def test_push_ends_with_keep_alive_after_push_timeout(pool: StackPool) -> None:
+    stack = await pool.get(settings={"challenge": {"push_timeout": 5}})
+    attempt = await challenge(stack)
+    started = time.monotonic()
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        async with asyncio.timeout(10):
+            body = (await response.aread()).decode()
+    elapsed = time.monotonic() - started
+    assert 4.5 <= elapsed < 8, elapsed
+    assert "event: done" not in body
+    assert body.rstrip("\n").endswith(": keep-alive")
+    # EventSource reconnects by itself; the reconnection still works and sees the outcome.
+    await stack.outcome(attempt.token, "SUCCESS")
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        async with asyncio.timeout(QUICK):
+            await wait_for_done(response.aiter_lines())
+
+
+async def test_push_reaches_a_browser_waiting_on_another_instance(pool: StackPool) -> None:
+    """Two provider instances on one Redis: the webhook lands on one, the browser waits on the
+    other (the simulator of instance A delivers to A; the stream is held open on B)."""
+    a = await pool.get()
+    b = await pool.fresh()
+    attempt = await challenge(a)
+    # Cookies are not port-bound, and both instances share the cookie secret through Redis.
+    async with attempt.browser.stream("GET", events_url(attempt, b)) as response:
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        await next_event(lines)
+        outcome = asyncio.create_task(a.outcome(attempt.token, "SUCCESS"))
+        async with asyncio.timeout(QUICK):
+            block = await wait_for_done(lines)
+        await outcome
+    finished = await attempt.browser.get(f"{b.issuer}{finish_url_of(block)}")
+    assert finished.status_code == 303
+    assert "code" in query(finished.headers["location"])
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    proc = RedisProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_push_with_redis_down_ends_without_done(own_redis: RedisProcess) -> None:
+    async with running_stack(own_redis.url) as stack:
+        attempt = await challenge(stack)
+        own_redis.stop()
+        async with attempt.browser.stream("GET", events_url(attempt)) as response:
+            assert response.status_code == 200
+            async with asyncio.timeout(QUICK):
+                body = (await response.aread()).decode()
+        # Not "done" (which would send the browser to finish for nothing): the stream ends and
+        # EventSource reconnects by itself.
+        assert "event: done" not in body
+        assert ": store unavailable" in body
