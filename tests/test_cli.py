@@ -136,3 +136,21 @@ def test_subjects_set_get_delete(tmp_path: Path) -> None:
     assert got.returncode == 0 and got.stdout.strip() == "SCAN-CAROL"
     assert run_cli("subjects", "delete", "carol", "--config", str(config)).returncode == 0
     assert run_cli("subjects", "get", "carol", "--config", str(config)).returncode == 1
+
+
+def test_check_config_refuses_client_alg_without_key(tmp_path: Path) -> None:
+    from joserfc.jwk import RSAKey
+
+    pem = RSAKey.generate_key(2048, private=True).as_pem(private=True).decode()
+    path = tmp_path / "alg.yaml"
+    indented = "\n".join("        " + line for line in pem.splitlines())
+    path.write_text(
+        "issuer: http://127.0.0.1:1\nidenfy: {mode: simulator}\n"
+        "keys:\n  signing:\n    - kid: r1\n      alg: RS256\n      private_key: |\n"
+        f"{indented}\n"
+        "clients:\n  - client_id: a\n    client_secret: s\n    redirect_uris: [http://a/cb]\n"
+        "    id_token_signed_response_alg: ES256\n"
+    )
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "clients[0].id_token_signed_response_alg: ES256 has no active key" in result.stderr

@@ -73,6 +73,11 @@ BROKEN = [
         "idenfy.api_key: environment variable STEPUP_UNSET_VAR is not set",
     ),
     ("issuer: http://x\nidenfy: {mode: simulator}\nacr: {default: nope}\n", "acr: default"),
+    (
+        "issuer: http://x\nidenfy: {mode: simulator}\n"
+        "keys: {signing: [{kid: e, alg: ES256, private_key: x}]}\n",
+        "keys: signing needs an active RS256 key",
+    ),
     ("issuer: http://x/\nidenfy: {mode: simulator}\n", "trailing slash"),
     ("issuer: http://x\nidenfy: {mode: simulator}\nerrors: {NOPE: {}}\n", "unknown outcome"),
     ("issuer: http://x\nidenfy: {mode: simulator}\nredis: {url: 'mysql://x'}\n", "redis"),

@@ -687,25 +687,17 @@ async def test_invariant_8_no_secrets_in_logs(
     records = service_records(caplog)
     assert any(r.name.startswith("idenfy_stepup") for r in records), "nothing was logged"
     assert any("webhook" in r.getMessage() for r in records)
-    # authlib's own DEBUG line is the subject of the xfail test below.
-    records = [r for r in records if not (r.name.startswith("authlib") and r.levelno < 20)]
     assert leaks(records, secrets) == []
 
 
-@pytest.mark.xfail(
-    reason="bug (reported, not ours to fix): with server.log_level=debug, authlib logs "
-    "'Issue token {...}' with the access token and id_token; logs.configure should cap the "
-    "authlib logger at INFO as it does for httpx",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_invariant_8_no_tokens_in_authlib_debug_logs(
     stack: Stack, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     from idenfy_stepup.logs import configure
 
     root, quiet = logging.getLogger(), logging.getLogger("httpx")
-    saved = (root.level, list(root.handlers), quiet.level)
+    vendor = logging.getLogger("authlib")
+    saved = (root.level, list(root.handlers), quiet.level, vendor.level)
     try:
         configure("json", "debug")  # what `server: {log_level: debug}` does at start-up
         root.addHandler(caplog.handler)
@@ -714,4 +706,5 @@ async def test_invariant_8_no_tokens_in_authlib_debug_logs(
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
         quiet.setLevel(saved[2])
+        vendor.setLevel(saved[3])
     assert leaks(service_records(caplog), secrets) == []

@@ -7,6 +7,7 @@ and our own cancel control.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -21,6 +22,7 @@ from .stack import (
     Stack,
     StackPool,
     challenge,
+    challenge_key,
     query,
     simulator_session,
     vendor_sessions,
@@ -233,3 +235,19 @@ async def test_retry_with_the_vendor_down_reports_vendor_unavailable(pool: Stack
     # The failed retry is final: nothing is left to finish.
     again = await attempt.finish()
     assert "code" not in query(again.headers.get("location", ""))
+
+
+async def test_page_during_a_retry_in_flight_does_not_loop(
+    stack: Stack, redis_proc: RedisProcess
+) -> None:
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
+    # A retry claimed by another tab whose vendor call has not returned yet.
+    with redis_proc.client() as r:
+        r.hset(
+            challenge_key(attempt.token),
+            mapping={"state": "RETRYING", "retry_at": int(time.time())},
+        )
+    page = await attempt.browser.get(f"/challenge/{attempt.token}")
+    assert page.status_code == 202
+    assert page.headers["refresh"] == f"2; url=/challenge/{attempt.token}/finish"

@@ -118,6 +118,9 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.add_middleware(SecurityHeaders, csp=content_security_policy(settings))
+    # authlib logs issued tokens and client credentials at DEBUG (invariant 8): whatever
+    # logging set-up embeds this app, those lines never reach a handler.
+    logging.getLogger("authlib").setLevel(logging.INFO)
     return app
 
 

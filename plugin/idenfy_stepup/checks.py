@@ -65,9 +65,17 @@ def load_errors(settings: Settings) -> list[str]:
     errors: list[str] = []
     if settings.keys.signing:
         try:
-            keys_from_config(settings.keys)
+            ring = keys_from_config(settings.keys)
         except (OSError, ValueError, TypeError) as exc:
             errors.append(f"keys.signing: a private key does not load ({type(exc).__name__})")
+        else:
+            active = ring.algorithms()
+            errors += [
+                f"clients[{i}].id_token_signed_response_alg: {c.id_token_signed_response_alg} "
+                f"has no active key in keys.signing (active: {', '.join(active)})"
+                for i, c in enumerate(settings.clients)
+                if c.id_token_signed_response_alg not in active
+            ]
     for i, trusted in enumerate(settings.directory.trusted_issuers):
         try:
             data = trusted.jwks if trusted.jwks is not None else _read_json(trusted.jwks_file)

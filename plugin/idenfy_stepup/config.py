@@ -104,6 +104,9 @@ class KeysSettings(_Model):
     def _one_active(self) -> KeysSettings:
         if self.signing and all(k.publish_only for k in self.signing):
             raise ValueError("at least one signing key must not be publish_only")
+        if self.signing and not any(k.alg == "RS256" and not k.publish_only for k in self.signing):
+            # OIDC Discovery §3: RS256 MUST be among the id_token signing algorithms.
+            raise ValueError("signing needs an active RS256 key (OIDC Discovery §3)")
         kids = [k.kid for k in self.signing]
         if len(set(kids)) != len(kids):
             raise ValueError("every signing key needs a distinct kid")

@@ -57,6 +57,12 @@ async def page(request: Request) -> Response:
         return error_page(rt, 410, *GONE, "challenge_expired")
     if not peek.bound or peek.request is None:
         return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
+    if peek.state == "RETRYING":
+        # Another tab is starting the next attempt: look again shortly (finish would only
+        # send the browser back here until the new attempt exists).
+        page = error_page(rt, 202, "Starting a new attempt", "This page reloads by itself.")
+        page.headers["Refresh"] = f"2; url=/challenge/{token}/finish"
+        return page
     if peek.state != "PENDING":
         return _see_other(f"/challenge/{token}/finish")
     return _render_challenge(rt, token, peek.request, peek.attempt)
