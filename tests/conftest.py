@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from redis import Redis
 
 from idenfy_stepup.store_redis import redis_server_binary
 
-from .stack import Stack, free_socket, start_stack
+from .stack import Stack, StackPool, free_socket, start_stack
 
 
 class RedisProcess:
@@ -64,6 +65,14 @@ def redis_proc() -> Iterator[RedisProcess]:
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
+    """Stacks shared by a module's tests, one per configuration, in the module's event loop."""
+    stacks = StackPool(redis_proc.url)
+    yield stacks
+    await stacks.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -66,13 +66,6 @@ RETRYABLE_REASONS = {
     "FAILED_TO_PREDICT_LANDMARKS": "landmarks_failed",
 }
 assert len(FINAL_REASONS) + len(RETRYABLE_REASONS) == 16
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -54,13 +54,6 @@ TWO_LEVELS = {
 COOKIE = "stepup_challenge"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def stack(pool: StackPool) -> Stack:
     return await pool.get()

@@ -23,13 +23,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 QUICK = 2.0  # seconds within which a pushed "done" must arrive
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
 async def stack(pool: StackPool) -> Stack:
     return await pool.get()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -31,13 +30,6 @@ from .stack import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TWO_ATTEMPTS = {"challenge": {"max_attempts": 2}}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

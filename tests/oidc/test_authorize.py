@@ -17,7 +17,6 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ..conftest import RedisProcess
 from ..stack import (
     REDIRECT_URI,
     Flow,
@@ -49,13 +48,6 @@ SETTINGS: dict[str, Any] = {
         client_entry("qs", subject_hints=HINTS, redirect_uris=[QS_REDIRECT]),
     ],
 }
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

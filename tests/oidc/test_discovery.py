@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
-from ..conftest import RedisProcess
 from ..stack import TLS, Stack, StackPool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -32,13 +30,6 @@ ENDPOINTS = {
     "userinfo_endpoint": "/userinfo",
     "jwks_uri": "/jwks",
 }
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
@@ -47,13 +45,6 @@ def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
 OLD_RSA = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 NEW_RSA = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 EC_KEY = pem(ec.generate_private_key(ec.SECP256R1()))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pool(redis_proc: RedisProcess) -> AsyncIterator[StackPool]:
-    stacks = StackPool(redis_proc.url)
-    yield stacks
-    await stacks.stop()
 
 
 async def jwks_of(stack: Stack) -> list[dict[str, Any]]:
