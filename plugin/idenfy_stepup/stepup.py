@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+Self = TypeVar("Self", bound="_JsonRecord")
+
+
+class _JsonRecord:
+    """Compact JSON in Redis; anything that does not fit the fields raises ValueError/TypeError."""
+
+    __slots__ = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[Self], raw: str | bytes) -> Self:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} must be a JSON object")
+        return cls(**data)
 
 
 @dataclass(frozen=True, slots=True)
-class StepUpRequest:
+class StepUpRequest(_JsonRecord):
     """One OIDC authorization request, after client, redirect_uri and subject were checked.
 
     It outlives the vendor token (design.md §2) so that every ending, even an abandoned
@@ -30,19 +48,9 @@ class StepUpRequest:
     max_age: int | None = None
     claims: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> StepUpRequest:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("step-up request must be a JSON object")
-        return cls(**data)
-
 
 @dataclass(frozen=True, slots=True)
-class CodeGrant:
+class CodeGrant(_JsonRecord):
     """What an authorization code stands for; stored under the code's SHA-256 only."""
 
     client_id: str
@@ -55,16 +63,6 @@ class CodeGrant:
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> CodeGrant:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("code grant must be a JSON object")
-        return cls(**data)
 
     @classmethod
     def from_request(cls, request: StepUpRequest, auth_time: int) -> CodeGrant:

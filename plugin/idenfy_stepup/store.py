@@ -93,6 +93,17 @@ class Store:
         except (rexc.RedisError, OSError) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
 
+    async def _put_hash(self, key: str, fields: Mapping[Any, Any], ttl: int) -> None:
+        """A new hash with its TTL, in one MULTI: no key ever lives without an expiry."""
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, ttl)
+                await pipe.execute()
+
+        await self._call(op)
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
@@ -122,14 +133,7 @@ class Store:
             "type": request.check_type,
             "method": request.method,
         }
-
-        async def op() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl)
-                await pipe.execute()
-
-        await self._call(op)
+        await self._put_hash(key, fields, ttl)
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State and whether ``binding`` owns the challenge; with ``full``, its request too."""
@@ -194,15 +198,7 @@ class Store:
 
     # -- codes and access tokens --------------------------------------------------------------
     async def put_code(self, code: str, grant: CodeGrant, ttl: int) -> None:
-        key = self.code_key(code)
-
-        async def op() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, "grant", grant.to_json())
-                pipe.expire(key, ttl)
-                await pipe.execute()
-
-        await self._call(op)
+        await self._put_hash(self.code_key(code), {"grant": grant.to_json()}, ttl)
 
     async def redeem_code(
         self, code: str, access_token: str, ttl: int
@@ -215,16 +211,8 @@ class Store:
         return kind, grant
 
     async def put_access_token(self, access_token: str, code: str, claims: str, ttl: int) -> None:
-        record: Mapping[Any, Any] = {"claims": claims, "code": digest(code)}
-        key = self.token_key(access_token)
-
-        async def op() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=record)
-                pipe.expire(key, ttl)
-                await pipe.execute()
-
-        await self._call(op)
+        record = {"claims": claims, "code": digest(code)}
+        await self._put_hash(self.token_key(access_token), record, ttl)
 
     async def access_token_claims(self, access_token: str) -> str | None:
         """The userinfo claims, or None when unknown, expired, or revoked by a code replay."""
