@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test lint typecheck unit system-deps clean
+.PHONY: run test lint typecheck unit system-deps interop-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+## the npm relying-party library the interop tests drive (openid-client)
+interop-deps:
+	@if [ -f tests/interop/package-lock.json ]; then \
+	  npm ci --prefix tests/interop --no-audit --no-fund --silent; fi
+
 ## make test: everything CI runs
-test: system-deps $(STAMP) lint typecheck unit
+test: system-deps $(STAMP) interop-deps lint typecheck unit
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
