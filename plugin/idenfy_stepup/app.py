@@ -70,6 +70,12 @@ def content_security_policy(settings: Settings) -> str:
     )
 
 
+def permissions_policy(settings: Settings) -> str:
+    """Only the vendor's frame may be given the camera (Chromium needs ``self`` to delegate)."""
+    frame = _origin(settings.idenfy.effective_iframe_base())
+    return f'camera=(self "{frame}"), microphone=(), geolocation=(), payment=(), usb=()'
+
+
 def _origin(uri: str) -> str:
     parts = urlsplit(uri)
     return f"{parts.scheme}://{parts.netloc}"
@@ -78,10 +84,11 @@ def _origin(uri: str) -> str:
 class SecurityHeaders:
     """Adds the checklist's headers to every response."""
 
-    def __init__(self, app: ASGIApp, csp: str) -> None:
+    def __init__(self, app: ASGIApp, csp: str, permissions: str) -> None:
         self.app = app
         self.headers = [
             (b"content-security-policy", csp.encode()),
+            (b"permissions-policy", permissions.encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"),
@@ -117,7 +124,11 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    app.add_middleware(SecurityHeaders, csp=content_security_policy(settings))
+    app.add_middleware(
+        SecurityHeaders,
+        csp=content_security_policy(settings),
+        permissions=permissions_policy(settings),
+    )
     # authlib logs issued tokens and client credentials at DEBUG (invariant 8): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)

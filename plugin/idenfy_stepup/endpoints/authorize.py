@@ -102,7 +102,12 @@ def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Res
     if not redirect_uri or not client_id or rt.server.query_client(client_id) is None:
         # Invariant 5: nothing we could trust to redirect to.
         return error_page(rt, 400, "This request cannot be processed", description, exc.error)
-    params = [("error", exc.error), ("error_description", description), ("stepup_error", exc.error)]
+    error = exc.error
+    if error == "unsupported_response_type" and not oauth.payload.data.get("response_type"):
+        # RFC 6749 §4.1.2.1: a missing required parameter is invalid_request; authlib reports
+        # "no grant for this response_type" (oidcc-response-type-missing).
+        error, description = "invalid_request", "The response_type parameter is missing."
+    params = [("error", error), ("error_description", description), ("stepup_error", error)]
     state = oauth.payload.data.get("state")
     return redirect_to_client(rt, client_id, redirect_uri, params, state, error=True)
 

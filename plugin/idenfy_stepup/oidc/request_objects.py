@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9101 import JWTAuthenticationRequest
 from authlib.oauth2.rfc9101.errors import InvalidRequestObjectError
 from joserfc import jwt
+from joserfc.errors import UnsupportedAlgorithmError
 from joserfc.jwk import Key, KeySet
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class RequestObjects(JWTAuthenticationRequest):  # type: ignore[misc]
                 return
             self._shoud_proceed_with_request_object(request, client)
             raw = self._get_raw_request_object(request, client)
-            decoded = self._decode_request_object(request, client, raw)
+            decoded = self._decode(request, client, raw)
             merged = {k: v for k, v in request.payload.data.items() if k != "request"}
             merged.update({k: _as_param(v) for k, v in decoded.claims.items()})
         except OAuth2Error as error:
@@ -59,6 +60,20 @@ class RequestObjects(JWTAuthenticationRequest):  # type: ignore[misc]
         request.payload = BasicOAuth2Payload(merged)
         # Kept off the payload: any payload entry may equally have come from the browser.
         request.stepup_request_object = dict(decoded.claims)
+
+    def _decode(self, request: OAuth2Request, client: Client, raw: str) -> Any:
+        try:
+            return self._decode_request_object(request, client, raw)
+        except OAuth2Error as error:
+            if isinstance(error.__cause__, UnsupportedAlgorithmError):
+                # An unsigned (alg=none) or unaccepted alg: authlib says invalid_request, but the
+                # object is what is wrong: invalid_request_object (OIDC Core §3.1.2.6, §6.3.2).
+                allowed = ", ".join(SIGNED_ALGS)
+                raise InvalidRequestObjectError(
+                    description=f"The request object must be signed with {allowed}.",
+                    state=request.payload.data.get("state"),
+                ) from error
+            raise
 
     def get_request_object_signing_algorithms(self, client: Client) -> list[str]:
         return SIGNED_ALGS
