@@ -2,8 +2,17 @@
 
 The webhook script PUBLISHes the token on ``{prefix}:events``; whichever process holds the
 browser's push connection wakes it. A single subscription per process (not one per browser)
-keeps Redis connections flat under load. If the subscription breaks, every waiter is woken so
-it re-reads the state: a missed message can delay nothing longer than a reconnect.
+keeps Redis connections flat under load. If the subscription breaks, and again once it is
+back, every waiter is woken so it re-reads the state: a missed message can delay nothing
+longer than a reconnect.
+
+In a Redis Cluster a classic ``PUBLISH`` (the scripts' one, on whichever master owns the
+challenge's slot) is forwarded over the cluster bus to every node, replicas included, so one
+subscription on any node hears all of them. redis-py's ``ClusterPubSub`` would pin it to the
+node owning the channel name's slot; we pass the node explicitly instead and move to the next
+known node after each failure, so a dead node never keeps the subscription down. Sharded
+pub/sub (``SSUBSCRIBE``) is no fit: a script may only publish to a shard channel in its own
+keys' slot, i.e. one channel per challenge, so one subscription per waiting browser.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from collections.abc import AsyncIterator
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +70,16 @@ class Notifier:
 
     async def _run(self) -> None:
         delay = 0.1
+        attempt = 0
         while True:
-            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._pubsub(attempt)
+            attempt += 1
             try:
                 await pubsub.subscribe(self._channel)
                 self.connected.set()
+                # A message published while we were away is lost (e.g. during a Sentinel
+                # failover): waiters that registered meanwhile re-read their state now.
+                self._wake(None)
                 delay = 0.1
                 await self._listen(pubsub)
             except (rexc.RedisError, OSError) as exc:
@@ -76,6 +91,14 @@ class Notifier:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _pubsub(self, attempt: int) -> PubSub:
+        """A subscription client: on a cluster, on one of its nodes, a different one each time."""
+        if isinstance(self._redis, RedisCluster):
+            nodes = self._redis.get_nodes()
+            node = nodes[attempt % len(nodes)] if nodes else None  # none before the first command
+            return self._redis.pubsub(node=node, ignore_subscribe_messages=True)
+        return self._redis.pubsub(ignore_subscribe_messages=True)
 
     async def _listen(self, pubsub: PubSub) -> None:
         while True:

