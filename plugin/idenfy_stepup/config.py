@@ -6,11 +6,19 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from .idenfy.outcomes import OUTCOME_NAMES
 
@@ -248,11 +256,41 @@ class ErrorOverride(_Model):
     retryable: bool | None = None
 
 
+class RateLimit(_Model):
+    """At most ``count`` events per ``seconds`` (a fixed window opened by the first event)."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    seconds: int = Field(ge=1, le=86400)
+
+
+def _disabled_as_none(value: Any) -> Any:
+    # 0, null, false or {count: 0} switch a limit off.
+    if value is None or value is False or value == 0:
+        return None
+    if isinstance(value, dict) and value.get("count") == 0:
+        return None
+    return value
+
+
+OptionalLimit = Annotated[RateLimit | None, BeforeValidator(_disabled_as_none)]
+
+
+class LimitSettings(_Model):
+    """Abuse limits (Redis counters). A successful step-up is refunded: it never counts."""
+
+    authorize_per_ip: OptionalLimit = RateLimit(count=30, seconds=60)
+    authorize_per_subject: OptionalLimit = RateLimit(count=10, seconds=60)
+    challenges_per_subject: OptionalLimit = RateLimit(count=5, seconds=600)
+    challenges_per_ip: OptionalLimit = RateLimit(count=20, seconds=600)
+    spoof_lockout_seconds: int | None = Field(900, ge=0, le=30 * 86400)
+
+
 class ChallengeSettings(_Model):
     max_attempts: int = Field(3, ge=1, le=10)
     grace_seconds: int = Field(900, ge=60, le=86400)
     code_lifetime: int = Field(60, ge=10, le=60)
     push_timeout: int = Field(25, ge=5, le=120)
+    limits: LimitSettings = LimitSettings()
 
 
 class Settings(_Model):

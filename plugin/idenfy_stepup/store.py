@@ -120,10 +120,14 @@ class Store:
         attempt: int,
         expires_at: int,
         ttl: int,
+        limits: tuple[str, ...] = (),
     ) -> None:
-        """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s."""
+        """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s.
+
+        ``limits``: the rate-limit counters this request spent, refunded if it succeeds.
+        """
         key = self.challenge_key(token)
-        fields: Mapping[Any, Any] = {
+        fields: dict[Any, Any] = {
             "state": "PENDING",
             "request": request.to_json(),
             "binding": binding,
@@ -133,6 +137,8 @@ class Store:
             "type": request.check_type,
             "method": request.method,
         }
+        if limits:
+            fields["limits"] = " ".join(limits)
         await self._put_hash(key, fields, ttl)
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
@@ -163,11 +169,12 @@ class Store:
         marker_ttl: int,
     ) -> tuple[str, str]:
         """Move PENDING → APPROVED/DENIED once; returns (result, detail). See store_lua.WEBHOOK."""
-        keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
-        args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
-        args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
-        reply = await self._call(lambda: self._webhook(keys=keys, args=args))
-        return _text(reply[0]) or "", (_text(reply[1]) or "") if len(reply) > 1 else ""
+        applied = await self.webhook_transition(
+            token=token, webhook_id=webhook_id, verdict=verdict, outcome=outcome,
+            retryable=retryable, scan_ref=scan_ref, check_type=check_type, method=method,
+            marker_ttl=marker_ttl,
+        )  # fmt: skip
+        return applied.result, applied.detail
 
     async def finish(
         self,
@@ -250,6 +257,84 @@ class Store:
         """True the first time ``name`` is seen within ``ttl`` seconds (jti replay checks)."""
         key = f"{self.prefix}:once:{{{digest(name)}}}"
         return bool(await self._call(lambda: self.redis.set(key, "1", nx=True, ex=ttl)))
+
+    # -- webhook details, abuse limits and lock-outs ------------------------------------------
+    async def webhook_transition(
+        self,
+        *,
+        token: str,
+        webhook_id: str,
+        verdict: str,
+        outcome: str,
+        retryable: bool,
+        scan_ref: str | None,
+        check_type: str | None,
+        method: str | None,
+        marker_ttl: int,
+    ) -> WebhookResult:
+        """``apply_webhook`` with what the handler needs next: the challenge's state, outcome,
+        subject and the rate-limit counters its request spent."""
+        keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
+        args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
+        args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
+        reply = await self._call(lambda: self._webhook(keys=keys, args=args))
+        texts = [_text(part) or "" for part in reply] + [""] * 6
+        subject = ""
+        if texts[4]:
+            try:
+                subject = StepUpRequest.from_json(texts[4]).subject
+            except (ValueError, TypeError):
+                subject = ""
+        limits = tuple(k for k in texts[5].split() if k.startswith(f"{self.prefix}:rl:"))
+        return WebhookResult(texts[0], texts[1], texts[2], texts[3], subject, limits)
+
+    def rate_key(self, name: str, identity: str) -> str:
+        return f"{self.prefix}:rl:{{{digest(f'{name}|{identity}')}}}"
+
+    def lock_key(self, subject: str) -> str:
+        return f"{self.prefix}:lock:{{{digest(subject)}}}"
+
+    async def hit_rate(self, key: str, count: int, seconds: int) -> float:
+        """Count one event in ``key``'s window: 0 while within ``count``, else the seconds
+        until the window ends (Retry-After). One round trip."""
+        script = self._script("rate_hit", store_lua.RATE_HIT)
+        reply = await self._call(lambda: script(keys=[key], args=[seconds * 1000]))
+        hits, remaining_ms = int(reply[0]), int(reply[1])
+        return 0.0 if hits <= count else max(remaining_ms, 1) / 1000
+
+    async def refund_rates(self, keys: tuple[str, ...]) -> None:
+        """Give back one hit to each counter (a successful step-up never counts)."""
+        script = self._script("rate_refund", store_lua.RATE_REFUND)
+        for key in keys:
+            await self._call(lambda key=key: script(keys=[key]))  # type: ignore[misc]
+
+    async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
+        """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
+        key = self.lock_key(subject)
+        await self._call(lambda: self.redis.set(key, "1", ex=seconds, nx=not extend))
+
+    async def subject_locked(self, subject: str) -> float:
+        """Seconds left of the subject's lock-out; 0 when it is not locked."""
+        ms = await self._call(lambda: self.redis.pttl(self.lock_key(subject)))
+        return ms / 1000 if ms > 0 else 0.0
+
+    def _script(self, name: str, source: str) -> AsyncScript:
+        scripts: dict[str, AsyncScript] = self.__dict__.setdefault("_limit_scripts", {})
+        if name not in scripts:
+            scripts[name] = self.redis.register_script(source)
+        return scripts[name]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """What a webhook did (``result``, ``detail``) and the challenge it found."""
+
+    result: str
+    detail: str
+    state: str = ""
+    outcome: str = ""
+    subject: str = ""
+    limits: tuple[str, ...] = ()
 
 
 def _text(value: Any) -> str | None:

@@ -8,11 +8,17 @@ Return values are flat arrays: ``{verdict, ...}``.
 # KEYS[1] challenge, KEYS[2] webhook-id marker.
 # ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
 #       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
+# duplicate, ignored and applied also return {…, state, outcome, request, limits}: the webhook
+# handler locks the subject after a spoof and refunds the rate limits of a success.
 WEBHOOK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then return {'duplicate'} end
+local function tail(verdict, detail)
+  local t = redis.call('HMGET', KEYS[1], 'state', 'outcome', 'request', 'limits')
+  return {verdict, detail, t[1] or '', t[2] or '', t[3] or '', t[4] or ''}
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then return tail('duplicate', '') end
 local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method')
-if c[1] ~= 'PENDING' then return {'ignored', c[1]} end
+if c[1] ~= 'PENDING' then return tail('ignored', c[1]) end
 if ARGV[4] ~= c[2] then
   if ARGV[1] == 'SUCCESS' or ARGV[4] ~= '' then return {'mismatch', 'scanRef'} end
 end
@@ -26,7 +32,7 @@ else
              'webhook_id', ARGV[11], 'denied_at', ARGV[7])
 end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
-return {'applied', redis.call('HGET', KEYS[1], 'state')}
+return tail('applied', redis.call('HGET', KEYS[1], 'state'))
 """
 
 # KEYS[1] challenge. ARGV: 1 binding, 2 now, 3 max attempts, 4 mode (finish|give_up|cancel),
@@ -110,4 +116,24 @@ end
 redis.call('HSET', KEYS[1], 'at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'ok', c[1]}
+"""
+
+# KEYS[1] a rate-limit counter. ARGV: 1 window in ms. Returns {count, ms until the window ends}.
+# The first hit opens the window; a counter never lives without a TTL.
+RATE_HIT = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+
+# KEYS[1] a rate-limit counter. Gives back one hit (a successful step-up never counts); an
+# expired window is not re-created.
+RATE_REFUND = """
+local n = tonumber(redis.call('GET', KEYS[1]))
+if n and n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
 """
