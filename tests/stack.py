@@ -38,6 +38,13 @@ SCAN_REFS = {
     "SCAN-BOB": "IDENTIFICATION",
     "SCAN-CAROL": "ENROLLMENT",
 }
+# The suite runs many flows (and spoof webhooks) for alice from 127.0.0.1: the rate limits stay
+# on, so their code runs in every flow, but far out of reach, and the lock-out is off.
+# tests/test_limits.py sets its own.
+FAR: dict[str, int] = {"count": 100_000, "seconds": 60}
+SUITE_LIMITS: dict[str, Any] = {"authorize_per_ip": FAR, "authorize_per_subject": FAR,
+                                "challenges_per_subject": FAR, "challenges_per_ip": FAR,
+                                "spoof_lockout_seconds": 0}  # fmt: skip
 DIRECTORY = {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "carol": "SCAN-CAROL", "ghost": "SCAN-GONE"}
 # httpx builds a TLS context (loading the CA bundle, ~40 ms) for every client it creates; the
 # test clients share this one, which is the same default context built once.
@@ -91,6 +98,7 @@ def base_settings(provider_port: int, sim_port: int, redis_url: str) -> dict[str
             "simulator": {"host": "127.0.0.1", "port": sim_port, "scan_refs": SCAN_REFS},
         },
         "directory": {"static": DIRECTORY},
+        "challenge": {"limits": SUITE_LIMITS},
         "clients": [
             {
                 "client_id": "shop",

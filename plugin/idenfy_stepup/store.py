@@ -65,6 +65,8 @@ class Store:
         self._retry_claim: AsyncScript = redis.register_script(store_lua.RETRY_CLAIM)
         self._retry_link: AsyncScript = redis.register_script(store_lua.RETRY_LINK)
         self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
+        self._rate_hit: AsyncScript = redis.register_script(store_lua.RATE_HIT)
+        self._rate_refund: AsyncScript = redis.register_script(store_lua.RATE_REFUND)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
@@ -297,16 +299,14 @@ class Store:
     async def hit_rate(self, key: str, count: int, seconds: int) -> float:
         """Count one event in ``key``'s window: 0 while within ``count``, else the seconds
         until the window ends (Retry-After). One round trip."""
-        script = self._script("rate_hit", store_lua.RATE_HIT)
-        reply = await self._call(lambda: script(keys=[key], args=[seconds * 1000]))
+        reply = await self._call(lambda: self._rate_hit(keys=[key], args=[seconds * 1000]))
         hits, remaining_ms = int(reply[0]), int(reply[1])
         return 0.0 if hits <= count else max(remaining_ms, 1) / 1000
 
     async def refund_rates(self, keys: tuple[str, ...]) -> None:
         """Give back one hit to each counter (a successful step-up never counts)."""
-        script = self._script("rate_refund", store_lua.RATE_REFUND)
         for key in keys:
-            await self._call(lambda key=key: script(keys=[key]))  # type: ignore[misc]
+            await self._call(lambda: self._rate_refund(keys=[key]))  # noqa: B023 (awaited now)
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
@@ -317,12 +317,6 @@ class Store:
         """Seconds left of the subject's lock-out; 0 when it is not locked."""
         ms = await self._call(lambda: self.redis.pttl(self.lock_key(subject)))
         return ms / 1000 if ms > 0 else 0.0
-
-    def _script(self, name: str, source: str) -> AsyncScript:
-        scripts: dict[str, AsyncScript] = self.__dict__.setdefault("_limit_scripts", {})
-        if name not in scripts:
-            scripts[name] = self.redis.register_script(source)
-        return scripts[name]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,22 @@
 OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is an error page
 (invariant 5); after that every refusal is a redirect with ``error``, ``stepup_error``,
 ``state`` and ``iss``.
+
+Abuse limits (``challenge.limits``, Redis counters): every request counts against its client
+IP first; over the limit, a request whose client_id and redirect_uri (plain query or form
+parameters) are registered gets a ``rate_limited`` redirect, anything else a 429 page with
+``Retry-After``, before any further work. Then a locked-out subject is refused
+(``subject_locked``), requests count per subject, and challenge creation, which spends vendor
+credits, counts per subject and per IP before the vendor is called. A challenge that succeeds
+gives back what its request spent (the webhook refunds it).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import OAuth2Error
@@ -16,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
+from ..idenfy.outcomes import Outcome
+from ..netpolicy import client_ip
 from ..oidc.requests import AuthlibRequest
 from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
 from ..runtime import Runtime
@@ -35,10 +47,17 @@ from .common import (
 
 async def authorize(request: Request) -> Response:
     rt = runtime(request)
+    ip = _ip_identity(request, rt)
+    spent: list[str] = []  # the rate-limit counters this request spent (refunded on success)
+    blocked = await _ip_gate(rt, ip, spent)
     try:
         params = await _params(request, rt)
     except BadForm as exc:
+        if blocked is not None:
+            return _blocked_page(rt, blocked)
         return error_page(rt, exc.status_code, "Bad request", exc.description, "invalid_request")
+    if blocked is not None:
+        return _blocked(rt, params, blocked)
     oauth = AuthlibRequest(
         request.method, f"{rt.settings.issuer}/authorize", params, request.headers,
         form=request.method == "POST",
@@ -47,11 +66,114 @@ async def authorize(request: Request) -> Response:
         grant = rt.server.get_consent_grant(oauth, end_user=None)
     except OAuth2Error as exc:
         return _protocol_error(rt, oauth, exc)
+    except ValueError:
+        # authlib copies an unsupported response_type or an unregistered redirect_uri into
+        # its error_description and refuses (ValueError) when the value has characters RFC
+        # 6749 §5.2 does not allow there: the request is malformed either way.
+        return _malformed(rt, oauth)
     try:
         req = _step_up_request(rt, oauth, grant)
     except Refusal as exc:
         return _refusal(rt, oauth, exc)
-    return await _open_challenge(rt, req)
+    try:
+        refused = await _subject_gate(rt, req, spent)
+    except StoreUnavailable:
+        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
+    if refused is not None:
+        return refused
+    return await _open_challenge(rt, req, ip, spent)
+
+
+# -- abuse limits ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocked:
+    """Why a request is refused before its client was validated, and for how long."""
+
+    outcome: Outcome
+    status_code: int
+    retry_after: float = 0.0
+
+
+def _ip_identity(request: Request, rt: Runtime) -> str:
+    """The caller's address for rate limits; an IPv6 host counts as its whole /64."""
+    raw = client_ip(request, rt.trusted_proxies)
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+async def _hit(rt: Runtime, name: str, identity: str, spent: list[str]) -> float:
+    """Count one event against limit ``name``; seconds to wait when over it, else 0."""
+    limit = getattr(rt.settings.challenge.limits, name)
+    if limit is None:
+        return 0.0
+    key = rt.store.rate_key(name, identity)
+    spent.append(key)
+    return await rt.store.hit_rate(key, limit.count, limit.seconds)
+
+
+async def _ip_gate(rt: Runtime, ip: str, spent: list[str]) -> _Blocked | None:
+    try:
+        wait = await _hit(rt, "authorize_per_ip", ip, spent)
+    except StoreUnavailable:
+        return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
+    if wait:
+        log.warning("authorize rate limit hit", extra={"event": "stepup.rate_limited",
+                                                       "limit": "authorize_per_ip"})  # fmt: skip
+        return _Blocked(rt.outcomes["RATE_LIMITED"], 429, wait)
+    return None
+
+
+def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked) -> Response:
+    """A redirect when client_id and redirect_uri are registered (invariant 5), else a page.
+
+    Only plain parameters are looked at: under a flood, no request object or hint is verified.
+    """
+    client_id = (params.get("client_id") or [""])[0]
+    redirect_uri = (params.get("redirect_uri") or [""])[0]
+    client = rt.settings.client(client_id) if client_id else None
+    if client is None or redirect_uri not in client.redirect_uris:
+        return _blocked_page(rt, blocked)
+    outcome = blocked.outcome
+    query = [
+        ("error", outcome.error),
+        ("error_description", outcome.description),
+        ("stepup_error", outcome.stepup_error),
+    ]
+    state = params["state"][0] if params.get("state") else None
+    response = redirect_to_client(rt, client_id, redirect_uri, query, state, error=True)
+    return _with_retry_after(response, blocked.retry_after)
+
+
+def _blocked_page(rt: Runtime, blocked: _Blocked) -> Response:
+    title = "Too many requests" if blocked.status_code == 429 else "Temporarily unavailable"
+    outcome = blocked.outcome
+    page = error_page(rt, blocked.status_code, title, outcome.hint, outcome.stepup_error)
+    return _with_retry_after(page, blocked.retry_after)
+
+
+def _with_retry_after(response: Response, seconds: float) -> Response:
+    if seconds > 0:
+        response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return response
+
+
+async def _subject_gate(rt: Runtime, req: StepUpRequest, spent: list[str]) -> Response | None:
+    """A locked-out subject is refused; then the request counts against its subject."""
+    lockout = rt.settings.challenge.limits.spoof_lockout_seconds
+    if lockout and await rt.store.subject_locked(req.subject):
+        return outcome_redirect(rt, req, rt.outcomes["SUBJECT_LOCKED"])
+    if await _hit(rt, "authorize_per_subject", req.subject, spent):
+        return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
+    return None
 
 
 # Every authorization request parameter we read (OIDC Core §3.1.2.1, §6, RFC 7636 §4.3).
@@ -93,6 +215,21 @@ def _query(request: Request) -> dict[str, list[str]]:
     for key, value in pairs:
         params.setdefault(key, []).append(value)
     return params
+
+
+def _malformed(rt: Runtime, oauth: AuthlibRequest) -> Response:
+    description = "The request has a parameter with characters that are not allowed."
+    client_id = oauth.payload.client_id
+    client = rt.server.query_client(client_id) if client_id else None
+    redirect_uri = oauth.payload.redirect_uri
+    if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
+        return error_page(
+            rt, 400, "This request cannot be processed", description, "invalid_request"
+        )
+    params = [("error", "invalid_request"), ("error_description", description),
+              ("stepup_error", "invalid_request")]  # fmt: skip
+    state = oauth.payload.data.get("state")
+    return redirect_to_client(rt, client_id, redirect_uri, params, state, error=True)
 
 
 def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Response:
@@ -161,12 +298,16 @@ def _max_age(raw: str | None) -> int | None:
     return int(raw)
 
 
-async def _open_challenge(rt: Runtime, req: StepUpRequest) -> Response:
-    """Directory → check-status → new vendor session → PENDING challenge → challenge page."""
+async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[str]) -> Response:
+    """Directory → limits → check-status → new vendor session → PENDING challenge → page."""
     try:
         scan_ref = await _scan_ref(rt, req.subject)
         if scan_ref is None:
             return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
+        # Each challenge spends vendor credits: both limits are checked before iDenfy is called.
+        for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
+            if await _hit(rt, name, identity, spent):
+                return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
         check_type = await rt.vendor.check_status(scan_ref, req.method)
         req = replace(req, scan_ref=scan_ref, check_type=check_type)
         lifetime = rt.settings.idenfy.token_lifetime
@@ -177,7 +318,7 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest) -> Response:
         await rt.store.create_challenge(
             token, req, binding=rt.binder.binding(secret), attempt=1,
             expires_at=int(time.time()) + lifetime,
-            ttl=lifetime + rt.settings.challenge.grace_seconds,
+            ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent),
         )  # fmt: skip
     except VendorNotEnrolled:
         return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])

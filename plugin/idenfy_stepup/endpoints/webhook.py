@@ -4,6 +4,11 @@ Order matters: bound the body (413), verify the HMAC over the raw bytes before r
 anything in it (401), then content type (415), event type and JSON (400). The transition is one
 Lua script: duplicates, replays and late deliveries cannot change a terminal state (invariant
 4). Unknown tokens get 200 so the vendor stops retrying; Redis down gets 503 so it retries.
+
+After the transition: a spoofing signal (FAKE_FACE, VIRTUAL_CAMERA, FAKE_CAPTURE) locks the
+challenge's subject out for ``challenge.limits.spoof_lockout_seconds``; if that write fails the
+answer is 503, and the vendor's retry (a duplicate) sets the lock then. A success gives back the
+rate-limit counters its request spent.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..idenfy.outcomes import LOCKOUT_OUTCOMES
 from ..idenfy.webhook import (
     EVENT_TYPE,
     WebhookEvent,
@@ -21,7 +27,7 @@ from ..idenfy.webhook import (
 )
 from ..netpolicy import allowed
 from ..runtime import Runtime
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, WebhookResult
 from .common import BadForm, log, read_body, runtime
 
 
@@ -36,12 +42,14 @@ async def idenfy_webhook(request: Request) -> Response:
     if not event.final:
         return JSONResponse({"result": "pending"})
     try:
-        result, detail = await _apply(rt, event)
+        applied = await _apply(rt, event)
+        await _lock_out(rt, applied)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")
         return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
-    _log(event, result, detail)
-    return JSONResponse({"result": result})
+    await _refund(rt, applied)
+    _log(event, applied.result, applied.detail)
+    return JSONResponse({"result": applied.result})
 
 
 async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
@@ -56,14 +64,14 @@ async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
     return parse_event(body)
 
 
-async def _apply(rt: Runtime, event: WebhookEvent) -> tuple[str, str]:
+async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
     if event.success:
         verdict, outcome = "SUCCESS", "SUCCESS"
     else:
         verdict, outcome = "DENIED", rt.outcomes.for_webhook(event.status, event.fail_reason).name
     retryable = verdict == "DENIED" and rt.outcomes[outcome].retryable
     ttl = rt.settings.idenfy.token_lifetime + rt.settings.challenge.grace_seconds
-    return await rt.store.apply_webhook(
+    return await rt.store.webhook_transition(
         token=event.token,
         webhook_id=event.id,
         verdict=verdict,
@@ -74,6 +82,34 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> tuple[str, str]:
         method=event.method,
         marker_ttl=ttl,
     )
+
+
+async def _lock_out(rt: Runtime, applied: WebhookResult) -> None:
+    """Lock the subject after a spoofing signal; a redelivery only sets a lock that is missing."""
+    seconds = rt.settings.challenge.limits.spoof_lockout_seconds
+    if not seconds or not applied.subject or applied.outcome not in LOCKOUT_OUTCOMES:
+        return
+    if applied.result not in ("applied", "duplicate", "ignored"):
+        return
+    fresh = applied.result == "applied"
+    await rt.store.lock_subject(applied.subject, seconds, extend=fresh)
+    if fresh:
+        log.warning(
+            "subject locked out after %s",
+            applied.outcome,
+            extra={"event": "stepup.subject_locked", "subject": applied.subject,
+                   "outcome": applied.outcome, "seconds": seconds},
+        )  # fmt: skip
+
+
+async def _refund(rt: Runtime, applied: WebhookResult) -> None:
+    """A success never counts against a limit. Best effort: the approval stands regardless."""
+    if applied.result != "applied" or applied.state != "APPROVED" or not applied.limits:
+        return
+    try:
+        await rt.store.refund_rates(applied.limits)
+    except StoreUnavailable:
+        log.warning("rate-limit refund skipped: Redis unavailable")
 
 
 def _reject(status_code: int, reason: str) -> Response:

@@ -204,6 +204,20 @@ _ROWS = [
         "The step-up service is temporarily unavailable.",
         "The service is not available right now. Try again in a few minutes.",
     ),
+    _row(
+        "RATE_LIMITED",
+        UNAVAILABLE,
+        "rate_limited",
+        "Too many step-up requests; try again later.",
+        "There were too many attempts. Wait a few minutes, then try again.",
+    ),
+    _row(
+        "SUBJECT_LOCKED",
+        DENIED,
+        "subject_locked",
+        "Face checks for this user are locked after a spoofing attempt.",
+        "Face checks for your account are paused for a while. Contact the service you came from.",
+    ),
 ]
 
 DEFAULTS: Mapping[str, Outcome] = {row.name: row for row in _ROWS}
@@ -211,8 +225,12 @@ OUTCOME_NAMES = frozenset(DEFAULTS)
 FAIL_REASONS = tuple(
     name
     for name in DEFAULTS
-    if name not in {"CANCELED", "EXPIRED", "UNKNOWN"} and DEFAULTS[name].error == DENIED
+    if name not in {"CANCELED", "EXPIRED", "UNKNOWN", "SUBJECT_LOCKED"}
+    and DEFAULTS[name].error == DENIED
 )
+# Spoofing signals: a webhook with one of these locks its subject out for
+# ``challenge.limits.spoof_lockout_seconds`` (by outcome name, so overrides do not change it).
+LOCKOUT_OUTCOMES = frozenset({"FAKE_FACE", "VIRTUAL_CAMERA", "FAKE_CAPTURE"})
 
 
 class Override(Protocol):
