@@ -534,6 +534,7 @@ async def test_invariant_6_redis_down_fails_closed_and_loses_nothing(
         assert finish.status_code == 503 and "location" not in finish.headers
         _, response = await begin(stack)
         assert query(response.headers["location"])["stepup_error"] == "store_unavailable"
+        assert (await attempt.browser.get("/readyz")).status_code == 503
 
         # The vendor's real delivery keeps retrying while Redis is away...
         delivery = asyncio.create_task(stack.outcome(attempt.token, "SUCCESS"))
@@ -545,6 +546,11 @@ async def test_invariant_6_redis_down_fails_closed_and_loses_nothing(
         assert delivered["delivered"] == 200 and delivered["attempts"] > 1
         result = await attempt.result()
         assert (await attempt.id_token(result["code"]))["sub"] == "alice"
+        # Recovered by itself, with no restart of the service.
+        assert (await attempt.browser.get("/readyz")).status_code == 200
+        fresh = await challenge(stack)
+        await stack.outcome(fresh.token, "SUCCESS")
+        assert "code" in await fresh.result()
 
 
 # -- 7. the id_token says who was challenged and which level was achieved --------------------------
