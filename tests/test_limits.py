@@ -156,6 +156,22 @@ async def test_challenges_per_subject_protect_vendor_credits(stack_factory: Fact
     assert len(await vendor_sessions(stack)) == 2  # refused before the vendor was called
 
 
+async def test_a_retry_counts_as_a_new_challenge(stack_factory: Factory) -> None:
+    stack: Stack = await stack_factory(settings=limits(challenges_per_subject=per(2)))
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
+    assert (await attempt.finish()).status_code == 200  # the retry screen
+    moved = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
+    second = moved.headers["location"].removeprefix("/challenge/")
+    await stack.outcome(second, "FAILED", "FACE_TOO_SMALL")
+    assert (await attempt.browser.get(f"/challenge/{second}/finish")).status_code == 200
+    refused = await attempt.browser.post(f"/challenge/{second}/retry")
+    result = rp_redirect(refused)
+    assert (result["error"], result["stepup_error"]) == ("temporarily_unavailable", "rate_limited")
+    assert result["state"] == attempt.state
+    assert len(await vendor_sessions(stack)) == 2  # the third attempt never reached iDenfy
+
+
 async def test_challenges_per_ip_protect_vendor_credits(stack_factory: Factory) -> None:
     stack: Stack = await stack_factory(
         settings={

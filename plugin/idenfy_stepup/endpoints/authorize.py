@@ -15,7 +15,6 @@ gives back what its request spent (the webhook refunds it).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
 from ..idenfy.outcomes import Outcome
-from ..netpolicy import client_ip
+from ..limits import hit, ip_identity
 from ..oidc.requests import AuthlibRequest
 from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
 from ..runtime import Runtime
@@ -47,7 +46,7 @@ from .common import (
 
 async def authorize(request: Request) -> Response:
     rt = runtime(request)
-    ip = _ip_identity(request, rt)
+    ip = ip_identity(request, rt)
     spent: list[str] = []  # the rate-limit counters this request spent (refunded on success)
     blocked = await _ip_gate(rt, ip, spent)
     try:
@@ -96,33 +95,9 @@ class _Blocked:
     retry_after: float = 0.0
 
 
-def _ip_identity(request: Request, rt: Runtime) -> str:
-    """The caller's address for rate limits; an IPv6 host counts as its whole /64."""
-    raw = client_ip(request, rt.trusted_proxies)
-    try:
-        ip = ipaddress.ip_address(raw)
-    except ValueError:
-        return raw or "unknown"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
-async def _hit(rt: Runtime, name: str, identity: str, spent: list[str]) -> float:
-    """Count one event against limit ``name``; seconds to wait when over it, else 0."""
-    limit = getattr(rt.settings.challenge.limits, name)
-    if limit is None:
-        return 0.0
-    key = rt.store.rate_key(name, identity)
-    spent.append(key)
-    return await rt.store.hit_rate(key, limit.count, limit.seconds)
-
-
 async def _ip_gate(rt: Runtime, ip: str, spent: list[str]) -> _Blocked | None:
     try:
-        wait = await _hit(rt, "authorize_per_ip", ip, spent)
+        wait = await hit(rt, "authorize_per_ip", ip, spent)
     except StoreUnavailable:
         return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
     if wait:
@@ -171,7 +146,7 @@ async def _subject_gate(rt: Runtime, req: StepUpRequest, spent: list[str]) -> Re
     lockout = rt.settings.challenge.limits.spoof_lockout_seconds
     if lockout and await rt.store.subject_locked(req.subject):
         return outcome_redirect(rt, req, rt.outcomes["SUBJECT_LOCKED"])
-    if await _hit(rt, "authorize_per_subject", req.subject, spent):
+    if await hit(rt, "authorize_per_subject", req.subject, spent):
         return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
     return None
 
@@ -306,7 +281,7 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[
             return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
         # Each challenge spends vendor credits: both limits are checked before iDenfy is called.
         for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
-            if await _hit(rt, name, identity, spent):
+            if await hit(rt, name, identity, spent):
                 return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
         check_type = await rt.vendor.check_status(scan_ref, req.method)
         req = replace(req, scan_ref=scan_ref, check_type=check_type)

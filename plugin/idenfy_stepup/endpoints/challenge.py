@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..idenfy.client import VendorError, valid_token
+from ..limits import hit, ip_identity
 from ..runtime import Runtime
 from ..stepup import CodeGrant, StepUpRequest
 from ..store import StoreUnavailable, Verdict
@@ -194,7 +195,14 @@ async def retry(request: Request) -> Response:
         if claim.kind != "claimed" or claim.request is None:
             return await _answer(rt, token, _after_refused_claim(claim))
         req, attempt = claim.request, int(claim.detail) + 1
-        next_token = await _new_attempt(rt, req, binding, attempt)
+        # A new attempt spends vendor credits like a new challenge: same limits, checked first.
+        spent: list[str] = []
+        ip = ip_identity(request, rt)
+        for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
+            if await hit(rt, name, identity, spent):
+                await rt.store.link_retry(token, None)
+                return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
+        next_token = await _new_attempt(rt, req, binding, attempt, spent)
         await rt.store.link_retry(token, next_token)
     except StoreUnavailable:
         return _store_down(rt)
@@ -235,7 +243,9 @@ def _after_refused_claim(claim: Verdict) -> Verdict:
     return claim
 
 
-async def _new_attempt(rt: Runtime, req: StepUpRequest, binding: str, attempt: int) -> str | None:
+async def _new_attempt(
+    rt: Runtime, req: StepUpRequest, binding: str, attempt: int, spent: list[str]
+) -> str | None:
     lifetime = rt.settings.idenfy.token_lifetime
     try:
         token = await rt.vendor.create_authentication(
@@ -247,6 +257,6 @@ async def _new_attempt(rt: Runtime, req: StepUpRequest, binding: str, attempt: i
     await rt.store.create_challenge(
         token, req, binding=binding, attempt=attempt,
         expires_at=int(time.time()) + lifetime,
-        ttl=lifetime + rt.settings.challenge.grace_seconds,
+        ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent),
     )  # fmt: skip
     return token
