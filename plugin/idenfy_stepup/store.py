@@ -157,27 +157,6 @@ class Store:
             return Peek(None, False)  # unreadable means "start again" (invariant 6)
         return Peek(state, bound, request, int(_text(reply[3]) or 1))
 
-    async def apply_webhook(
-        self,
-        *,
-        token: str,
-        webhook_id: str,
-        verdict: str,
-        outcome: str,
-        retryable: bool,
-        scan_ref: str | None,
-        check_type: str | None,
-        method: str | None,
-        marker_ttl: int,
-    ) -> tuple[str, str]:
-        """Move PENDING → APPROVED/DENIED once; returns (result, detail). See store_lua.WEBHOOK."""
-        applied = await self.webhook_transition(
-            token=token, webhook_id=webhook_id, verdict=verdict, outcome=outcome,
-            retryable=retryable, scan_ref=scan_ref, check_type=check_type, method=method,
-            marker_ttl=marker_ttl,
-        )  # fmt: skip
-        return applied.result, applied.detail
-
     async def finish(
         self,
         token: str,
@@ -274,8 +253,9 @@ class Store:
         method: str | None,
         marker_ttl: int,
     ) -> WebhookResult:
-        """``apply_webhook`` with what the handler needs next: the challenge's state, outcome,
-        subject and the rate-limit counters its request spent."""
+        """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
+        needs next: the challenge's state, outcome, subject and the rate-limit counters its
+        request spent."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]

@@ -1,4 +1,4 @@
-"""Debian's Chromium driven by Playwright (never `playwright install`: it cannot download here)."""
+"""Debian's Chromium (/usr/bin/chromium) driven by Playwright; no browser is ever downloaded."""
 
 from __future__ import annotations
 

@@ -249,13 +249,14 @@ class StoreMachine(RuleBasedStateMachine):
             verdict, outcome = "DENIED", OUTCOMES.for_webhook(status, reason).name
         retryable = verdict == "DENIED" and OUTCOMES[outcome].retryable
         before = self.snapshot(token)
-        result = self.run(
-            self.store.apply_webhook(
+        applied = self.run(
+            self.store.webhook_transition(
                 token=token, webhook_id=hook_id, verdict=verdict, outcome=outcome,
                 retryable=retryable, scan_ref=scan_ref or None, check_type=check_type or None,
                 method=meth or None, marker_ttl=MARKER_TTL,
             )
         )  # fmt: skip
+        result = (applied.result, applied.detail)
         expected = self._expect_webhook(
             token, rec, hook_id, verdict, outcome, retryable, scan_ref, check_type, meth
         )
