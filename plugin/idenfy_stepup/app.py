@@ -1,4 +1,4 @@
-"""``create_app(settings)`` → the provider's Starlette app; its lifespan owns Redis and httpx."""
+"""``create_app(settings)``: the Starlette app; its lifespan owns Redis and the vendor edge."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import Settings
 from .endpoints import authorize, challenge, discovery, events, token, webhook
 from .endpoints.common import error_page, json_error, wants_json
-from .idenfy.client import default_timeout
+from .idenfy.transport import AiohttpTransport
 from .runtime import Runtime, build_runtime
 from .store import Store, StoreUnavailable
 from .store_events import Notifier
@@ -147,26 +147,28 @@ async def _running(
     redis = connect(settings.redis, redis_url)
     store = Store(redis, settings.redis.key_prefix)
     notifier = Notifier(redis, store.channel)
-    http = httpx.AsyncClient(timeout=default_timeout(settings.idenfy.timeout), transport=transport)
+    own = transport is None
+    vendor = AiohttpTransport() if transport is None else transport
     try:
-        rt = await _build_with_retry(settings, store, notifier, http)
+        rt = await _build_with_retry(settings, store, notifier, vendor)
         await notifier.start()
         yield rt
     finally:
         await notifier.stop()
-        await http.aclose()
+        if own:
+            await vendor.aclose()
         await redis.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
 
 async def _build_with_retry(
-    settings: Settings, store: Store, notifier: Notifier, http: httpx.AsyncClient
+    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
 ) -> Runtime:
     """Keys and secrets live in Redis: wait for it a little at start-up, then give up loudly."""
     for attempt in range(50):
         try:
-            return await build_runtime(settings, store, notifier, http)
+            return await build_runtime(settings, store, notifier, vendor)
         except StoreUnavailable:
             if attempt == 0:
                 log.warning("waiting for Redis at start-up")

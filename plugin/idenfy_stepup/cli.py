@@ -1,4 +1,4 @@
-"""``idenfy-stepup``: serve | demo | check-config | subjects (design.md §7)."""
+"""``idenfy-stepup``: serve | demo | simulator | check-config | subjects (design.md §7)."""
 
 from __future__ import annotations
 
@@ -40,15 +40,26 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: ASGIApp, host: str, port: int, level: str) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=level, access_log=False, log_config=None,
-        proxy_headers=False, server_header=False,
+def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    """uvloop and httptools (``uvicorn[standard]``), no access log: our own logs say enough."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=settings.server.log_level, access_log=False,
+        log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
+        http="httptools",
     )  # fmt: skip
-    return _Server(config)
 
 
-def simulator_server(settings: Settings) -> uvicorn.Server:
+def _server(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Server:
+    return _Server(uvicorn_config(app, host, port, settings))
+
+
+def simulator_server(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    own_signals: bool = False,
+) -> uvicorn.Server:
     from .simulator import create_simulator_app
 
     sim = settings.idenfy.simulator
@@ -58,7 +69,8 @@ def simulator_server(settings: Settings) -> uvicorn.Server:
         webhook_url=sim.webhook_url or f"{settings.issuer}/webhooks/idenfy",
         signing_key=key.get_secret_value() if key is not None else None,
     )
-    return _server(app, sim.host, sim.port, settings.server.log_level)
+    config = uvicorn_config(app, host or sim.host, sim.port if port is None else port, settings)
+    return uvicorn.Server(config) if own_signals else _Server(config)
 
 
 async def _serve_all(servers: list[uvicorn.Server]) -> None:
@@ -84,13 +96,28 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
     server = settings.server
     logs.configure(server.log_format, server.log_level)
     host, port = args.host or server.host, args.port if args.port is not None else server.port
-    servers = [_server(create_app(settings), host, port, server.log_level)]
+    workers = getattr(args, "workers", None) or server.workers
+    if workers > 1 and not demo:
+        from .workers import Supervisor, bind
+
+        update = {"host": host, "port": port}
+        settings = settings.model_copy(update={"server": server.model_copy(update=update)})
+        return Supervisor(settings, bind(host, port), workers).run()
+    servers = [_server(create_app(settings), host, port, settings)]
     if settings.idenfy.mode == "simulator":
         servers.append(simulator_server(settings))
     if demo:
         servers.append(demo_server(settings, args.demo_port))
-    asyncio.run(_serve_all(servers))
+    run_servers(servers)
     return 0
+
+
+def run_servers(servers: list[uvicorn.Server]) -> None:
+    """Serve on uvloop (``uvicorn.Server.serve`` leaves the loop to its caller)."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve_all(servers))
 
 
 def demo_server(settings: Settings, port: int) -> uvicorn.Server:
@@ -107,7 +134,18 @@ def demo_server(settings: Settings, port: int) -> uvicorn.Server:
         subject=next(iter(settings.directory.static), "alice"),
         session_secret=secrets.token_urlsafe(32),
     )
-    return _server(app, settings.server.host, port, settings.server.log_level)
+    return _server(app, settings.server.host, port, settings)
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """The simulator alone, for a provider (or several) running elsewhere in ``live`` mode."""
+    settings = load_settings(args.config)
+    logs.configure(settings.server.log_format, settings.server.log_level)
+    if settings.idenfy.webhook_signing_key is None:
+        print("warning: idenfy.webhook_signing_key is not set: webhooks are sent unsigned",
+              file=sys.stderr)  # fmt: skip
+    run_servers([simulator_server(settings, host=args.host, port=args.port)])
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -162,6 +200,12 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--port", type=int)
         if name == "demo":
             s.add_argument("--demo-port", type=int, default=9000)
+        else:
+            s.add_argument("--workers", type=int, help="worker processes (server.workers)")
+    m = sub.add_parser("simulator", help="run only the iDenfy simulator (idenfy.simulator)")
+    m.add_argument("--config", required=True, help="YAML settings file")
+    m.add_argument("--host")
+    m.add_argument("--port", type=int)
     c = sub.add_parser("check-config", help="validate a settings file and warn about risks")
     c.add_argument("file")
     c.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
@@ -182,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.action == "set" and not args.scan_ref:
                 parser().error("subjects set needs SUBJECT SCANREF")
             return asyncio.run(_subjects(args))
+        if args.command == "simulator":
+            return cmd_simulator(args)
+        if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 64:
+            parser().error("--workers must be between 1 and 64")
         return cmd_serve(args, demo=args.command == "demo")
     except ConfigError as exc:
         print(exc, file=sys.stderr)

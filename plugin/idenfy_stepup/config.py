@@ -53,6 +53,7 @@ class ServerSettings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_form_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: tuple[str, ...] = ()
+    workers: int = Field(1, ge=1, le=64)
 
     @model_validator(mode="after")
     def _networks(self) -> ServerSettings:

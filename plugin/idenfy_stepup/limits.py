@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from .netpolicy import client_ip
 from .runtime import Runtime
+from .store import LimitHit
 
 
 def ip_identity(request: Request, rt: Runtime) -> str:
@@ -24,11 +25,24 @@ def ip_identity(request: Request, rt: Runtime) -> str:
     return str(ip)
 
 
-async def hit(rt: Runtime, name: str, identity: str, spent: list[str]) -> float:
-    """Count one event against limit ``name``; seconds to wait when over it, else 0."""
-    limit = getattr(rt.settings.challenge.limits, name)
-    if limit is None:
-        return 0.0
-    key = rt.store.rate_key(name, identity)
-    spent.append(key)
-    return await rt.store.hit_rate(key, limit.count, limit.seconds)
+async def hit(
+    rt: Runtime, identity: str, names: tuple[str, ...], spent: list[str], *, lock: bool = False
+) -> LimitHit:
+    """Count one event against each limit in ``names`` for ``identity`` (one round trip); with
+    ``lock``, ``identity`` is a subject and its spoof lock-out is checked first.
+
+    The counters hit are added to ``spent`` (a success refunds them). ``wait`` > 0: refused.
+    """
+    limits = rt.settings.challenge.limits
+    counters = []
+    for name in names:
+        limit = getattr(limits, name)
+        if limit is not None:
+            counters.append((rt.store.rate_key(name, identity), limit.count, limit.seconds))
+    check_lock = lock and bool(limits.spoof_lockout_seconds)
+    if not counters and not check_lock:
+        return LimitHit()
+    found = await rt.store.hit_limits(counters, rt.store.lock_key(identity) if check_lock else None)
+    hit_count = len(counters) if found.index < 0 else found.index + 1
+    spent.extend(key for key, _, _ in counters[:hit_count] if not found.locked)
+    return found

@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .browser import Binder
 from .config import Settings
-from .idenfy.client import IdenfyClient
+from .idenfy.client import IdenfyClient, default_timeout
 from .idenfy.outcomes import OutcomeTable
 from .netpolicy import Network, networks
 from .oidc.keys import KeyRing
@@ -50,7 +50,7 @@ def template_env() -> Environment:
 
 
 async def build_runtime(
-    settings: Settings, store: Store, notifier: Notifier, http: httpx.AsyncClient
+    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
 ) -> Runtime:
     """Load the shared secrets and keys from Redis (generated once when not configured)."""
     from .oidc.keys import load_keys
@@ -69,7 +69,13 @@ async def build_runtime(
         notifier=notifier,
         keys=keys,
         server=StepUpServer(settings, keys),
-        vendor=IdenfyClient(http, settings.idenfy.effective_api_base(), api_key, api_secret),
+        vendor=IdenfyClient(
+            vendor,
+            settings.idenfy.effective_api_base(),
+            api_key,
+            api_secret,
+            default_timeout(settings.idenfy.timeout),
+        ),
         outcomes=OutcomeTable(settings.errors),
         binder=Binder(secret, settings),
         templates=template_env(),

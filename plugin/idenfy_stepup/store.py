@@ -8,6 +8,7 @@ Any Redis failure surfaces as :class:`StoreUnavailable`, which callers turn into
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,8 +66,9 @@ class Store:
         self._retry_claim: AsyncScript = redis.register_script(store_lua.RETRY_CLAIM)
         self._retry_link: AsyncScript = redis.register_script(store_lua.RETRY_LINK)
         self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
-        self._rate_hit: AsyncScript = redis.register_script(store_lua.RATE_HIT)
-        self._rate_refund: AsyncScript = redis.register_script(store_lua.RATE_REFUND)
+        self._put: AsyncScript = redis.register_script(store_lua.PUT_HASH)
+        self._limits: AsyncScript = redis.register_script(store_lua.LIMITS)
+        self._limits_refund: AsyncScript = redis.register_script(store_lua.LIMITS_REFUND)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
@@ -95,16 +97,12 @@ class Store:
         except (rexc.RedisError, OSError) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
 
-    async def _put_hash(self, key: str, fields: Mapping[Any, Any], ttl: int) -> None:
-        """A new hash with its TTL, in one MULTI: no key ever lives without an expiry."""
-
-        async def op() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl)
-                await pipe.execute()
-
-        await self._call(op)
+    async def _put_hash(self, key: str, fields: Mapping[str, Any], ttl: int) -> None:
+        """A new hash with its TTL, in one script: no key ever lives without an expiry."""
+        args: list[Any] = [ttl]
+        for name, value in fields.items():
+            args += [name, value]
+        await self._call(lambda: self._put(keys=[key], args=args))
 
     async def ping(self) -> bool:
         try:
@@ -129,7 +127,7 @@ class Store:
         ``limits``: the rate-limit counters this request spent, refunded if it succeeds.
         """
         key = self.challenge_key(token)
-        fields: dict[Any, Any] = {
+        fields: dict[str, Any] = {
             "state": "PENDING",
             "request": request.to_json(),
             "binding": binding,
@@ -271,32 +269,49 @@ class Store:
         return WebhookResult(texts[0], texts[1], texts[2], texts[3], subject, limits)
 
     def rate_key(self, name: str, identity: str) -> str:
-        return f"{self.prefix}:rl:{{{digest(f'{name}|{identity}')}}}"
+        """A limit's counter; every counter of one identity shares its hash tag (one slot)."""
+        return f"{self.prefix}:rl:{{{digest(identity)}}}:{name}"
 
     def lock_key(self, subject: str) -> str:
         return f"{self.prefix}:lock:{{{digest(subject)}}}"
 
-    async def hit_rate(self, key: str, count: int, seconds: int) -> float:
-        """Count one event in ``key``'s window: 0 while within ``count``, else the seconds
-        until the window ends (Retry-After). One round trip."""
-        reply = await self._call(lambda: self._rate_hit(keys=[key], args=[seconds * 1000]))
-        hits, remaining_ms = int(reply[0]), int(reply[1])
-        return 0.0 if hits <= count else max(remaining_ms, 1) / 1000
+    async def hit_limits(
+        self, counters: list[tuple[str, int, int]], lock: str | None = None
+    ) -> LimitHit:
+        """Count one event in each ``(key, count, seconds)`` counter of one identity, after
+        checking the subject's lock-out key ``lock``. One round trip."""
+        keys = ([lock] if lock else []) + [key for key, _, _ in counters]
+        args: list[Any] = [1 if lock else 0] + [f"{c} {s * 1000}" for _, c, s in counters]
+        reply = await self._call(lambda: self._limits(keys=keys, args=args))
+        kind = _text(reply[0]) or ""
+        if kind == "locked":
+            return LimitHit(locked=True, wait=int(reply[1]) / 1000)
+        if kind == "limited":
+            return LimitHit(index=int(reply[1]) - 1, wait=max(int(reply[2]), 1) / 1000)
+        return LimitHit()
 
     async def refund_rates(self, keys: tuple[str, ...]) -> None:
-        """Give back one hit to each counter (a successful step-up never counts)."""
+        """Give back one hit to each counter (a successful step-up never counts): one script
+        per identity, sent together."""
+        groups: dict[str, list[str]] = {}
         for key in keys:
-            await self._call(lambda: self._rate_refund(keys=[key]))  # noqa: B023 (awaited now)
+            groups.setdefault(key[key.find("{") : key.find("}") + 1], []).append(key)
+        calls = [self._limits_refund(keys=group) for group in groups.values()]
+        await self._call(lambda: asyncio.gather(*calls))
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
         key = self.lock_key(subject)
         await self._call(lambda: self.redis.set(key, "1", ex=seconds, nx=not extend))
 
-    async def subject_locked(self, subject: str) -> float:
-        """Seconds left of the subject's lock-out; 0 when it is not locked."""
-        ms = await self._call(lambda: self.redis.pttl(self.lock_key(subject)))
-        return ms / 1000 if ms > 0 else 0.0
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """``wait`` > 0: refused for that many seconds, by the lock-out or counter ``index``."""
+
+    wait: float = 0.0
+    locked: bool = False
+    index: int = -1
 
 
 @dataclass(frozen=True, slots=True)

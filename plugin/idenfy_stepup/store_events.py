@@ -30,11 +30,18 @@ from redis.asyncio.cluster import RedisCluster
 log = logging.getLogger(__name__)
 
 
+class Wake(asyncio.Event):
+    """Set on a wake-up; ``published`` says a transition of this very token was published (not
+    a reconnect of the subscription, after which the state must be read again)."""
+
+    published = False
+
+
 class Notifier:
     def __init__(self, redis: Redis, channel: str) -> None:
         self._redis = redis
         self._channel = channel
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Wake]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -49,9 +56,9 @@ class Notifier:
             self._task = None
 
     @contextlib.asynccontextmanager
-    async def waiting(self, token: str) -> AsyncIterator[asyncio.Event]:
+    async def waiting(self, token: str) -> AsyncIterator[Wake]:
         """Register interest in ``token`` *before* reading its state, so no event slips by."""
-        event = asyncio.Event()
+        event = Wake()
         self._waiters.setdefault(token, set()).add(event)
         try:
             yield event
@@ -66,6 +73,8 @@ class Notifier:
         buckets = self._waiters.values() if token is None else [self._waiters.get(token, set())]
         for bucket in list(buckets):
             for event in list(bucket):
+                if token is not None:
+                    event.published = True
                 event.set()
 
     async def _run(self) -> None:

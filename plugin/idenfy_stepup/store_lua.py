@@ -10,29 +10,34 @@ Return values are flat arrays: ``{verdict, ...}``.
 #       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
 # duplicate, ignored and applied also return {…, state, outcome, request, limits}: the webhook
 # handler locks the subject after a spoof and refunds the rate limits of a success.
+# One read, one marker, one write and one publish: nothing is read twice.
 WEBHOOK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
-local function tail(verdict, detail)
-  local t = redis.call('HMGET', KEYS[1], 'state', 'outcome', 'request', 'limits')
-  return {verdict, detail, t[1] or '', t[2] or '', t[3] or '', t[4] or ''}
+local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome',
+                     'request', 'limits')
+if not c[1] then return {'unknown'} end
+local function tail(verdict, detail, state, outcome)
+  return {verdict, detail, state, outcome or '', c[6] or '', c[7] or ''}
 end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then return tail('duplicate', '') end
-local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method')
-if c[1] ~= 'PENDING' then return tail('ignored', c[1]) end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then
+  return tail('duplicate', '', c[1], c[5])
+end
+if c[1] ~= 'PENDING' then return tail('ignored', c[1], c[1], c[5]) end
 if ARGV[4] ~= c[2] then
   if ARGV[1] == 'SUCCESS' or ARGV[4] ~= '' then return {'mismatch', 'scanRef'} end
 end
 if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return {'mismatch', 'type'} end
 if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return {'mismatch', 'method'} end
 if ARGV[1] == 'PENDING' then return {'pending'} end
+local state, outcome = 'APPROVED', c[5]
 if ARGV[1] == 'SUCCESS' then
-  redis.call('HSET', KEYS[1], 'state', 'APPROVED', 'auth_time', ARGV[7], 'webhook_id', ARGV[11])
+  redis.call('HSET', KEYS[1], 'state', state, 'auth_time', ARGV[7], 'webhook_id', ARGV[11])
 else
-  redis.call('HSET', KEYS[1], 'state', 'DENIED', 'outcome', ARGV[2], 'retryable', ARGV[3],
+  state, outcome = 'DENIED', ARGV[2]
+  redis.call('HSET', KEYS[1], 'state', state, 'outcome', outcome, 'retryable', ARGV[3],
              'webhook_id', ARGV[11], 'denied_at', ARGV[7])
 end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
-return tail('applied', redis.call('HGET', KEYS[1], 'state'))
+return tail('applied', state, state, outcome)
 """
 
 # KEYS[1] challenge. ARGV: 1 binding, 2 now, 3 max attempts, 4 mode (finish|give_up|cancel),
@@ -118,22 +123,55 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {'ok', c[1]}
 """
 
-# KEYS[1] a rate-limit counter. ARGV: 1 window in ms. Returns {count, ms until the window ends}.
-# The first hit opens the window; a counter never lives without a TTL.
-RATE_HIT = """
-local n = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {n, ttl}
+# KEYS[1] a new hash. ARGV: 1 ttl in seconds, then field, value, field, value …
+# The hash never lives without its expiry (one script: atomic, one round trip).
+PUT_HASH = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
 """
 
-# KEYS[1] a rate-limit counter. Gives back one hit (a successful step-up never counts); an
-# expired window is not re-created.
-RATE_REFUND = """
-local n = tonumber(redis.call('GET', KEYS[1]))
-if n and n > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
+# Abuse limits for one identity (its keys share one hash tag): one round trip per identity.
+# KEYS: the subject's lock-out key or '' (ARGV[1] = 1 when KEYS[1] is a lock to check), then
+# the counters. ARGV[2..]: "count window_ms" per counter, in KEYS order.
+# A counter's window opens with its first hit (INCR → 1 sets the expiry); the counters are hit
+# in order and counting stops at the first one over its limit.
+# Returns {'ok'} | {'locked', ms left} | {'limited', counter index (1-based), ms left}.
+LIMITS = """
+local first = 1
+if ARGV[1] == '1' then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then return {'locked', left} end
+  first = 2
+end
+for i = first, #KEYS do
+  local spec = ARGV[i - first + 2]
+  local count, window = string.match(spec, '(%d+) (%d+)')
+  local n = redis.call('INCR', KEYS[i])
+  if n == 1 then
+    redis.call('PEXPIRE', KEYS[i], window)
+  elseif n > tonumber(count) then
+    local left = redis.call('PTTL', KEYS[i])
+    if left < 0 then
+      redis.call('PEXPIRE', KEYS[i], window)
+      left = tonumber(window)
+    end
+    return {'limited', i - first + 1, left}
+  end
+end
+return {'ok'}
+"""
+
+# KEYS: counters of one identity. Gives back one hit to each (a successful step-up never
+# counts); a counter back at zero is removed, an expired one is not re-created.
+LIMITS_REFUND = """
+for i = 1, #KEYS do
+  local n = tonumber(redis.call('GET', KEYS[i]))
+  if n and n > 1 then
+    redis.call('DECR', KEYS[i])
+  elseif n then
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 1
 """

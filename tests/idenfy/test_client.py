@@ -33,7 +33,7 @@ class Vendor:
         self.requests: list[httpx.Request] = []
         self.respond: Handler = lambda request: httpx.Response(200, json={})
         self.client: IdenfyClient
-        self.http: httpx.AsyncClient
+        self.transport: httpx.MockTransport
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -51,11 +51,9 @@ class Vendor:
 @pytest.fixture
 async def vendor() -> AsyncIterator[Vendor]:
     v = Vendor()
-    transport = httpx.MockTransport(v.handle)
-    async with httpx.AsyncClient(transport=transport, timeout=default_timeout(5)) as http:
-        v.http = http
-        v.client = IdenfyClient(http, BASE + "/", API_KEY, API_SECRET)
-        yield v
+    v.transport = httpx.MockTransport(v.handle)
+    v.client = IdenfyClient(v.transport, BASE + "/", API_KEY, API_SECRET, default_timeout(5))
+    yield v
 
 
 def assert_authenticated(request: httpx.Request) -> None:
@@ -380,10 +378,26 @@ def test_default_timeout_caps_connect_and_pool() -> None:
     assert (short.connect, short.read, short.write, short.pool) == (0.5, 0.5, 0.5, 0.5)
 
 
-async def test_calls_reuse_the_callers_client_and_aclose_leaves_it_open(vendor: Vendor) -> None:
+async def test_calls_use_the_callers_transport_and_aclose_leaves_it_usable(
+    vendor: Vendor,
+) -> None:
     vendor.reply(200, {"type": "AUTHENTICATION", "token": "tok"})
     await vendor.client.check_status("scan-1")
     await CALLS["create_authentication"](vendor.client)
-    assert len(vendor.requests) == 2
     await vendor.client.aclose()
-    assert not vendor.http.is_closed
+    assert await vendor.client.check_status("scan-1") == "AUTHENTICATION"
+    assert len(vendor.requests) == 3
+
+
+async def test_requests_carry_the_timeouts() -> None:
+    seen: list[object] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"type": "AUTHENTICATION"})
+
+    client = IdenfyClient(
+        httpx.MockTransport(handle), BASE, API_KEY, API_SECRET, default_timeout(5)
+    )
+    await client.check_status("scan-1")
+    assert seen == [{"connect": 2.0, "read": 5.0, "write": 5.0, "pool": 2.0}]

@@ -7,10 +7,10 @@ OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is
 Abuse limits (``challenge.limits``, Redis counters): every request counts against its client
 IP first; over the limit, a request whose client_id and redirect_uri (plain query or form
 parameters) are registered gets a ``rate_limited`` redirect, anything else a 429 page with
-``Retry-After``, before any further work. Then a locked-out subject is refused
-(``subject_locked``), requests count per subject, and challenge creation, which spends vendor
-credits, counts per subject and per IP before the vendor is called. A challenge that succeeds
-gives back what its request spent (the webhook refunds it).
+``Retry-After``, before any further work. Then, in one round trip per identity, a locked-out
+subject is refused (``subject_locked``), requests count per subject, and challenge creation,
+which spends vendor credits, counts per subject and per IP before the vendor is called. A
+challenge that succeeds gives back what its request spent (the webhook refunds it).
 """
 
 from __future__ import annotations
@@ -74,12 +74,6 @@ async def authorize(request: Request) -> Response:
         req = _step_up_request(rt, oauth, grant)
     except Refusal as exc:
         return _refusal(rt, oauth, exc)
-    try:
-        refused = await _subject_gate(rt, req, spent)
-    except StoreUnavailable:
-        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
-    if refused is not None:
-        return refused
     return await _open_challenge(rt, req, ip, spent)
 
 
@@ -97,7 +91,7 @@ class _Blocked:
 
 async def _ip_gate(rt: Runtime, ip: str, spent: list[str]) -> _Blocked | None:
     try:
-        wait = await hit(rt, "authorize_per_ip", ip, spent)
+        wait = (await hit(rt, ip, ("authorize_per_ip",), spent)).wait
     except StoreUnavailable:
         return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
     if wait:
@@ -141,12 +135,20 @@ def _with_retry_after(response: Response, seconds: float) -> Response:
     return response
 
 
-async def _subject_gate(rt: Runtime, req: StepUpRequest, spent: list[str]) -> Response | None:
-    """A locked-out subject is refused; then the request counts against its subject."""
-    lockout = rt.settings.challenge.limits.spoof_lockout_seconds
-    if lockout and await rt.store.subject_locked(req.subject):
+async def _subject_gate(
+    rt: Runtime, req: StepUpRequest, enrolled: bool, spent: list[str]
+) -> Response | None:
+    """A locked-out subject is refused; then the request counts against its subject, and, when
+    it will open a challenge, so does the challenge (one round trip)."""
+    names = (
+        ("authorize_per_subject", "challenges_per_subject")
+        if enrolled
+        else ("authorize_per_subject",)
+    )
+    found = await hit(rt, req.subject, names, spent, lock=True)
+    if found.locked:
         return outcome_redirect(rt, req, rt.outcomes["SUBJECT_LOCKED"])
-    if await hit(rt, "authorize_per_subject", req.subject, spent):
+    if found.wait:
         return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
     return None
 
@@ -277,12 +279,14 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[
     """Directory → limits → check-status → new vendor session → PENDING challenge → page."""
     try:
         scan_ref = await _scan_ref(rt, req.subject)
+        refused = await _subject_gate(rt, req, scan_ref is not None, spent)
+        if refused is not None:
+            return refused
         if scan_ref is None:
             return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
         # Each challenge spends vendor credits: both limits are checked before iDenfy is called.
-        for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
-            if await hit(rt, name, identity, spent):
-                return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
+        if (await hit(rt, ip, ("challenges_per_ip",), spent)).wait:
+            return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
         check_type = await rt.vendor.check_status(scan_ref, req.method)
         req = replace(req, scan_ref=scan_ref, check_type=check_type)
         lifetime = rt.settings.idenfy.token_lifetime

@@ -199,7 +199,7 @@ async def retry(request: Request) -> Response:
         spent: list[str] = []
         ip = ip_identity(request, rt)
         for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
-            if await hit(rt, name, identity, spent):
+            if (await hit(rt, identity, (name,), spent)).wait:
                 await rt.store.link_retry(token, None)
                 return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
         next_token = await _new_attempt(rt, req, binding, attempt, spent)

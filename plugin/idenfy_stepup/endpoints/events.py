@@ -1,8 +1,9 @@
 """The push channel: a Server-Sent Events stream that says "done" the moment a webhook lands.
 
 No polling: the stream registers with the process's :class:`Notifier` first, then reads the
-state once; it waits for the wake-up (published by whichever instance received the webhook)
-and re-reads. After ``push_timeout`` seconds it ends, and EventSource reconnects by itself.
+state once; it waits for the wake-up published by whichever instance received the webhook,
+and says "done" (a wake-up from a reconnected subscription re-reads the state first). After
+``push_timeout`` seconds it ends, and EventSource reconnects by itself.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
     deadline = loop.time() + rt.settings.challenge.push_timeout
     async with rt.notifier.waiting(token) as woken:
         while True:
+            if woken.published:
+                # Only a transition out of PENDING is published for a token (a webhook that
+                # decided it); the finish URL reads the outcome, so no second read here.
+                yield done
+                return
             woken.clear()  # before reading, so a wake-up during the read is not lost
             try:
                 peek = await rt.store.peek(token, binding)

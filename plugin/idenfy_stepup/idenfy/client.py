@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 from urllib.parse import quote
@@ -62,15 +63,23 @@ def default_timeout(total: float) -> httpx.Timeout:
 
 
 class IdenfyClient:
-    """One per app; ``http`` is the caller's long-lived client, so connections are reused."""
+    """One per app; ``transport`` is the caller's long-lived network edge (connections are
+    reused). Requests go to it directly: no redirects, cookies or client-level hooks."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, api_key: str, api_secret: str
+        self,
+        transport: httpx.AsyncBaseTransport,
+        base_url: str,
+        api_key: str,
+        api_secret: str,
+        timeout: httpx.Timeout,
     ) -> None:
-        self._http = http
+        self._transport = transport
         self._base = base_url.rstrip("/")
-        # HTTP Basic with key:secret on every call (§0); kept in an auth object, never in a URL.
-        self._auth = httpx.BasicAuth(api_key, api_secret)
+        self._timeout = timeout.as_dict()
+        # HTTP Basic with key:secret on every call (§0); built once, never in a URL or a repr.
+        basic = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        self._headers = {"Accept": "application/json", "Authorization": f"Basic {basic}"}
 
     def __repr__(self) -> str:
         return f"IdenfyClient(base_url={self._base!r})"
@@ -121,20 +130,25 @@ class IdenfyClient:
         return await self._call("GET", f"/api/v2/facial-authentication-sessions/{token}/")
 
     async def aclose(self) -> None:
-        """Nothing to release: the http client belongs to the caller."""
+        """Nothing to release: the transport belongs to the caller."""
 
     async def _call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> dict[str, object]:
         try:
-            response = await self._http.request(
+            request = httpx.Request(
                 method,
                 self._base + path,
                 params=params,
                 json=json,
-                auth=self._auth,
-                headers={"Accept": "application/json"},
+                headers=self._headers,
+                extensions={"timeout": self._timeout},
             )
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise VendorUnavailable("timeout") from exc
         except httpx.RequestError as exc:  # connection refused/reset, DNS, TLS, bad encoding

@@ -1,0 +1,91 @@
+"""The network edge to iDenfy: an httpx transport whose HTTP/1.1 is aiohttp's.
+
+The vendor client speaks httpx (``httpx.Request`` in, ``httpx.Response`` out), so tests replace
+this edge with ``httpx.MockTransport``. In production each request goes through aiohttp's
+connection pool and C parser, which costs a fraction of httpcore's pure-Python HTTP/1.1 on the
+hot path (two vendor calls per ``/authorize``); see docs/performance.md.
+
+Behaviour kept from httpx: no redirects are followed, keep-alive connections are reused, the
+body is returned as sent (httpx decodes ``Content-Encoding``), timeouts come from the request's
+``timeout`` extension, and every failure is the matching ``httpx`` exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import httpx
+
+# Connections kept open to the vendor (per host): enough for bursts of /authorize.
+POOL_SIZE = 100
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One per app; its session is opened on first use inside the running loop."""
+
+    def __init__(self, pool_size: int = POOL_SIZE) -> None:
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx.Response decodes, as with httpx's own transport
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = _timeout(request.extensions.get("timeout"))
+        body = await request.aread()
+        try:
+            async with self._client().request(
+                request.method,
+                str(request.url),
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
+                data=body or None,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as reply:
+                content = await reply.read()
+                headers = list(reply.raw_headers)
+                status = reply.status
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
+        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        return httpx.Response(
+            status, headers=headers, stream=httpx.ByteStream(content), request=request
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+            await asyncio.sleep(0)  # let the connector's close callbacks run
+
+
+def _timeout(spec: Any) -> aiohttp.ClientTimeout:
+    """httpx's per-operation timeouts: ``pool`` + ``connect`` bound getting a connection,
+    ``read`` each wait for the vendor's bytes."""
+    if not isinstance(spec, dict):
+        return aiohttp.ClientTimeout(total=None)
+    pool, connect, read = spec.get("pool"), spec.get("connect"), spec.get("read")
+    acquire = None if pool is None and connect is None else (pool or 0) + (connect or 0)
+    return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
