@@ -267,6 +267,10 @@ def challenge_key(token: str) -> str:
     return f"stepup:{{{token}}}:challenge"
 
 
+def request_key(token: str) -> str:
+    return f"stepup:{{{token}}}:request"
+
+
 def webhook_body(token: str, status: str, fail_reason: str | None = None, *,
                  scan_ref: str | None = "SCAN-ALICE", type_: str | None = "AUTHENTICATION",
                  method: str | None = "FACE_MATCHING", event_id: str | None = None,

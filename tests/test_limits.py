@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from idenfy_stepup.config import ConfigError, LimitSettings, parse_settings
-from idenfy_stepup.store import digest
+from idenfy_stepup.store import tag
 
 from .conftest import RedisProcess
 from .stack import (
@@ -55,7 +55,7 @@ def per(count: int, seconds: int = 600) -> dict[str, int]:
 
 
 def lock_key(subject: str) -> str:
-    return f"stepup:lock:{{{digest(subject)}}}"
+    return f"stepup:lock:{{{tag(subject)}}}"
 
 
 def rp_redirect(response: httpx.Response) -> dict[str, str]:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from .netpolicy import client_ip
 from .runtime import Runtime
-from .store import LimitHit
+from .store import LimitHit, spent_entry
 
 
 def ip_identity(request: Request, rt: Runtime) -> str:
@@ -25,6 +25,16 @@ def ip_identity(request: Request, rt: Runtime) -> str:
     return str(ip)
 
 
+# Each limit's counter: a field of its identity's hash (distinct for an address and a subject
+# that happen to be the same string).
+FIELDS = {
+    "authorize_per_ip": "ai",
+    "challenges_per_ip": "ci",
+    "authorize_per_subject": "as",
+    "challenges_per_subject": "cs",
+}
+
+
 async def hit(
     rt: Runtime, identity: str, names: tuple[str, ...], spent: list[str], *, lock: bool = False
 ) -> LimitHit:
@@ -38,11 +48,12 @@ async def hit(
     for name in names:
         limit = getattr(limits, name)
         if limit is not None:
-            counters.append((rt.store.rate_key(name, identity), limit.count, limit.seconds))
+            counters.append((FIELDS[name], limit.count, limit.seconds))
     check_lock = lock and bool(limits.spoof_lockout_seconds)
     if not counters and not check_lock:
         return LimitHit()
-    found = await rt.store.hit_limits(counters, rt.store.lock_key(identity) if check_lock else None)
+    found = await rt.store.hit_limits(identity, counters, lock=check_lock)
     hit_count = len(counters) if found.index < 0 else found.index + 1
-    spent.extend(key for key, _, _ in counters[:hit_count] if not found.locked)
+    if counters and not found.locked:
+        spent.append(spent_entry(identity, [name for name, _, _ in counters[:hit_count]]))
     return found

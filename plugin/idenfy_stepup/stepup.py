@@ -48,6 +48,33 @@ class StepUpRequest(_JsonRecord):
     max_age: int | None = None
     claims: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> str:
+        """Short names, defaults left out: it is stored once per pending challenge."""
+        record = asdict(self)
+        data = {_SHORT[k]: v for k, v in record.items() if v != _DEFAULTS.get(k, _NO_DEFAULT)}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> StepUpRequest:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("StepUpRequest must be a JSON object")
+        return cls(**{str(_LONG.get(k, k)): v for k, v in data.items()})
+
+
+_SHORT = {
+    "client_id": "c", "redirect_uri": "r", "scope": "sc", "subject": "u", "scan_ref": "k",
+    "acr": "a", "method": "m", "check_type": "t", "state": "s", "nonce": "n",
+    "code_challenge": "cc", "code_challenge_method": "cm", "max_age": "ma", "claims": "cl",
+}  # fmt: skip
+# An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
+_LONG = {v: k for k, v in _SHORT.items()}
+_NO_DEFAULT = object()
+_DEFAULTS: dict[str, Any] = {
+    "check_type": "AUTHENTICATION", "state": None, "nonce": None, "code_challenge": None,
+    "code_challenge_method": None, "max_age": None, "claims": {},
+}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class CodeGrant(_JsonRecord):

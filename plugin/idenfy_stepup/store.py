@@ -9,6 +9,7 @@ Any Redis failure surfaces as :class:`StoreUnavailable`, which callers turn into
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +33,28 @@ class StoreUnavailable(Exception):
 
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def tag(value: str) -> str:
+    """A short hash tag for a key: 128 bits of SHA-256, base64url (22 characters)."""
+    raw = hashlib.sha256(value.encode()).digest()[:16]
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def spent_entry(identity: str, names: list[str]) -> str:
+    """What a request spent on one identity's counters: ``tag:field,field``."""
+    return f"{tag(identity)}:{','.join(names)}"
+
+
+def merge_spent(entries: tuple[str, ...] | list[str]) -> str:
+    """Entries of one identity merged (``a:x a:y b:z`` → ``a:x,y b:z``): short enough for a
+    listpack value."""
+    merged: dict[str, list[str]] = {}
+    for entry in entries:
+        identity_tag, _, names = entry.partition(":")
+        if identity_tag and names:
+            merged.setdefault(identity_tag, []).extend(names.split(","))
+    return " ".join(f"{k}:{','.join(v)}" for k, v in merged.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +90,16 @@ class Store:
         self._retry_link: AsyncScript = redis.register_script(store_lua.RETRY_LINK)
         self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
         self._put: AsyncScript = redis.register_script(store_lua.PUT_HASH)
+        self._create: AsyncScript = redis.register_script(store_lua.CREATE)
         self._limits: AsyncScript = redis.register_script(store_lua.LIMITS)
         self._limits_refund: AsyncScript = redis.register_script(store_lua.LIMITS_REFUND)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
         return f"{self.prefix}:{{{token}}}:challenge"
+
+    def request_key(self, token: str) -> str:
+        return f"{self.prefix}:{{{token}}}:request"
 
     def hook_key(self, token: str, webhook_id: str) -> str:
         return f"{self.prefix}:{{{token}}}:hook:{digest(webhook_id)[:32]}"
@@ -124,12 +151,12 @@ class Store:
     ) -> None:
         """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s.
 
-        ``limits``: the rate-limit counters this request spent, refunded if it succeeds.
+        The request is its own key in the token's slot, so the hash keeps only short values
+        (Redis stores it as a compact listpack). ``limits``: the rate-limit counters this
+        request spent (``tag:field,…``), refunded if it succeeds.
         """
-        key = self.challenge_key(token)
         fields: dict[str, Any] = {
             "state": "PENDING",
-            "request": request.to_json(),
             "binding": binding,
             "attempt": attempt,
             "expires_at": expires_at,
@@ -138,22 +165,36 @@ class Store:
             "method": request.method,
         }
         if limits:
-            fields["limits"] = " ".join(limits)
-        await self._put_hash(key, fields, ttl)
+            fields["limits"] = merge_spent(limits)
+        args: list[Any] = [ttl, request.to_json()]
+        for name, value in fields.items():
+            args += [name, value]
+        keys = [self.challenge_key(token), self.request_key(token)]
+        await self._call(lambda: self._create(keys=keys, args=args))
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State and whether ``binding`` owns the challenge; with ``full``, its request too."""
-        fields = ["state", "binding", "request", "attempt"] if full else ["state", "binding"]
-        reply = await self._call(lambda: self.redis.hmget(self.challenge_key(token), fields))
-        state, owner = _text(reply[0]), _text(reply[1])
-        bound = bool(binding) and owner == binding
-        if not (full and bound and reply[2]):
-            return Peek(state, bound)
+        key = self.challenge_key(token)
+        if not full:
+            reply = await self._call(lambda: self.redis.hmget(key, ["state", "binding"]))
+            return Peek(_text(reply[0]), bool(binding) and _text(reply[1]) == binding)
+
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(key, ["state", "binding", "attempt"])
+                pipe.get(self.request_key(token))
+                result: list[Any] = await pipe.execute()
+                return result
+
+        (state, owner, attempt), raw = await self._call(read)
+        bound = bool(binding) and _text(owner) == binding
+        if not (bound and raw):
+            return Peek(_text(state) if raw or not bound else None, bound)
         try:
-            request = StepUpRequest.from_json(reply[2])
+            request = StepUpRequest.from_json(raw)
         except (ValueError, TypeError):
             return Peek(None, False)  # unreadable means "start again" (invariant 6)
-        return Peek(state, bound, request, int(_text(reply[3]) or 1))
+        return Peek(_text(state), bound, request, int(_text(attempt) or 1))
 
     async def finish(
         self,
@@ -167,13 +208,14 @@ class Store:
     ) -> Verdict:
         """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered."""
         args: list[Any] = [binding, int(time.time()), max_attempts, mode, expiry_skew, stale_retry]
-        reply = await self._call(lambda: self._finish(keys=[self.challenge_key(token)], args=args))
+        keys = [self.challenge_key(token), self.request_key(token)]
+        reply = await self._call(lambda: self._finish(keys=keys, args=args))
         return _verdict(reply)
 
     async def claim_retry(self, token: str, binding: str, max_attempts: int) -> Verdict:
         args: list[Any] = [binding, max_attempts, int(time.time())]
-        key = self.challenge_key(token)
-        reply = await self._call(lambda: self._retry_claim(keys=[key], args=args))
+        keys = [self.challenge_key(token), self.request_key(token)]
+        reply = await self._call(lambda: self._retry_claim(keys=keys, args=args))
         return _verdict(reply)
 
     async def link_retry(self, token: str, next_token: str | None) -> bool:
@@ -252,36 +294,41 @@ class Store:
         marker_ttl: int,
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
-        needs next: the challenge's state, outcome, subject and the rate-limit counters its
-        request spent."""
+        needs next: the challenge's state, outcome and the rate-limit counters its request
+        spent."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
         reply = await self._call(lambda: self._webhook(keys=keys, args=args))
-        texts = [_text(part) or "" for part in reply] + [""] * 6
-        subject = ""
-        if texts[4]:
-            try:
-                subject = StepUpRequest.from_json(texts[4]).subject
-            except (ValueError, TypeError):
-                subject = ""
-        limits = tuple(k for k in texts[5].split() if k.startswith(f"{self.prefix}:rl:"))
-        return WebhookResult(texts[0], texts[1], texts[2], texts[3], subject, limits)
+        texts = [_text(part) or "" for part in reply] + [""] * 5
+        return WebhookResult(texts[0], texts[1], texts[2], texts[3], tuple(texts[4].split()))
 
-    def rate_key(self, name: str, identity: str) -> str:
-        """A limit's counter; every counter of one identity shares its hash tag (one slot)."""
-        return f"{self.prefix}:rl:{{{digest(identity)}}}:{name}"
+    async def challenge_subject(self, token: str) -> str:
+        """The subject a challenge is for ('' when its request is gone or unreadable)."""
+        raw = await self._call(lambda: self.redis.get(self.request_key(token)))
+        try:
+            return StepUpRequest.from_json(raw).subject if raw else ""
+        except (ValueError, TypeError):
+            return ""
+
+    def rate_key(self, identity: str) -> str:
+        """The hash of every counter of one identity (a client address or a subject)."""
+        return f"{self.prefix}:rl:{{{tag(identity)}}}"
 
     def lock_key(self, subject: str) -> str:
-        return f"{self.prefix}:lock:{{{digest(subject)}}}"
+        """The subject's lock-out: same hash tag as its counters, so one script reads both."""
+        return f"{self.prefix}:lock:{{{tag(subject)}}}"
 
     async def hit_limits(
-        self, counters: list[tuple[str, int, int]], lock: str | None = None
+        self, identity: str, counters: list[tuple[str, int, int]], *, lock: bool = False
     ) -> LimitHit:
-        """Count one event in each ``(key, count, seconds)`` counter of one identity, after
-        checking the subject's lock-out key ``lock``. One round trip."""
-        keys = ([lock] if lock else []) + [key for key, _, _ in counters]
-        args: list[Any] = [1 if lock else 0] + [f"{c} {s * 1000}" for _, c, s in counters]
+        """Count one event in each ``(field, count, seconds)`` counter of ``identity``, after
+        checking its lock-out when ``lock``. One round trip."""
+        keys = [self.lock_key(identity)] if lock else []
+        keys.append(self.rate_key(identity))
+        args: list[Any] = [1 if lock else 0, int(time.time() * 1000)]
+        for name, count, seconds in counters:
+            args += [name, count, seconds * 1000]
         reply = await self._call(lambda: self._limits(keys=keys, args=args))
         kind = _text(reply[0]) or ""
         if kind == "locked":
@@ -290,14 +337,17 @@ class Store:
             return LimitHit(index=int(reply[1]) - 1, wait=max(int(reply[2]), 1) / 1000)
         return LimitHit()
 
-    async def refund_rates(self, keys: tuple[str, ...]) -> None:
-        """Give back one hit to each counter (a successful step-up never counts): one script
-        per identity, sent together."""
-        groups: dict[str, list[str]] = {}
-        for key in keys:
-            groups.setdefault(key[key.find("{") : key.find("}") + 1], []).append(key)
-        calls = [self._limits_refund(keys=group) for group in groups.values()]
-        await self._call(lambda: asyncio.gather(*calls))
+    async def refund_rates(self, spent: tuple[str, ...]) -> None:
+        """Give back one hit to each counter in ``spent`` (``tag:field,…`` entries; a
+        successful step-up never counts): one script per identity, sent together."""
+        now = int(time.time() * 1000)
+        calls = []
+        for entry in merge_spent(spent).split():
+            identity_tag, _, names = entry.partition(":")
+            key = f"{self.prefix}:rl:{{{identity_tag}}}"
+            calls.append(self._limits_refund(keys=[key], args=[now, *names.split(",")]))
+        if calls:
+            await self._call(lambda: asyncio.gather(*calls))
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
@@ -322,7 +372,6 @@ class WebhookResult:
     detail: str
     state: str = ""
     outcome: str = ""
-    subject: str = ""
     limits: tuple[str, ...] = ()
 
 

@@ -8,15 +8,15 @@ Return values are flat arrays: ``{verdict, ...}``.
 # KEYS[1] challenge, KEYS[2] webhook-id marker.
 # ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
 #       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
-# duplicate, ignored and applied also return {…, state, outcome, request, limits}: the webhook
-# handler locks the subject after a spoof and refunds the rate limits of a success.
+# duplicate, ignored and applied also return {…, state, outcome, limits}: the webhook handler
+# locks the subject after a spoof and refunds the rate limits of a success.
 # One read, one marker, one write and one publish: nothing is read twice.
 WEBHOOK = """
 local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome',
-                     'request', 'limits')
+                     'limits')
 if not c[1] then return {'unknown'} end
 local function tail(verdict, detail, state, outcome)
-  return {verdict, detail, state, outcome or '', c[6] or '', c[7] or ''}
+  return {verdict, detail, state, outcome or '', c[6] or ''}
 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then
   return tail('duplicate', '', c[1], c[5])
@@ -40,60 +40,64 @@ redis.call('PUBLISH', ARGV[9], ARGV[10])
 return tail('applied', state, state, outcome)
 """
 
-# KEYS[1] challenge. ARGV: 1 binding, 2 now, 3 max attempts, 4 mode (finish|give_up|cancel),
-#                        5 expiry skew seconds, 6 stale-retry seconds
+# KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 now, 3 max attempts,
+#   4 mode (finish|give_up|cancel), 5 expiry skew seconds, 6 stale-retry seconds
 # Returns {verdict, request, detail, attempt}; verdict is one of approved, denied, retry,
 # expired, canceled, pending, moved, consumed, forbidden, missing.
 FINISH = """
-local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt', 'expires_at',
-                     'outcome', 'retryable', 'auth_time', 'next', 'retry_at')
-local state, req = c[1], c[3]
+local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
+                     'retryable', 'auth_time', 'next', 'retry_at')
+local state = c[1]
 if not state then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
+local req = redis.call('GET', KEYS[2])
+if not req then return {'missing'} end
 local now = tonumber(ARGV[2])
-local function out(verdict, detail) return {verdict, req, detail, c[4]} end
+local function out(verdict, detail) return {verdict, req, detail, c[3]} end
 local function consume(verdict, detail)
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', verdict)
   return out(verdict, detail)
 end
-if state == 'CONSUMED' then return out('consumed', c[9] or '') end
+if state == 'CONSUMED' then return out('consumed', c[8] or '') end
 if state == 'RETRYING' then
-  if c[9] then return out('moved', c[9]) end
-  if now - (tonumber(c[10]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[6]) end
+  if c[8] then return out('moved', c[8]) end
+  if now - (tonumber(c[9]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[5]) end
   return out('pending', '')
 end
 -- A state or expiry this script does not know is unreadable: "start again" (invariant 6), never
 -- "pending", which would send the browser back and forth between the page and finish.
-local expires_at = tonumber(c[5])
+local expires_at = tonumber(c[4])
 if state ~= 'PENDING' and state ~= 'APPROVED' and state ~= 'DENIED' then return {'missing'} end
 if not expires_at then return {'missing'} end
 if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
-if state == 'APPROVED' then return consume('approved', c[8]) end
+if state == 'APPROVED' then return consume('approved', c[7]) end
 if state == 'DENIED' then
-  local more = c[7] == '1' and (tonumber(c[4]) or math.huge) < tonumber(ARGV[3])
-  if more and ARGV[4] == 'finish' then return out('retry', c[6]) end
-  return consume('denied', c[6])
+  local more = c[6] == '1' and (tonumber(c[3]) or math.huge) < tonumber(ARGV[3])
+  if more and ARGV[4] == 'finish' then return out('retry', c[5]) end
+  return consume('denied', c[5])
 end
 if now >= expires_at + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED') end
 return out('pending', '')
 """
 
-# KEYS[1] challenge. ARGV: 1 binding, 2 max attempts, 3 now. Claims the right to start the next
-# attempt so two clicks on "try again" never spend two vendor sessions.
+# KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 max attempts, 3 now. Claims the
+# right to start the next attempt so two clicks on "try again" never spend two vendor sessions.
 RETRY_CLAIM = """
-local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'request', 'attempt', 'retryable',
-                     'outcome', 'next')
+local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'retryable', 'outcome',
+                     'next')
 if not c[1] then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
+local req = redis.call('GET', KEYS[2])
+if not req then return {'missing'} end
 -- RETRYING: another click is creating the next attempt ('moved', not linked yet).
 -- CONSUMED: finished, or retried already; the next token when there is one.
-if c[1] == 'RETRYING' then return {'moved', c[3], ''} end
-if c[1] == 'CONSUMED' then return {'consumed', c[3], c[7] or ''} end
-if c[1] ~= 'DENIED' or c[5] ~= '1' or tonumber(c[4]) >= tonumber(ARGV[2]) then
-  return {'refused', c[3], c[6] or ''}
+if c[1] == 'RETRYING' then return {'moved', req, ''} end
+if c[1] == 'CONSUMED' then return {'consumed', req, c[6] or ''} end
+if c[1] ~= 'DENIED' or c[4] ~= '1' or tonumber(c[3]) >= tonumber(ARGV[2]) then
+  return {'refused', req, c[5] or ''}
 end
 redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'retry_at', ARGV[3])
-return {'claimed', c[3], c[4]}
+return {'claimed', req, c[3]}
 """
 
 # KEYS[1] challenge. ARGV: 1 next token ('' when the next attempt could not be created),
@@ -131,47 +135,81 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# Abuse limits for one identity (its keys share one hash tag): one round trip per identity.
-# KEYS: the subject's lock-out key or '' (ARGV[1] = 1 when KEYS[1] is a lock to check), then
-# the counters. ARGV[2..]: "count window_ms" per counter, in KEYS order.
-# A counter's window opens with its first hit (INCR → 1 sets the expiry); the counters are hit
-# in order and counting stops at the first one over its limit.
+# KEYS[1] a new challenge's hash, KEYS[2] its request. ARGV: 1 ttl in seconds, 2 the request
+# (JSON), then field, value … Two keys so the hash's values stay short: Redis keeps a hash of
+# short values as one compact listpack (hash-max-listpack-value, 64 bytes by default).
+CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[1])
+return 1
+"""
+
+# Abuse limits for one identity: all its counters are fields of one hash, each with its own
+# fixed window (field .. ':e' holds the window's end in ms); 'x' holds the latest end, which is
+# the hash's expiry. One round trip per identity.
+# KEYS: the subject's lock-out key (when ARGV[1] = 1), then the counters' hash.
+# ARGV: 1 lock flag, 2 now (ms), then field, count, window ms … per counter, in order.
+# A window opens with its first hit; counting stops at the first counter over its limit.
 # Returns {'ok'} | {'locked', ms left} | {'limited', counter index (1-based), ms left}.
 LIMITS = """
-local first = 1
 if ARGV[1] == '1' then
   local left = redis.call('PTTL', KEYS[1])
   if left > 0 then return {'locked', left} end
-  first = 2
 end
-for i = first, #KEYS do
-  local spec = ARGV[i - first + 2]
-  local count, window = string.match(spec, '(%d+) (%d+)')
-  local n = redis.call('INCR', KEYS[i])
-  if n == 1 then
-    redis.call('PEXPIRE', KEYS[i], window)
-  elseif n > tonumber(count) then
-    local left = redis.call('PTTL', KEYS[i])
-    if left < 0 then
-      redis.call('PEXPIRE', KEYS[i], window)
-      left = tonumber(window)
-    end
-    return {'limited', i - first + 1, left}
+local h = KEYS[#KEYS]
+local now = tonumber(ARGV[2])
+local n = (#ARGV - 2) / 3
+local names = {'x'}
+for i = 1, n do
+  local f = ARGV[3 * i]
+  names[#names + 1] = f
+  names[#names + 1] = f .. ':e'
+end
+local v = redis.call('HMGET', h, unpack(names))
+local latest = tonumber(v[1]) or 0
+local writes = {}
+local verdict = {'ok'}
+for i = 1, n do
+  local f, limit, window = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local count, ends = tonumber(v[2 * i]) or 0, tonumber(v[2 * i + 1]) or 0
+  if ends <= now then count, ends = 0, now + window end
+  count = count + 1
+  writes[#writes + 1] = f
+  writes[#writes + 1] = count
+  writes[#writes + 1] = f .. ':e'
+  writes[#writes + 1] = ends
+  if ends > latest then latest = ends end
+  if count > limit then
+    verdict = {'limited', i, ends - now}
+    break
   end
 end
-return {'ok'}
+writes[#writes + 1] = 'x'
+writes[#writes + 1] = latest
+redis.call('HSET', h, unpack(writes))
+if latest ~= (tonumber(v[1]) or 0) then redis.call('PEXPIREAT', h, latest) end
+return verdict
 """
 
-# KEYS: counters of one identity. Gives back one hit to each (a successful step-up never
-# counts); a counter back at zero is removed, an expired one is not re-created.
+# KEYS[1] an identity's counters' hash. ARGV: 1 now (ms), then the fields to give one hit back
+# to (a successful step-up never counts). A window that has ended is left alone.
 LIMITS_REFUND = """
-for i = 1, #KEYS do
-  local n = tonumber(redis.call('GET', KEYS[i]))
-  if n and n > 1 then
-    redis.call('DECR', KEYS[i])
-  elseif n then
-    redis.call('DEL', KEYS[i])
+local now = tonumber(ARGV[1])
+local names = {}
+for i = 2, #ARGV do
+  names[#names + 1] = ARGV[i]
+  names[#names + 1] = ARGV[i] .. ':e'
+end
+local v = redis.call('HMGET', KEYS[1], unpack(names))
+local writes = {}
+for i = 2, #ARGV do
+  local count, ends = tonumber(v[2 * i - 3]), tonumber(v[2 * i - 2]) or 0
+  if count and count > 0 and ends > now then
+    writes[#writes + 1] = ARGV[i]
+    writes[#writes + 1] = count - 1
   end
 end
-return 1
+if #writes > 0 then redis.call('HSET', KEYS[1], unpack(writes)) end
+return #writes / 2
 """

@@ -478,7 +478,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.run(self.redis.hset(key, "expires_at", "soon"))
             rec.expires_ok = False
         elif damage == "request":
-            self.run(self.redis.hset(key, "request", garbage))
+            self.run(self.redis.set(self.store.request_key(token), garbage))
             rec.request_ok = False
         else:
             self.run(self.redis.hdel(key, "binding"))

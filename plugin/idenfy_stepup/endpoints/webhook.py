@@ -43,7 +43,7 @@ async def idenfy_webhook(request: Request) -> Response:
         return JSONResponse({"result": "pending"})
     try:
         applied = await _apply(rt, event)
-        await _lock_out(rt, applied)
+        await _lock_out(rt, event.token, applied)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")
         return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
@@ -84,20 +84,23 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
     )
 
 
-async def _lock_out(rt: Runtime, applied: WebhookResult) -> None:
+async def _lock_out(rt: Runtime, token: str, applied: WebhookResult) -> None:
     """Lock the subject after a spoofing signal; a redelivery only sets a lock that is missing."""
     seconds = rt.settings.challenge.limits.spoof_lockout_seconds
-    if not seconds or not applied.subject or applied.outcome not in LOCKOUT_OUTCOMES:
+    if not seconds or applied.outcome not in LOCKOUT_OUTCOMES:
         return
     if applied.result not in ("applied", "duplicate", "ignored"):
         return
+    subject = await rt.store.challenge_subject(token)
+    if not subject:
+        return
     fresh = applied.result == "applied"
-    await rt.store.lock_subject(applied.subject, seconds, extend=fresh)
+    await rt.store.lock_subject(subject, seconds, extend=fresh)
     if fresh:
         log.warning(
             "subject locked out after %s",
             applied.outcome,
-            extra={"event": "stepup.subject_locked", "subject": applied.subject,
+            extra={"event": "stepup.subject_locked", "subject": subject,
                    "outcome": applied.outcome, "seconds": seconds},
         )  # fmt: skip
 
