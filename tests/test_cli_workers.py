@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -469,6 +470,59 @@ def test_ctrl_c_to_the_process_group_stops_everything(
         assert live.serve.wait(15) == 0, live.serve.logs()
         assert_all_gone(tree, live.serve)
         assert "replacing it" not in live.serve.logs()
+
+
+def open_push_stream(issuer: str) -> tuple[threading.Thread, list[str]]:
+    """A browser on a challenge page, its push channel open; what it read ends up in the list."""
+    _, challenge = pkce()
+    params = {"response_type": "code", "client_id": "shop", "scope": "openid",
+              "redirect_uri": REDIRECT_URI, "state": "s", "nonce": "n",
+              "code_challenge": challenge, "code_challenge_method": "S256",
+              "login_hint": "alice"}  # fmt: skip
+    browser = httpx.Client(base_url=issuer, timeout=60)
+    started = browser.get("/authorize", params=params)
+    token = started.headers["location"].rsplit("/", 1)[1]
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        try:
+            with browser.stream("GET", f"/challenge/{token}/events") as stream:
+                for line in stream.iter_lines():
+                    lines.append(line)
+                    opened.set()
+            lines.append("<end>")
+        except httpx.HTTPError as exc:
+            lines.append(f"<{type(exc).__name__}>")
+        finally:
+            opened.set()
+            browser.close()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10), "the push channel did not open"
+    return reader, lines
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_stopping_ends_open_push_streams_at_once(
+    tmp_path: Path, redis_server: RedisProcess, workers: str
+) -> None:
+    """A push stream lasts up to challenge.push_timeout (25 s); SIGTERM must not wait for it,
+    nor cut it: the stream ends cleanly and EventSource reconnects (elsewhere)."""
+    with live_stack(tmp_path, redis_server, "--workers", workers) as live:
+        if workers == "2":
+            wait_workers(live, 2)
+        reader, lines = open_push_stream(live.issuer)
+        time.sleep(0.3)  # the stream is registered with the notifier
+        live.serve.popen.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert live.serve.wait(15) == 0, live.serve.logs()
+        assert time.monotonic() - started < 3, live.serve.logs()
+        reader.join(5)
+        assert lines[-1] == "<end>", lines
+        assert ": server stopping" in lines, lines
+        assert "Cancel" not in live.serve.logs() and "killing" not in live.serve.logs()
 
 
 def test_workers_flag_overrides_config(tmp_path: Path, redis_server: RedisProcess) -> None:

@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from types import FrameType
 
 import uvicorn
 from pydantic import SecretStr
@@ -40,12 +41,33 @@ class _Server(uvicorn.Server):
         yield
 
 
+class WorkerServer(uvicorn.Server):
+    """A uvicorn server handling its own signals (a worker process), ending push streams first."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        closing(self)
+        super().handle_exit(sig, frame)
+
+
+def closing(server: uvicorn.Server) -> None:
+    """Tell the provider app behind ``server`` that it is stopping (see Notifier)."""
+    state = getattr(server.config.app, "state", None)
+    runtime = getattr(state, "runtime", None)
+    if runtime is not None:
+        runtime.notifier.close_waiters()
+
+
+# On SIGTERM, requests in flight get this long; open push streams (which would otherwise last
+# up to challenge.push_timeout) are then closed, and the browser's EventSource reconnects.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
 def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Config:
     """uvloop and httptools (``uvicorn[standard]``), no access log: our own logs say enough."""
     return uvicorn.Config(
         app, host=host, port=port, log_level=settings.server.log_level, access_log=False,
         log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
-        http="httptools",
+        http="httptools", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )  # fmt: skip
 
 
@@ -88,6 +110,7 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
 
 def _stop(servers: list[uvicorn.Server]) -> None:
     for server in servers:
+        closing(server)
         server.should_exit = True
 
 

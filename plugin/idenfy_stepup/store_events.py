@@ -44,6 +44,13 @@ class Notifier:
         self._waiters: dict[str, set[Wake]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.closing = False
+
+    def close_waiters(self) -> None:
+        """The server is stopping: wake every waiter so that push streams end now (the browser
+        reconnects, to another instance during a rolling restart) rather than hold it up."""
+        self.closing = True
+        self._wake(None)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stepup-notifier")

@@ -43,14 +43,12 @@ def run_worker(settings: Settings, redis_url: str | None, sock: socket.socket) -
     """One worker: the provider app on the shared socket (runs in a spawned process)."""
     from . import logs
     from .app import create_app
-    from .cli import uvicorn_config
+    from .cli import WorkerServer, uvicorn_config
 
     logs.configure(settings.server.log_format, settings.server.log_level)
-    import uvicorn
-
     app = create_app(settings, redis_url=redis_url)
     config = uvicorn_config(app, settings.server.host, settings.server.port, settings)
-    uvicorn.Server(config).run(sockets=[sock])
+    WorkerServer(config).run(sockets=[sock])
 
 
 def run_simulator(settings: Settings) -> None:
@@ -137,5 +135,6 @@ def _stop_all(processes: list[BaseProcess]) -> None:
     for process in processes:
         process.join(max(deadline - time.monotonic(), 0.1))
         if process.is_alive():
+            log.warning("%s did not stop in time: killing it", process.name)
             process.kill()
             process.join(1.0)

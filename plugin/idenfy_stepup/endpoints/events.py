@@ -44,6 +44,9 @@ async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
     deadline = loop.time() + rt.settings.challenge.push_timeout
     async with rt.notifier.waiting(token) as woken:
         while True:
+            if rt.notifier.closing:
+                yield ": server stopping\n\n"
+                return
             if woken.published:
                 # Only a transition out of PENDING is published for a token (a webhook that
                 # decided it); the finish URL reads the outcome, so no second read here.
