@@ -26,6 +26,7 @@ from .runtime import Runtime, build_runtime
 from .store import Store, StoreUnavailable
 from .store_events import Notifier
 from .store_redis import EmbeddedRedis, connect
+from .store_wire import WireRedis
 
 log = logging.getLogger("idenfy_stepup")
 STATIC = Path(__file__).parent / "static"
@@ -145,7 +146,8 @@ async def _running(
         await asyncio.to_thread(embedded.start)
         redis_url = embedded.url
     redis = connect(settings.redis, redis_url)
-    store = Store(redis, settings.redis.key_prefix)
+    wire = WireRedis.for_url(redis_url or settings.redis.url, settings.redis.socket_timeout)
+    store = Store(redis, settings.redis.key_prefix, wire)
     notifier = Notifier(redis, store.channel)
     own = transport is None
     vendor = AiohttpTransport() if transport is None else transport
@@ -155,6 +157,8 @@ async def _running(
         yield rt
     finally:
         await notifier.stop()
+        if wire is not None:
+            await wire.aclose()
         if own:
             await vendor.aclose()
         await redis.aclose()

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 
 from . import store_lua
 from .stepup import CodeGrant, StepUpRequest
+from .store_wire import WireRedis
 
 T = TypeVar("T")
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
@@ -80,8 +81,9 @@ class Peek:
 class Store:
     """The provider's state in Redis. Construct with a connected client; see ``redis_client``."""
 
-    def __init__(self, redis: Redis, prefix: str = "stepup") -> None:
+    def __init__(self, redis: Redis, prefix: str = "stepup", wire: WireRedis | None = None) -> None:
         self.redis = redis
+        self.wire = wire  # the hot path's pipelined connection, for a single server
         self.prefix = prefix
         self.channel = f"{prefix}:events"
         self._webhook: AsyncScript = redis.register_script(store_lua.WEBHOOK)
@@ -118,6 +120,16 @@ class Store:
         return f"{self.prefix}:secrets"
 
     # -- plumbing -----------------------------------------------------------------------------
+    def _run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
+        if self.wire is not None:
+            return self.wire.evalsha(script.sha, str(script.script), keys, args)
+        return script(keys=keys, args=args)
+
+    def _cmd(self, *args: Any) -> Awaitable[Any]:
+        if self.wire is not None:
+            return self.wire.execute(*args)
+        return self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
             return await op()
@@ -129,11 +141,11 @@ class Store:
         args: list[Any] = [ttl]
         for name, value in fields.items():
             args += [name, value]
-        await self._call(lambda: self._put(keys=[key], args=args))
+        await self._call(lambda: self._run(self._put, [key], args))
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())
+            return bool(await self._cmd("PING"))
         except (rexc.RedisError, OSError):
             return False
 
@@ -170,19 +182,22 @@ class Store:
         for name, value in fields.items():
             args += [name, value]
         keys = [self.challenge_key(token), self.request_key(token)]
-        await self._call(lambda: self._create(keys=keys, args=args))
+        await self._call(lambda: self._run(self._create, keys, args))
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State and whether ``binding`` owns the challenge; with ``full``, its request too."""
-        key = self.challenge_key(token)
+        key, rkey = self.challenge_key(token), self.request_key(token)
         if not full:
-            reply = await self._call(lambda: self.redis.hmget(key, ["state", "binding"]))
+            reply = await self._call(lambda: self._cmd("HMGET", key, "state", "binding"))
             return Peek(_text(reply[0]), bool(binding) and _text(reply[1]) == binding)
 
         async def read() -> list[Any]:
+            if self.wire is not None:  # both leave in one write
+                fields = self.wire.execute("HMGET", key, "state", "binding", "attempt")
+                return list(await asyncio.gather(fields, self.wire.execute("GET", rkey)))
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hmget(key, ["state", "binding", "attempt"])
-                pipe.get(self.request_key(token))
+                pipe.get(rkey)
                 result: list[Any] = await pipe.execute()
                 return result
 
@@ -209,19 +224,19 @@ class Store:
         """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered."""
         args: list[Any] = [binding, int(time.time()), max_attempts, mode, expiry_skew, stale_retry]
         keys = [self.challenge_key(token), self.request_key(token)]
-        reply = await self._call(lambda: self._finish(keys=keys, args=args))
+        reply = await self._call(lambda: self._run(self._finish, keys, args))
         return _verdict(reply)
 
     async def claim_retry(self, token: str, binding: str, max_attempts: int) -> Verdict:
         args: list[Any] = [binding, max_attempts, int(time.time())]
         keys = [self.challenge_key(token), self.request_key(token)]
-        reply = await self._call(lambda: self._retry_claim(keys=keys, args=args))
+        reply = await self._call(lambda: self._run(self._retry_claim, keys, args))
         return _verdict(reply)
 
     async def link_retry(self, token: str, next_token: str | None) -> bool:
         key = self.challenge_key(token)
         args = [next_token or "", self.channel, token]
-        reply = await self._call(lambda: self._retry_link(keys=[key], args=args))
+        reply = await self._call(lambda: self._run(self._retry_link, [key], args))
         return bool(reply)
 
     # -- codes and access tokens --------------------------------------------------------------
@@ -233,7 +248,7 @@ class Store:
     ) -> tuple[str, CodeGrant | None]:
         """Atomically mark a code used and bind it to the access token about to be issued."""
         args: list[Any] = [digest(access_token), ttl]
-        reply = await self._call(lambda: self._redeem(keys=[self.code_key(code)], args=args))
+        reply = await self._call(lambda: self._run(self._redeem, [self.code_key(code)], args))
         kind = _text(reply[0]) or ""
         grant = CodeGrant.from_json(reply[1]) if kind == "ok" else None
         return kind, grant
@@ -245,17 +260,17 @@ class Store:
     async def access_token_claims(self, access_token: str) -> str | None:
         """The userinfo claims, or None when unknown, expired, or revoked by a code replay."""
         claims, code_hash = await self._call(
-            lambda: self.redis.hmget(self.token_key(access_token), ["claims", "code"])
+            lambda: self._cmd("HMGET", self.token_key(access_token), "claims", "code")
         )
         if claims is None or code_hash is None:
             return None
         code_key = f"{self.prefix}:code:{{{_text(code_hash)}}}"
-        bound = await self._call(lambda: self.redis.hget(code_key, "at"))
+        bound = await self._call(lambda: self._cmd("HGET", code_key, "at"))
         return _text(claims) if _text(bound) == digest(access_token) else None
 
     # -- directory, secrets, replay markers ---------------------------------------------------
     async def get_subject(self, subject: str) -> str | None:
-        return _text(await self._call(lambda: self.redis.get(self.subject_key(subject))))
+        return _text(await self._call(lambda: self._cmd("GET", self.subject_key(subject))))
 
     async def set_subject(self, subject: str, scan_ref: str) -> None:
         await self._call(lambda: self.redis.set(self.subject_key(subject), scan_ref))
@@ -277,7 +292,7 @@ class Store:
     async def first_use(self, name: str, ttl: int) -> bool:
         """True the first time ``name`` is seen within ``ttl`` seconds (jti replay checks)."""
         key = f"{self.prefix}:once:{{{digest(name)}}}"
-        return bool(await self._call(lambda: self.redis.set(key, "1", nx=True, ex=ttl)))
+        return bool(await self._call(lambda: self._cmd("SET", key, "1", "NX", "EX", ttl)))
 
     # -- webhook details, abuse limits and lock-outs ------------------------------------------
     async def webhook_transition(
@@ -299,13 +314,13 @@ class Store:
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
-        reply = await self._call(lambda: self._webhook(keys=keys, args=args))
+        reply = await self._call(lambda: self._run(self._webhook, keys, args))
         texts = [_text(part) or "" for part in reply] + [""] * 5
         return WebhookResult(texts[0], texts[1], texts[2], texts[3], tuple(texts[4].split()))
 
     async def challenge_subject(self, token: str) -> str:
         """The subject a challenge is for ('' when its request is gone or unreadable)."""
-        raw = await self._call(lambda: self.redis.get(self.request_key(token)))
+        raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
         try:
             return StepUpRequest.from_json(raw).subject if raw else ""
         except (ValueError, TypeError):
@@ -329,7 +344,7 @@ class Store:
         args: list[Any] = [1 if lock else 0, int(time.time() * 1000)]
         for name, count, seconds in counters:
             args += [name, count, seconds * 1000]
-        reply = await self._call(lambda: self._limits(keys=keys, args=args))
+        reply = await self._call(lambda: self._run(self._limits, keys, args))
         kind = _text(reply[0]) or ""
         if kind == "locked":
             return LimitHit(locked=True, wait=int(reply[1]) / 1000)
@@ -345,14 +360,15 @@ class Store:
         for entry in merge_spent(spent).split():
             identity_tag, _, names = entry.partition(":")
             key = f"{self.prefix}:rl:{{{identity_tag}}}"
-            calls.append(self._limits_refund(keys=[key], args=[now, *names.split(",")]))
+            calls.append(self._run(self._limits_refund, [key], [now, *names.split(",")]))
         if calls:
             await self._call(lambda: asyncio.gather(*calls))
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
         key = self.lock_key(subject)
-        await self._call(lambda: self.redis.set(key, "1", ex=seconds, nx=not extend))
+        args = ("SET", key, "1", "EX", seconds) + (() if extend else ("NX",))
+        await self._call(lambda: self._cmd(*args))
 
 
 @dataclass(frozen=True, slots=True)
