@@ -184,3 +184,22 @@ async def test_push_with_redis_down_ends_without_done(own_redis: RedisProcess) -
         # EventSource reconnects by itself.
         assert "event: done" not in body
         assert ": store unavailable" in body
+
+
+async def test_a_browser_that_leaves_is_forgotten_at_once(stack: Stack) -> None:
+    """The stream notices the browser going away (not only at its next keep-alive, up to
+    push_timeout later): its wake-up registration is gone within moments."""
+    notifier = stack.servers[0][0].config.app.state.runtime.notifier
+    attempt = await challenge(stack)
+    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        assert await next_event(response.aiter_lines()) == ["retry: 1000"]
+        async with asyncio.timeout(QUICK):
+            while attempt.token not in notifier._waiters:
+                await asyncio.sleep(0.01)
+    # Leaving the block closed the connection.
+    async with asyncio.timeout(QUICK):
+        while attempt.token in notifier._waiters:
+            await asyncio.sleep(0.01)
+    # And the challenge is untouched: a webhook still completes it.
+    await stack.outcome(attempt.token, "SUCCESS")
+    assert (await attempt.finish()).status_code == 303

@@ -30,11 +30,41 @@ from redis.asyncio.cluster import RedisCluster
 log = logging.getLogger(__name__)
 
 
-class Wake(asyncio.Event):
-    """Set on a wake-up; ``published`` says a transition of this very token was published (not
-    a reconnect of the subscription, after which the state must be read again)."""
+class Wake:
+    """A one-waiter event: ``set`` wakes whoever awaits ``future()``. ``published`` says a
+    transition of this very token was published (not a reconnect of the subscription, after
+    which the state must be read again)."""
 
-    published = False
+    __slots__ = ("_future", "_set", "published")
+
+    def __init__(self) -> None:
+        self.published = False
+        self._set = False
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+        if self._future is not None and self._future.done():
+            self._future = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def future(self) -> asyncio.Future[None]:
+        """Done once set (at once if it is set already); ``asyncio.wait`` takes it as it is."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        if self._set and not self._future.done():
+            self._future.set_result(None)
+        return self._future
+
+    async def wait(self) -> None:
+        await asyncio.shield(self.future())
 
 
 class Notifier:

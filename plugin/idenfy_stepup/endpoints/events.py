@@ -13,7 +13,8 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..idenfy.client import valid_token
 from ..runtime import Runtime
@@ -31,21 +32,52 @@ async def events(request: Request) -> Response:
     binding = rt.binder.binding_of(request, token)
     if not binding:
         return json_error(403, "access_denied", "This check belongs to another browser.")
-    return StreamingResponse(
-        _stream(rt, token, binding), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    return PushStream(rt, token, binding)
 
 
-async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
+class PushStream(Response):
+    """The stream as a plain ASGI response: one task watches for the browser leaving, and the
+    wait for the webhook is a future, not a task."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, rt: Runtime, token: str, binding: str) -> None:
+        # As StreamingResponse does: no body, hence no Content-Length.
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+        self.rt, self.token, self.binding = rt, token, binding
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        await send(start)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            async for chunk in _stream(self.rt, self.token, self.binding, gone):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _stream(
+    rt: Runtime, token: str, binding: str, gone: asyncio.Future[None]
+) -> AsyncIterator[bytes]:
     finish = f"/challenge/{token}/finish"
-    done = f"event: done\ndata: {json.dumps({'finish': finish})}\n\n"
-    yield "retry: 1000\n\n"
+    done = f"event: done\ndata: {json.dumps({'finish': finish})}\n\n".encode()
+    yield b"retry: 1000\n\n"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + rt.settings.challenge.push_timeout
     async with rt.notifier.waiting(token) as woken:
         while True:
             if rt.notifier.closing:
-                yield ": server stopping\n\n"
+                yield b": server stopping\n\n"
                 return
             if woken.published:
                 # Only a transition out of PENDING is published for a token (a webhook that
@@ -56,7 +88,7 @@ async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
             try:
                 peek = await rt.store.peek(token, binding)
             except StoreUnavailable:
-                yield ": store unavailable\n\n"
+                yield b": store unavailable\n\n"
                 return
             if peek.state != "PENDING" or not peek.bound:
                 # Terminal, gone or not ours: the finish URL tells the browser which.
@@ -64,9 +96,13 @@ async def _stream(rt: Runtime, token: str, binding: str) -> AsyncIterator[str]:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                yield ": keep-alive\n\n"
+                yield b": keep-alive\n\n"
                 return
-            try:
-                await asyncio.wait_for(woken.wait(), timeout=min(remaining, 15.0))
-            except TimeoutError:
-                yield ": keep-alive\n\n"
+            woke = woken.future()
+            finished, _ = await asyncio.wait(
+                (woke, gone), timeout=min(remaining, 15.0), return_when=asyncio.FIRST_COMPLETED
+            )
+            if gone in finished:
+                return  # the browser left: nothing to say, nobody to say it to
+            if woke not in finished:
+                yield b": keep-alive\n\n"
