@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test lint typecheck unit system-deps interop-deps clean
+.PHONY: run test bench lint typecheck unit system-deps interop-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ interop-deps:
 
 ## make test: everything CI runs
 test: system-deps $(STAMP) interop-deps lint typecheck unit
+
+## make bench: whole step-up flows under load, 1 and 2 workers, 32 and 128 users (docs/performance.md)
+BENCH_ARGS ?= --workers 1,2 --users 32,128
+bench: system-deps $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/load.py $(BENCH_ARGS) --out bench/results.json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -102,6 +102,10 @@ class Stack:
 
     workers: int
     subjects: int
+    alg: str = "RS256"
+    provider_src: Path | None = None
+    provider_python: str = sys.executable
+    endpoint_cpu: Path | None = None
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stepup-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -152,6 +156,7 @@ class Stack:
                     "client_secret": CLIENT_SECRET,
                     "redirect_uris": [REDIRECT_URI],
                     "subject_hints": ["login_hint"],
+                    "id_token_signed_response_alg": self.alg,
                 }
             ],
         }
@@ -166,7 +171,7 @@ class Stack:
         exe = executable()
         self._spawn([exe, "simulator", "--config", str(path)])
         self._wait(lambda: httpx.get(f"http://127.0.0.1:{self.sim_port}/x").status_code == 404)
-        self._spawn([exe, "serve", "--config", str(path), "--workers", str(self.workers)])
+        self._spawn(self.provider_command(exe, path))
         self._wait(lambda: httpx.get(f"{self.issuer}/readyz").status_code == 200)
         # With several workers, any one answers first: wait until every one has started.
         self._wait(
@@ -175,11 +180,27 @@ class Stack:
         for _ in range(20 * self.workers):
             httpx.get(f"{self.issuer}/readyz").raise_for_status()
 
+    def provider_command(self, exe: str, config: Path) -> list[str]:
+        args = ["serve", "--config", str(config)]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
+        if self.endpoint_cpu is not None:
+            return [self.provider_python, str(ROOT / "bench" / "endpoint_cpu.py"), *args]
+        if self.provider_src is not None or self.provider_python != sys.executable:
+            # Another build (e.g. a worktree of an older commit, on PYTHONPATH: see _spawn).
+            return [self.provider_python, "-m", "idenfy_stepup.cli", *args]
+        return [exe, *args]
+
     def _spawn(self, args: list[str]) -> None:
         log = (self.directory / f"{Path(args[0]).name}-{len(self.procs)}.log").open("wb")
+        env = dict(os.environ)
+        if self.endpoint_cpu is not None:
+            env["STEPUP_ENDPOINT_CPU"] = str(self.endpoint_cpu)
+        if self.provider_src is not None and "serve" in args:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.provider_src), env.get("PYTHONPATH", "")])
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )  # fmt: skip
         self.procs.append(proc)
 
@@ -279,6 +300,7 @@ class Driver:
 
     issuer: str
     signing_key: str
+    alg: str
     keys: KeySet
     vendor: aiohttp.ClientSession
     start: float
@@ -403,9 +425,10 @@ class Driver:
 
     def check_id_token(self, id_token: str, subject: str, nonce: str) -> None:
         try:
-            claims = jwt.decode(id_token, self.keys, algorithms=["RS256"]).claims
+            decoded = jwt.decode(id_token, self.keys, algorithms=[self.alg])
         except ValueError as exc:
             raise FlowError(f"token: id_token signature ({type(exc).__name__})") from exc
+        claims = decoded.claims
         expected = {"iss": self.issuer, "aud": CLIENT_ID, "sub": subject, "nonce": nonce,
                     "acr": ACR}  # fmt: skip
         wrong = sorted(k for k, v in expected.items() if claims.get(k) != v)
@@ -418,8 +441,8 @@ async def drive(args: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as vendor:
         async with vendor.get(f"{args['issuer']}/jwks") as response:
             keys = KeySet.import_key_set(await response.json())
-        driver = Driver(args["issuer"], args["signing_key"], keys, vendor, args["start"],
-                        args["end"])  # fmt: skip
+        driver = Driver(args["issuer"], args["signing_key"], args["alg"], keys, vendor,
+                        args["start"], args["end"])  # fmt: skip
         rusage: list[tuple[float, float]] = []
 
         async def cpu_at(moment: float) -> None:
@@ -454,12 +477,24 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run_scenario(workers: int, users: int, opts: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(workers=workers, subjects=max(users, opts.pending))
+    cpu_file = None
+    if opts.endpoint_cpu:
+        if workers != 1:
+            raise SystemExit("--endpoint-cpu measures one provider process: use --workers 1")
+        cpu_file = Path(tempfile.mkstemp(prefix="stepup-endpoint-cpu-", suffix=".json")[1])
+    stack = Stack(workers=workers, subjects=max(users, opts.pending), alg=opts.alg,
+                  provider_src=opts.provider_src, endpoint_cpu=cpu_file,
+                  provider_python=opts.provider_python or sys.executable)  # fmt: skip
     stack.start()
     try:
-        return _measure(stack, workers, users, opts)
+        result = _measure(stack, workers, users, opts)
     finally:
         stack.stop()
+    if cpu_file is not None:
+        with contextlib.suppress(ValueError):
+            result["endpoint_cpu_us"] = json.loads(cpu_file.read_text())
+        cpu_file.unlink()
+    return result
 
 
 def _measure(stack: Stack, workers: int, users: int, opts: argparse.Namespace) -> dict[str, Any]:
@@ -473,16 +508,21 @@ def _measure(stack: Stack, workers: int, users: int, opts: argparse.Namespace) -
     drivers = []
     for d in range(opts.drivers):
         args = {"issuer": stack.issuer, "signing_key": stack.signing_key, "start": start,
-                "measure_from": measure_from, "end": end,
+                "measure_from": measure_from, "end": end, "alg": stack.alg,
                 "users": list(range(d, users, opts.drivers))}  # fmt: skip
         process = ctx.Process(target=driver_process, args=(args, results), daemon=True)
         process.start()
         drivers.append(process)
     cuts = [measure_from + opts.duration * r / opts.rounds for r in range(opts.rounds + 1)]
     samples = []
+    profilers: list[subprocess.Popen[bytes]] = []
     for cut in cuts:
         time.sleep(max(cut - time.time(), 0))
         samples.append(sample(stack, client, provider, sim))
+        if opts.profile and not profilers:
+            profilers = profile(provider, opts.profile, f"w{workers}-c{users}", opts.duration)
+    for profiler in profilers:
+        profiler.wait(60)
     reports = [results.get(timeout=opts.duration + opts.warmup + 120) for _ in drivers]
     for process in drivers:
         process.join(10)
@@ -526,6 +566,29 @@ def _measure(stack: Stack, workers: int, users: int, opts: argparse.Namespace) -
         },
     }
     return result
+
+
+def profile(
+    pids: list[int], folder: Path, name: str, seconds: float
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy flame graphs of the provider's processes over the measured time."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for n, pid in enumerate(p for p in pids if _is_python(p)):
+        out = folder / f"provider-{name}-{n}.svg"
+        args = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
+                "200", "--nonblocking", "--format", "flamegraph", "--output", str(out)]  # fmt: skip
+        spies.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
+
+
+def _is_python(pid: int) -> bool:
+    """A provider process (not multiprocessing's resource tracker, which has no app)."""
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"resource_tracker" not in cmdline
+    return False
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -584,8 +647,9 @@ async def open_pending(issuer: str, count: int) -> int:
     return opened
 
 
-def pending_memory(count: int) -> dict[str, Any]:
-    stack = Stack(workers=1, subjects=count)
+def pending_memory(count: int, opts: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack(workers=1, subjects=count, provider_src=opts.provider_src,
+                  provider_python=opts.provider_python or sys.executable)  # fmt: skip
     stack.start()
     try:
         client = stack.redis()
@@ -616,10 +680,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drivers", type=int, default=2, help="driver processes")
     p.add_argument("--pending", type=int, default=10_000,
                    help="pending challenges for the memory figure (0: skip)")  # fmt: skip
+    p.add_argument("--alg", choices=["RS256", "ES256"], default="RS256",
+                   help="the client's id_token_signed_response_alg")  # fmt: skip
+    p.add_argument("--provider-src", type=Path,
+                   help="run the provider from another checkout's plugin/ folder")  # fmt: skip
+    p.add_argument("--endpoint-cpu", action="store_true",
+                   help="also report CPU per request, by endpoint (one worker)")  # fmt: skip
+    p.add_argument("--provider-python", help="the Python (virtualenv) the provider runs on")
+    p.add_argument("--profile", type=Path, help="write py-spy flame graphs of the provider here")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     opts = p.parse_args(argv)
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {
+            "alg": opts.alg,
+            "provider_src": str(opts.provider_src or ""),
+            "provider_python": opts.provider_python or sys.executable,
+        },
         "scenarios": [],
     }
     for workers in (int(w) for w in opts.workers.split(",")):
@@ -628,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
             report["scenarios"].append(run_scenario(workers, users, opts))
     if opts.pending:
         print(f"memory: {opts.pending} pending challenges", file=sys.stderr)
-        report["memory"] = pending_memory(opts.pending)
+        report["memory"] = pending_memory(opts.pending, opts)
     text = json.dumps(report, indent=2)
     print(text)
     if opts.out:

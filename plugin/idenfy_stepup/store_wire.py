@@ -161,25 +161,45 @@ class WireRedis:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        tasks = [t for t in (self._connecting, self._watchdog) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, rexc.RedisError):
+                await task
         if self._protocol is not None:
             self._protocol.abort(rexc.ConnectionError("Redis client closed"))
             self._protocol = None
 
     async def _connected(self) -> _Protocol:
+        """The live connection; one connect at a time, shared by every caller waiting on it.
+
+        The connect runs as its own task (a cancelled caller does not cancel it for the
+        others) and forgets itself when it ends, however it ends.
+        """
         if self._closed:
             raise rexc.ConnectionError("Redis client closed")
         if self._connecting is None:
-            self._connecting = asyncio.create_task(self._connect())
+            task = asyncio.create_task(self._connect())
+            self._connecting = task
+
+            def forget(done: asyncio.Task[_Protocol]) -> None:
+                if self._connecting is done:
+                    self._connecting = None
+
+            task.add_done_callback(forget)
         task = self._connecting
         try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done() and self._connecting is task:
-                self._connecting = None
+            protocol = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                # The connect itself was stopped (aclose), not this caller.
+                raise rexc.ConnectionError("Redis client closed") from None
+            raise
+        if not protocol.alive:
+            raise rexc.ConnectionError("Redis connection lost")
+        return protocol
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -189,23 +209,31 @@ class WireRedis:
         def factory() -> _Protocol:
             return _Protocol(timeout)
 
+        protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(timeout):
                 if options.get("connection_class") is UnixDomainSocketConnection:
                     _, protocol = await loop.create_unix_connection(factory, options["path"])
                 else:
                     host, port = options.get("host", "localhost"), options.get("port", 6379)
-                    context = (
-                        _tls(options) if options.get("connection_class") is SSLConnection else None
-                    )
+                    tls = options.get("connection_class") is SSLConnection
+                    context = _tls(options) if tls else None
                     _, protocol = await loop.create_connection(
-                        factory, host, port, ssl=context, server_hostname=host if context else None
+                        factory, host, port, ssl=context, server_hostname=host if tls else None
                     )
                 await self._handshake(protocol, options)
-        except TimeoutError as exc:
-            raise rexc.TimeoutError("Timeout connecting to Redis") from exc
-        except OSError as exc:
-            raise rexc.ConnectionError(f"Error connecting to Redis: {exc}") from exc
+        except BaseException as exc:
+            # A connection whose handshake failed, timed out or was cancelled is closed now.
+            if protocol is not None:
+                protocol.abort(rexc.ConnectionError("Redis handshake failed"))
+            if isinstance(exc, TimeoutError):
+                raise rexc.TimeoutError("Timeout connecting to Redis") from exc
+            if isinstance(exc, OSError):
+                raise rexc.ConnectionError(f"Error connecting to Redis: {exc}") from exc
+            raise
+        if self._closed:
+            protocol.abort(rexc.ConnectionError("Redis client closed"))
+            raise rexc.ConnectionError("Redis client closed")
         self._protocol = protocol
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name="stepup-redis-watchdog")
