@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -488,6 +489,8 @@ def run_scenario(workers: int, users: int, opts: argparse.Namespace) -> dict[str
     stack.start()
     try:
         result = _measure(stack, workers, users, opts)
+        if opts.census:
+            result["redis"]["census"] = command_census(stack, opts.census)
     finally:
         stack.stop()
     if cpu_file is not None:
@@ -616,6 +619,69 @@ def _round(a: Sample, b: Sample, flows: list[dict[str, float]]) -> dict[str, Any
     }
 
 
+# -- which commands a flow sends: a MONITOR census ----------------------------------------------
+
+
+def command_census(stack: Stack, flows: int) -> dict[str, Any]:
+    """Run ``flows`` flows one after another while MONITOR lists every command Redis runs: the
+    ones the provider sends and the ones its scripts call (``[lua]``), per flow.
+
+    INFO commandstats counts both kinds together; only MONITOR tells them apart. PINGs (the
+    subscription's health checks) and this census' own commands are left out.
+    """
+    seen: list[dict[str, Any]] = []
+    listening = threading.Event()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with stack.redis().monitor() as monitor:
+            listening.set()
+            for entry in monitor.listen():
+                if stop.is_set():
+                    return
+                seen.append(entry)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    listening.wait(10)
+    time.sleep(0.2)
+    done = asyncio.run(_sequential_flows(stack, flows))
+    stop.set()
+    stack.redis().ping()  # wakes the watcher
+    watcher.join(10)
+    sent: Counter[str] = Counter()
+    scripted: Counter[str] = Counter()
+    for entry in seen:
+        name = entry["command"].split(" ", 1)[0].strip('"').lower()
+        if name in ("ping", "monitor", "info"):
+            continue
+        (scripted if entry["client_type"] == "lua" else sent)[name] += 1
+    per = max(done, 1)
+    return {
+        "flows": done,
+        "sent_per_flow": round(sum(sent.values()) / per, 2),
+        "in_scripts_per_flow": round(sum(scripted.values()) / per, 2),
+        "sent": {k: round(v / per, 2) for k, v in sorted(sent.items())},
+        "in_scripts": {k: round(v / per, 2) for k, v in sorted(scripted.items())},
+    }
+
+
+async def _sequential_flows(stack: Stack, flows: int) -> int:
+    async with aiohttp.ClientSession() as vendor:
+        async with vendor.get(f"{stack.issuer}/jwks") as response:
+            keys = KeySet.import_key_set(await response.json())
+        driver = Driver(stack.issuer, stack.signing_key, stack.alg, keys, vendor, 0, 0)
+        session = aiohttp.ClientSession(
+            base_url=stack.issuer, headers={"X-Forwarded-For": "10.99.0.1"},
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        )  # fmt: skip
+        async with session:
+            for _ in range(flows):
+                await driver.flow(session, "u0")
+                session.cookie_jar.clear()
+    return flows
+
+
 # -- pending challenges: Redis memory ------------------------------------------------------------
 
 
@@ -680,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drivers", type=int, default=2, help="driver processes")
     p.add_argument("--pending", type=int, default=10_000,
                    help="pending challenges for the memory figure (0: skip)")  # fmt: skip
+    p.add_argument("--census", type=int, default=20,
+                   help="flows run under MONITOR to count the commands sent (0: skip)")  # fmt: skip
     p.add_argument("--alg", choices=["RS256", "ES256"], default="RS256",
                    help="the client's id_token_signed_response_alg")  # fmt: skip
     p.add_argument("--provider-src", type=Path,

@@ -271,6 +271,12 @@ def request_key(token: str) -> str:
     return f"stepup:{{{token}}}:request"
 
 
+def record_keys(code_or_access_token: str) -> tuple[str, str]:
+    """Where a code or access token is recorded: the challenge it names (``token.random``)."""
+    token = code_or_access_token.rpartition(".")[0]
+    return challenge_key(token), request_key(token)
+
+
 def webhook_body(token: str, status: str, fail_reason: str | None = None, *,
                  scan_ref: str | None = "SCAN-ALICE", type_: str | None = "AUTHENTICATION",
                  method: str | None = "FACE_MATCHING", event_id: str | None = None,

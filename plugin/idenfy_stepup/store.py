@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
+import re
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +28,8 @@ from .stepup import CodeGrant, StepUpRequest
 from .store_wire import WireRedis
 
 T = TypeVar("T")
+# The vendor token's shape (idenfy/client.py valid_token), repeated here: the store stands alone.
+_TOKEN_SHAPE = re.compile(r"(?=.*[^.])[A-Za-z0-9._~-]{1,64}")
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
 
 
@@ -34,6 +39,19 @@ class StoreUnavailable(Exception):
 
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_secret_for(token: str) -> str:
+    """A code or access token for the challenge ``token``: ``token.<256 random bits>``."""
+    return f"{token}.{secrets.token_urlsafe(32)}"
+
+
+def _challenge_of(value: str | None) -> str | None:
+    """The challenge token a code or access token names, if it has the right shape."""
+    token, dot, random = (value or "").rpartition(".")
+    if not dot or len(random) != 43 or not _TOKEN_SHAPE.fullmatch(token):
+        return None
+    return token
 
 
 def tag(value: str) -> str:
@@ -91,7 +109,6 @@ class Store:
         self._retry_claim: AsyncScript = redis.register_script(store_lua.RETRY_CLAIM)
         self._retry_link: AsyncScript = redis.register_script(store_lua.RETRY_LINK)
         self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
-        self._put: AsyncScript = redis.register_script(store_lua.PUT_HASH)
         self._create: AsyncScript = redis.register_script(store_lua.CREATE)
         self._limits: AsyncScript = redis.register_script(store_lua.LIMITS)
         self._limits_refund: AsyncScript = redis.register_script(store_lua.LIMITS_REFUND)
@@ -105,12 +122,6 @@ class Store:
 
     def hook_key(self, token: str, webhook_id: str) -> str:
         return f"{self.prefix}:{{{token}}}:hook:{digest(webhook_id)[:32]}"
-
-    def code_key(self, code: str) -> str:
-        return f"{self.prefix}:code:{{{digest(code)}}}"
-
-    def token_key(self, access_token: str) -> str:
-        return f"{self.prefix}:at:{{{digest(access_token)}}}"
 
     def subject_key(self, subject: str) -> str:
         return f"{self.prefix}:subject:{subject}"
@@ -135,13 +146,6 @@ class Store:
             return await op()
         except (rexc.RedisError, OSError) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
-
-    async def _put_hash(self, key: str, fields: Mapping[str, Any], ttl: int) -> None:
-        """A new hash with its TTL, in one script: no key ever lives without an expiry."""
-        args: list[Any] = [ttl]
-        for name, value in fields.items():
-            args += [name, value]
-        await self._call(lambda: self._run(self._put, [key], args))
 
     async def ping(self) -> bool:
         try:
@@ -218,11 +222,19 @@ class Store:
         *,
         mode: str,
         max_attempts: int,
+        code: str = "",
+        code_lifetime: int = 60,
         expiry_skew: int = 15,
         stale_retry: int = 30,
     ) -> Verdict:
-        """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered."""
-        args: list[Any] = [binding, int(time.time()), max_attempts, mode, expiry_skew, stale_retry]
+        """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered.
+
+        ``code`` (see :func:`new_secret_for`) becomes redeemable for ``code_lifetime`` seconds
+        if, and only if, this call finishes an approval (verdict ``approved``).
+        """
+        now = int(time.time())
+        args: list[Any] = [binding, now, max_attempts, mode, expiry_skew, stale_retry]
+        args += [digest(code) if code else "", now + code_lifetime]
         keys = [self.challenge_key(token), self.request_key(token)]
         reply = await self._call(lambda: self._run(self._finish, keys, args))
         return _verdict(reply)
@@ -240,33 +252,43 @@ class Store:
         return bool(reply)
 
     # -- codes and access tokens --------------------------------------------------------------
-    async def put_code(self, code: str, grant: CodeGrant, ttl: int) -> None:
-        await self._put_hash(self.code_key(code), {"grant": grant.to_json()}, ttl)
-
+    # Both are ``<challenge token>.<random>``: they are found through the challenge they come
+    # from, stored there only as SHA-256 (design-notes: "Codes and access tokens").
     async def redeem_code(
         self, code: str, access_token: str, ttl: int
     ) -> tuple[str, CodeGrant | None]:
         """Atomically mark a code used and bind it to the access token about to be issued."""
-        args: list[Any] = [digest(access_token), ttl]
-        reply = await self._call(lambda: self._run(self._redeem, [self.code_key(code)], args))
+        token = _challenge_of(code)
+        if token is None or _challenge_of(access_token) != token:
+            return "missing", None
+        args: list[Any] = [digest(code), digest(access_token), ttl, int(time.time())]
+        keys = [self.challenge_key(token), self.request_key(token)]
+        reply = await self._call(lambda: self._run(self._redeem, keys, args))
         kind = _text(reply[0]) or ""
-        grant = CodeGrant.from_json(reply[1]) if kind == "ok" else None
-        return kind, grant
-
-    async def put_access_token(self, access_token: str, code: str, claims: str, ttl: int) -> None:
-        record = {"claims": claims, "code": digest(code)}
-        await self._put_hash(self.token_key(access_token), record, ttl)
+        if kind != "ok":
+            return kind, None
+        try:
+            request = StepUpRequest.from_json(reply[1])
+            return kind, CodeGrant.from_request(request, int(_text(reply[2]) or 0))
+        except (ValueError, TypeError):
+            return "missing", None  # unreadable: never a grant (invariant 6)
 
     async def access_token_claims(self, access_token: str) -> str | None:
         """The userinfo claims, or None when unknown, expired, or revoked by a code replay."""
-        claims, code_hash = await self._call(
-            lambda: self._cmd("HMGET", self.token_key(access_token), "claims", "code")
-        )
-        if claims is None or code_hash is None:
+        token = _challenge_of(access_token)
+        if token is None:
             return None
-        code_key = f"{self.prefix}:code:{{{_text(code_hash)}}}"
-        bound = await self._call(lambda: self._cmd("HGET", code_key, "at"))
-        return _text(claims) if _text(bound) == digest(access_token) else None
+        key, rkey = self.challenge_key(token), self.request_key(token)
+        (bound, until), raw = await self._call(
+            lambda: asyncio.gather(self._cmd("HMGET", key, "at", "at_exp"), self._cmd("GET", rkey))
+        )
+        if _text(bound) != digest(access_token) or int(_text(until) or 0) <= time.time():
+            return None
+        try:
+            subject = StepUpRequest.from_json(raw).subject if raw else None
+        except (ValueError, TypeError):
+            return None
+        return json.dumps({"sub": subject}, separators=(",", ":")) if subject else None
 
     # -- directory, secrets, replay markers ---------------------------------------------------
     async def get_subject(self, subject: str) -> str | None:

@@ -41,7 +41,8 @@ return tail('applied', state, state, outcome)
 """
 
 # KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 now, 3 max attempts,
-#   4 mode (finish|give_up|cancel), 5 expiry skew seconds, 6 stale-retry seconds
+#   4 mode (finish|give_up|cancel), 5 expiry skew seconds, 6 stale-retry seconds,
+#   7 the SHA-256 of the code to issue if this finishes an approval, 8 its expiry (unix time)
 # Returns {verdict, request, detail, attempt}; verdict is one of approved, denied, retry,
 # expired, canceled, pending, moved, consumed, forbidden, missing.
 FINISH = """
@@ -70,7 +71,10 @@ local expires_at = tonumber(c[4])
 if state ~= 'PENDING' and state ~= 'APPROVED' and state ~= 'DENIED' then return {'missing'} end
 if not expires_at then return {'missing'} end
 if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
-if state == 'APPROVED' then return consume('approved', c[7]) end
+if state == 'APPROVED' then
+  redis.call('HSET', KEYS[1], 'code', ARGV[7], 'code_exp', ARGV[8])
+  return consume('approved', c[7])
+end
 if state == 'DENIED' then
   local more = c[6] == '1' and (tonumber(c[3]) or math.huge) < tonumber(ARGV[3])
   if more and ARGV[4] == 'finish' then return out('retry', c[5]) end
@@ -113,26 +117,27 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
-# KEYS[1] code. ARGV: 1 access-token hash, 2 ttl once redeemed (the access token's lifetime).
-# A second redemption revokes what the first one issued (RFC 6749 §4.1.2, §10.5).
+# KEYS[1] challenge, KEYS[2] its request. ARGV: 1 the code's SHA-256, 2 the access token's
+# SHA-256, 3 the access token's lifetime (s), 4 now. The code and the access token live in the
+# challenge they came from. A second redemption revokes what the first one issued (RFC 6749
+# §4.1.2, §10.5); the record then outlives the access token, so a replay is always caught.
 REDEEM_CODE = """
-local c = redis.call('HMGET', KEYS[1], 'grant', 'at')
-if not c[1] then return {'missing'} end
-if c[2] then
+local c = redis.call('HMGET', KEYS[1], 'code', 'code_exp', 'at', 'auth_time')
+if not c[1] or c[1] ~= ARGV[1] then return {'missing'} end
+if c[3] then
   redis.call('HSET', KEYS[1], 'at', 'revoked')
   return {'reused'}
 end
-redis.call('HSET', KEYS[1], 'at', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {'ok', c[1]}
-"""
-
-# KEYS[1] a new hash. ARGV: 1 ttl in seconds, then field, value, field, value …
-# The hash never lives without its expiry (one script: atomic, one round trip).
-PUT_HASH = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+local now, lifetime = tonumber(ARGV[4]), tonumber(ARGV[3])
+if (tonumber(c[2]) or 0) <= now then return {'missing'} end
+local req = redis.call('GET', KEYS[2])
+if not req then return {'missing'} end
+redis.call('HSET', KEYS[1], 'at', ARGV[2], 'at_exp', now + lifetime)
+if redis.call('TTL', KEYS[1]) < lifetime then
+  redis.call('EXPIRE', KEYS[1], lifetime)
+  redis.call('EXPIRE', KEYS[2], lifetime)
+end
+return {'ok', req, c[4]}
 """
 
 # KEYS[1] a new challenge's hash, KEYS[2] its request. ARGV: 1 ttl in seconds, 2 the request

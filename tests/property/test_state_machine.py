@@ -34,8 +34,8 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from idenfy_stepup.idenfy.outcomes import FAIL_REASONS, OutcomeTable
-from idenfy_stepup.stepup import CodeGrant, StepUpRequest
-from idenfy_stepup.store import Store
+from idenfy_stepup.stepup import StepUpRequest
+from idenfy_stepup.store import Store, new_secret_for
 
 from ..conftest import RedisProcess
 
@@ -96,6 +96,7 @@ class Rec:
 
 @dataclass
 class Code:
+    token: str  # the challenge it was issued by, which holds it
     redeemed_by: str | None = None
     redemptions: int = 0
     revoked: bool = False
@@ -299,7 +300,10 @@ class StoreMachine(RuleBasedStateMachine):
     def finish(self, token: str, mode: str, which: str) -> Any:
         binding = self.binding_for(token, which)
         before = self.snapshot(token)
-        verdict = self.run(self.store.finish(token, binding, mode=mode, max_attempts=MAX_ATTEMPTS))
+        code = new_secret_for(token)
+        verdict = self.run(
+            self.store.finish(token, binding, mode=mode, max_attempts=MAX_ATTEMPTS, code=code)
+        )
         rec = self.recs.get(token)
         expected = self._expect_finish(rec, binding, mode)
         assert verdict.kind == expected, (verdict, expected)
@@ -312,10 +316,10 @@ class StoreMachine(RuleBasedStateMachine):
         assert rec is not None
         rec.approved_finishes += 1
         assert verdict.request == rec.request
-        code = secrets.token_urlsafe(16)
-        grant = CodeGrant.from_request(verdict.request, int(verdict.detail))
-        self.run(self.store.put_code(code, grant, 60))
-        self.codes_model[code] = Code()
+        # The finish script recorded the code's hash with the approval's consumption.
+        stored = _s(self.run(self.redis.hget(self.key(token), "code")))
+        assert stored == hashlib.sha256(code.encode()).hexdigest()
+        self.codes_model[code] = Code(token)
         return multiple(code)
 
     @rule(target=codes, token=tokens, give_up=st.booleans())
@@ -488,16 +492,28 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(code=codes)
     def redeem(self, code: str) -> None:
         model = self.codes_model[code]
-        access_token = secrets.token_urlsafe(16)
+        rec = self.recs.get(model.token)
+        access_token = new_secret_for(model.token)
         kind, grant = self.run(self.store.redeem_code(code, access_token, AT_TTL))
+        if rec is None:
+            # Its challenge lapsed, and the code with it: nothing to redeem, nothing changed.
+            assert (kind, grant) == ("missing", None)
+            return
         model.redemptions += 1
         if model.redemptions == 1:
+            model.redeemed_by = access_token
+            if not rec.request_ok:
+                # Unreadable request: never a grant (invariant 6); the code is spent.
+                assert (kind, grant) == ("missing", None)
+                assert self.run(self.store.access_token_claims(access_token)) is None
+                return
             assert kind == "ok"
             assert grant is not None and grant.subject == "alice"
-            claims = json.dumps({"sub": grant.subject})
-            self.run(self.store.put_access_token(access_token, code, claims, AT_TTL))
-            assert self.run(self.store.access_token_claims(access_token)) == claims
-            model.redeemed_by = access_token
+            assert grant.client_id == rec.request.client_id and grant.nonce == rec.request.nonce
+            claims = self.run(self.store.access_token_claims(access_token))
+            assert claims is not None and json.loads(claims) == {"sub": "alice"}
+            # Another challenge's token, or a made-up one, is no access token for this one.
+            assert self.run(self.store.access_token_claims(new_secret_for(model.token))) is None
             return
         # Invariant 3: a second redemption fails and revokes what the first one issued.
         assert (kind, grant) == ("reused", None)
@@ -508,15 +524,17 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def redeem_unknown_code(self) -> None:
-        kind, grant = self.run(
-            self.store.redeem_code(secrets.token_urlsafe(16), secrets.token_urlsafe(8), AT_TTL)
-        )
-        assert (kind, grant) == ("missing", None)
+        for code in (secrets.token_urlsafe(16), new_secret_for(self.new_token())):
+            access_token = new_secret_for(code.rpartition(".")[0] or "x")
+            kind, grant = self.run(self.store.redeem_code(code, access_token, AT_TTL))
+            assert (kind, grant) == ("missing", None)
 
     @invariant()
     def codes_match_the_model(self) -> None:
-        for code, model in self.codes_model.items():
-            at = _s(self.run(self.redis.hget(self.store.code_key(code), "at")))
+        for model in self.codes_model.values():
+            if self.recs.get(model.token) is None:
+                continue  # lapsed with its challenge
+            at = _s(self.run(self.redis.hget(self.key(model.token), "at")))
             if model.revoked:
                 assert at == "revoked"
             elif model.redeemed_by is not None:

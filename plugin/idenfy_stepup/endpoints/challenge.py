@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from urllib.parse import quote
 
@@ -20,8 +19,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..idenfy.client import VendorError, valid_token
 from ..limits import hit, ip_identity
 from ..runtime import Runtime
-from ..stepup import CodeGrant, StepUpRequest
-from ..store import StoreUnavailable, Verdict
+from ..stepup import StepUpRequest
+from ..store import StoreUnavailable, Verdict, new_secret_for
 from .common import (
     NO_STORE,
     error_page,
@@ -112,21 +111,25 @@ async def _conclude(request: Request, mode: str) -> Response:
     rt, token = runtime(request), _token(request)
     binding = rt.binder.binding_of(request, token)
     max_attempts = rt.settings.challenge.max_attempts
+    code = new_secret_for(token)  # issued only if this finish consumes an approval
+    lifetime = rt.settings.challenge.code_lifetime
     try:
-        verdict = await rt.store.finish(token, binding, mode=mode, max_attempts=max_attempts)
+        verdict = await rt.store.finish(
+            token, binding, mode=mode, max_attempts=max_attempts, code=code, code_lifetime=lifetime
+        )
     except StoreUnavailable:
         return _store_down(rt)
-    return await _answer(rt, token, verdict)
+    return await _answer(rt, token, verdict, code)
 
 
-async def _answer(rt: Runtime, token: str, verdict: Verdict) -> Response:
+async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> Response:
     req = verdict.request
     if verdict.kind == "missing":
         return error_page(rt, 410, *GONE, "challenge_expired")
     if verdict.kind == "forbidden" or req is None:
         return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
-    if verdict.kind == "approved":
-        return await _issue_code(rt, req, int(verdict.detail))
+    if verdict.kind == "approved" and code:
+        return _issue_code(rt, req, code)
     if verdict.kind in ("denied", "expired", "canceled"):
         name = {"expired": "EXPIRED", "canceled": "CANCELED"}.get(verdict.kind, verdict.detail)
         return outcome_redirect(rt, req, rt.outcomes[_known(rt, name)])
@@ -147,14 +150,9 @@ def _known(rt: Runtime, name: str) -> str:
     return name
 
 
-async def _issue_code(rt: Runtime, req: StepUpRequest, auth_time: int) -> Response:
-    """RFC 6749 §4.1.2: a short-lived, single-use code, stored only as its SHA-256."""
-    code = secrets.token_urlsafe(32)
-    try:
-        grant = CodeGrant.from_request(req, auth_time)
-        await rt.store.put_code(code, grant, rt.settings.challenge.code_lifetime)
-    except StoreUnavailable:
-        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
+def _issue_code(rt: Runtime, req: StepUpRequest, code: str) -> Response:
+    """RFC 6749 §4.1.2: a short-lived, single-use code, stored (by the finish script, with the
+    approval's consumption) only as its SHA-256."""
     log_outcome(req, "approved")
     params = [("code", code)]
     return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=False)

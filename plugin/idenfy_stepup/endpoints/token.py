@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import secrets
 import time
 from typing import Any
 
@@ -20,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from ..oidc.requests import AuthlibRequest
 from ..runtime import Runtime
 from ..stepup import CodeGrant
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, new_secret_for
 from .common import NO_STORE, BadForm, json_error, log, read_form, runtime
 
 
@@ -34,7 +32,8 @@ async def token(request: Request) -> Response:
         return json_error(401, "invalid_client", "The Basic credentials are not valid UTF-8.",
                           **{"WWW-Authenticate": 'Basic error="invalid_client"'})  # fmt: skip
     code = _single(form, "code")
-    access_token = secrets.token_urlsafe(32)
+    # Named after the code's challenge, where redeeming the code records its SHA-256.
+    access_token = new_secret_for((code or "").rpartition(".")[0] or "none")
     try:
         grant = await _redeem(rt, code, access_token, form)
         status, body, headers = _authlib_response(rt, request, form, grant, access_token)
@@ -42,10 +41,6 @@ async def token(request: Request) -> Response:
             replay = await _assertion_replayed(rt)
             if replay is not None:
                 return replay
-            assert grant is not None and code is not None
-            claims = json.dumps({"sub": grant.subject}, separators=(",", ":"))
-            ttl = rt.settings.keys.access_token_lifetime
-            await rt.store.put_access_token(access_token, code, claims, ttl)
     except StoreUnavailable:
         return json_error(503, "temporarily_unavailable", "The service is unavailable.")
     return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
