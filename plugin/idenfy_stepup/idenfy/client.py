@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from json import dumps
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
+
+from .transport import AiohttpTransport, Reply
 
 # The token goes into the iframe URL, the sessions path and Redis keys, so only URL-unreserved
 # characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (idenfy-api.md §1.2); 64 leaves
@@ -135,20 +138,23 @@ class IdenfyClient:
     async def _call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> dict[str, object]:
+        url = self._base + path + (f"?{urlencode(params)}" if params else "")
+        headers, body = self._headers, None
+        if json is not None:
+            body = dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        response: Reply | httpx.Response
         try:
-            request = httpx.Request(
-                method,
-                self._base + path,
-                params=params,
-                json=json,
-                headers=self._headers,
-                extensions={"timeout": self._timeout},
-            )
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            if isinstance(self._transport, AiohttpTransport):  # no httpx objects on the hot path
+                response = await self._transport.fetch(method, url, headers, body, self._timeout)
+            else:
+                request = httpx.Request(method, url, headers=headers, content=body,
+                                        extensions={"timeout": self._timeout})  # fmt: skip
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException as exc:
             raise VendorUnavailable("timeout") from exc
         except httpx.RequestError as exc:  # connection refused/reset, DNS, TLS, bad encoding
@@ -161,14 +167,14 @@ class IdenfyClient:
         return data
 
 
-def _json(response: httpx.Response) -> object:
+def _json(response: Reply | httpx.Response) -> object:
     try:
         return response.json()
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
 
 
-def _status_error(response: httpx.Response) -> VendorUnavailable:
+def _status_error(response: Reply | httpx.Response) -> VendorUnavailable:
     status = response.status_code
     body = _json(response)
     raw = body.get("identifier") if isinstance(body, dict) else None

@@ -5,14 +5,17 @@ this edge with ``httpx.MockTransport``. In production each request goes through 
 connection pool and C parser, which costs a fraction of httpcore's pure-Python HTTP/1.1 on the
 hot path (two vendor calls per ``/authorize``); see docs/performance.md.
 
-Behaviour kept from httpx: no redirects are followed, keep-alive connections are reused, the
-body is returned as sent (httpx decodes ``Content-Encoding``), timeouts come from the request's
-``timeout`` extension, and every failure is the matching ``httpx`` exception.
+Behaviour kept from httpx: no redirects are followed, keep-alive connections are reused,
+encoded bodies are decoded, timeouts come from the request's ``timeout`` extension, and every
+failure is the matching ``httpx`` exception. ``fetch`` is the same without httpx's request and
+response objects (the vendor client's hot path uses it when the transport has it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,6 +23,25 @@ import httpx
 
 # Connections kept open to the vendor (per host): enough for bursts of /authorize.
 POOL_SIZE = 100
+
+
+_DECODED = (b"content-encoding", b"content-length", b"transfer-encoding")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A vendor reply as the client reads it (``httpx.Response`` offers the same three)."""
+
+    status_code: int
+    content: bytes
+    headers: list[tuple[bytes, bytes]]
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -34,7 +56,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(limit=self._pool_size, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                auto_decompress=False,  # httpx.Response decodes, as with httpx's own transport
                 skip_auto_headers=("User-Agent", "Content-Type"),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
@@ -42,22 +63,39 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = _timeout(request.extensions.get("timeout"))
-        body = await request.aread()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
+        reply = await self.fetch(
+            request.method,
+            str(request.url),
+            headers,
+            await request.aread() or None,
+            request.extensions.get("timeout"),
+            request=request,
+        )
+        # The body is already decoded: its encoding and length headers no longer describe it.
+        kept = [(k, v) for k, v in reply.headers if k.lower() not in _DECODED]
+        return httpx.Response(
+            reply.status_code, headers=kept, content=reply.content, request=request
+        )
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeouts: dict[str, float | None] | None,
+        *,
+        request: httpx.Request | None = None,
+    ) -> Reply:
+        """One request; the whole (decoded) reply. Failures raise httpx's exceptions."""
         try:
             async with self._client().request(
-                request.method,
-                str(request.url),
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                ],
-                data=body or None,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as reply:
+                method, url, headers=headers, data=body, allow_redirects=False,
+                timeout=_timeout(timeouts),
+            ) as reply:  # fmt: skip
                 content = await reply.read()
-                headers = list(reply.raw_headers)
-                status = reply.status
+                return Reply(reply.status, content, list(reply.raw_headers))
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
@@ -70,9 +108,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        return httpx.Response(
-            status, headers=headers, stream=httpx.ByteStream(content), request=request
-        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -81,7 +116,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await asyncio.sleep(0)  # let the connector's close callbacks run
 
 
-def _timeout(spec: Any) -> aiohttp.ClientTimeout:
+def _timeout(spec: dict[str, float | None] | None) -> aiohttp.ClientTimeout:
     """httpx's per-operation timeouts: ``pool`` + ``connect`` bound getting a connection,
     ``read`` each wait for the vendor's bytes."""
     if not isinstance(spec, dict):
