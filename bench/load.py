@@ -72,6 +72,8 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 ACR = "urn:idenfy:stepup:face"
 API_KEY, API_SECRET = "bench-api-key", "bench-api-secret"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+LIMITS = ("authorize_per_ip", "authorize_per_subject", "challenges_per_subject",
+          "challenges_per_ip", "spoof_lockout_seconds")  # fmt: skip
 STEPS = ("authorize", "page", "events_open", "webhook", "push", "finish", "token")
 MAIN = re.compile(r'data-finish-url="([^"]+)" data-events-url="([^"]+)"')
 
@@ -107,6 +109,7 @@ class Stack:
     provider_src: Path | None = None
     provider_python: str = sys.executable
     endpoint_cpu: Path | None = None
+    limits: bool = True  # the default abuse limits; off: challenge.limits all switched off
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stepup-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -151,6 +154,7 @@ class Stack:
                 },
             },
             "directory": {"static": subjects, "redis": False},
+            **({} if self.limits else {"challenge": {"limits": dict.fromkeys(LIMITS, None)}}),
             "clients": [
                 {
                     "client_id": CLIENT_ID,
@@ -713,8 +717,10 @@ async def open_pending(issuer: str, count: int) -> int:
     return opened
 
 
-def pending_memory(count: int, opts: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack(workers=1, subjects=count, provider_src=opts.provider_src,
+def pending_memory(count: int, opts: argparse.Namespace, *, limits: bool) -> dict[str, Any]:
+    """``INFO memory`` before and after opening ``count`` challenges, each for a different
+    person from a different address (so each also has its own abuse-limit counters)."""
+    stack = Stack(workers=1, subjects=count, provider_src=opts.provider_src, limits=limits,
                   provider_python=opts.provider_python or sys.executable)  # fmt: skip
     stack.start()
     try:
@@ -773,7 +779,9 @@ def main(argv: list[str] | None = None) -> int:
             report["scenarios"].append(run_scenario(workers, users, opts))
     if opts.pending:
         print(f"memory: {opts.pending} pending challenges", file=sys.stderr)
-        report["memory"] = pending_memory(opts.pending, opts)
+        report["memory"] = pending_memory(opts.pending, opts, limits=True)
+        # The same with the abuse limits off: the challenges' own records only.
+        report["memory_without_limits"] = pending_memory(opts.pending, opts, limits=False)
     text = json.dumps(report, indent=2)
     print(text)
     if opts.out:
