@@ -71,6 +71,9 @@ CLIENT_SECRET = "bench-client-secret-0123456789-0123456789"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 ACR = "urn:idenfy:stepup:face"
 API_KEY, API_SECRET = "bench-api-key", "bench-api-secret"
+BASIC = {
+    "Authorization": "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LIMITS = ("authorize_per_ip", "authorize_per_subject", "challenges_per_subject",
           "challenges_per_ip", "spoof_lockout_seconds")  # fmt: skip
@@ -380,13 +383,17 @@ class Driver:
             lap("events_open")
             sent = time.perf_counter()
             hook = asyncio.create_task(self.webhook(token, subject))
-            async for line in stream.content:
-                if line.rstrip() == b"event: done":
-                    break
-            else:
-                raise FlowError("events: stream ended without done")
-            t["push"] = (time.perf_counter() - sent) * 1000
-            t["webhook"] = await hook
+            try:
+                async for line in stream.content:
+                    if line.rstrip() == b"event: done":
+                        break
+                else:
+                    await hook  # a refused webhook is the reason, when there is one
+                    raise FlowError("events: stream ended without done")
+                t["push"] = (time.perf_counter() - sent) * 1000
+                t["webhook"] = await hook
+            finally:
+                hook.cancel()
         mark = time.perf_counter()
         async with session.get(finish_url, allow_redirects=False) as response:
             _expect(response.status, 303, "finish")
@@ -399,8 +406,7 @@ class Driver:
         lap("finish")
         form = {"grant_type": "authorization_code", "code": params["code"][0],
                 "redirect_uri": REDIRECT_URI, "code_verifier": verifier}  # fmt: skip
-        auth = aiohttp.BasicAuth(CLIENT_ID, CLIENT_SECRET)
-        async with session.post("/token", data=form, auth=auth) as response:
+        async with session.post("/token", data=form, headers=BASIC) as response:
             _expect(response.status, 200, "token")
             tokens = await response.json()
         self.check_id_token(tokens["id_token"], subject, nonce)

@@ -269,22 +269,16 @@ async def test_many_concurrent_commands_one_connection_in_order(
 
 
 # -- authentication and database ------------------------------------------------------------------
-async def test_auth_with_password(r_auth: Redis, auth_server: RedisProcess) -> None:
-    wire = wire_for(f"redis://:s3cret@127.0.0.1:{auth_server.port}/0")
+@pytest.mark.parametrize(
+    ("userinfo", "user"), [(":s3cret@", b"default"), ("stepup:pw@", b"stepup")],
+    ids=["password", "username-and-password"],
+)  # fmt: skip
+async def test_auth(r_auth: Redis, auth_server: RedisProcess, userinfo: str, user: bytes) -> None:
+    wire = wire_for(f"redis://{userinfo}127.0.0.1:{auth_server.port}/0")
     try:
-        assert await wire.execute("ACL", "WHOAMI") == b"default"
-        assert await wire.execute("SET", "k", "v") == b"OK"
-        assert r_auth.get("k") == b"v"
-    finally:
-        await wire.aclose()
-
-
-async def test_auth_with_username_and_password(r_auth: Redis, auth_server: RedisProcess) -> None:
-    wire = wire_for(f"redis://stepup:pw@127.0.0.1:{auth_server.port}/0")
-    try:
-        assert await wire.execute("ACL", "WHOAMI") == b"stepup"
-        assert await wire.execute("SET", "k", "by-acl") == b"OK"
-        assert r_auth.get("k") == b"by-acl"
+        assert await wire.execute("ACL", "WHOAMI") == user
+        assert await wire.execute("SET", "k", user) == b"OK"
+        assert r_auth.get("k") == user
     finally:
         await wire.aclose()
 

@@ -435,3 +435,21 @@ async def test_userinfo_without_token_asks_for_bearer(stack: Stack) -> None:
     response = await userinfo(stack)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_code_naming_the_right_challenge_with_a_guessed_secret_is_invalid_grant(
+    stack: Stack,
+) -> None:
+    # A code is `<challenge token>.<256 random bits>`: the token (in the page's URL) only says
+    # where to look; the random part must match the SHA-256 the finish recorded.
+    code, verifier = await issue_code(stack)
+    token = code.rpartition(".")[0]
+    for forged in (f"{token}.{secrets.token_urlsafe(32)}", token, f"{token}.", f"{token}.x"):
+        assert_oauth_error(await redeem_code(stack, forged, verifier=verifier), "invalid_grant")
+    first = await redeem_code(stack, code, verifier=verifier)  # the real code is untouched
+    assert first.status_code == 200, first.text
+    access_token = first.json()["access_token"]
+    assert access_token.rpartition(".")[0] == token
+    assert (await userinfo(stack, token=access_token)).status_code == 200
+    guessed = f"{token}.{secrets.token_urlsafe(32)}"
+    assert (await userinfo(stack, token=guessed)).status_code == 401
