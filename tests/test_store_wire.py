@@ -23,6 +23,7 @@ from redis import Redis
 from redis import exceptions as rexc
 from redis.asyncio import Redis as AsyncRedis
 
+from idenfy_stepup import store_wire
 from idenfy_stepup.stepup import StepUpRequest
 from idenfy_stepup.store import Store, StoreUnavailable
 from idenfy_stepup.store_wire import WireRedis
@@ -717,3 +718,55 @@ async def test_store_on_the_wire_fails_closed_while_the_server_is_down() -> None
         finally:
             await wire.aclose()
             await client.aclose()
+
+
+# -- subscriptions (the wake-up channel) -------------------------------------------------------
+async def test_subscription_hands_over_each_message_and_ends_with_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_wire, "SUBSCRIPTION_PING_SECONDS", 0.1)
+    with running() as proc:
+        wire = wire_for(proc.url, timeout=0.5)
+        got: list[bytes] = []
+        subscription = await wire.subscribe("events", got.append)
+        try:
+            with proc.client() as publisher:
+                assert publisher.publish("events", "tok-1") == 1
+                assert publisher.publish("other", "nope") == 0
+                assert publisher.publish("events", "tok-2") == 1
+            for _ in range(100):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert got == [b"tok-1", b"tok-2"]
+            await asyncio.sleep(0.3)  # several keep-alive PINGs, answered: still subscribed
+            with proc.client() as publisher:
+                assert publisher.publish("events", "tok-3") == 1
+            # The server goes away: closed() returns instead of waiting for ever.
+            proc.stop()
+            async with asyncio.timeout(2):
+                await subscription.closed()
+        finally:
+            await subscription.aclose()
+            await wire.aclose()
+    assert got[-1] == b"tok-3"
+
+
+async def test_a_silent_subscription_is_dropped_by_its_keep_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_wire, "SUBSCRIPTION_PING_SECONDS", 0.1)
+    with running() as proc:
+        wire = wire_for(proc.url, timeout=0.3)
+        subscription = await wire.subscribe("events", lambda data: None)
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGSTOP)  # alive, but answers nothing
+        try:
+            started = time.monotonic()
+            async with asyncio.timeout(3):
+                await subscription.closed()
+            assert time.monotonic() - started < 2
+        finally:
+            proc.proc.send_signal(signal.SIGCONT)
+            await subscription.aclose()
+            await wire.aclose()

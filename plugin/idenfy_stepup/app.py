@@ -148,7 +148,7 @@ async def _running(
     redis = connect(settings.redis, redis_url)
     wire = WireRedis.for_url(redis_url or settings.redis.url, settings.redis.socket_timeout)
     store = Store(redis, settings.redis.key_prefix, wire)
-    notifier = Notifier(redis, store.channel)
+    notifier = Notifier(redis, store.channel, wire)
     own = transport is None
     vendor = AiohttpTransport() if transport is None else transport
     try:

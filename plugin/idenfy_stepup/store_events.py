@@ -27,6 +27,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
+from .store_wire import WireRedis
+
 log = logging.getLogger(__name__)
 
 
@@ -68,8 +70,9 @@ class Wake:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, wire: WireRedis | None = None) -> None:
         self._redis = redis
+        self._wire = wire  # a single server: subscribe over the store's own client
         self._channel = channel
         self._waiters: dict[str, set[Wake]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -115,6 +118,9 @@ class Notifier:
                 event.set()
 
     async def _run(self) -> None:
+        if self._wire is not None:
+            await self._run_wire(self._wire)
+            return
         delay = 0.1
         attempt = 0
         while True:
@@ -137,6 +143,32 @@ class Notifier:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _run_wire(self, wire: WireRedis) -> None:
+        """The same loop over a subscriber connection that hands each message over as it is
+        read (no polling), for a single server."""
+        delay = 0.1
+        while True:
+            subscription = None
+            try:
+                subscription = await wire.subscribe(self._channel, self._message)
+                self.connected.set()
+                self._wake(None)  # see _run: re-read whatever may have been missed
+                delay = 0.1
+                await subscription.closed()
+                log.warning("event subscription lost")
+            except (rexc.RedisError, OSError) as exc:
+                log.warning("event subscription lost: %s", type(exc).__name__)
+            finally:
+                self.connected.clear()
+                self._wake(None)
+                if subscription is not None:
+                    await subscription.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _message(self, data: bytes) -> None:
+        self._wake(data.decode(errors="replace"))
 
     def _pubsub(self, attempt: int) -> PubSub:
         """A subscription client: on a cluster, on one of its nodes, a different one each time."""

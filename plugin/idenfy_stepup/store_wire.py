@@ -21,7 +21,8 @@ import collections
 import contextlib
 import ssl
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import hiredis
 from redis import exceptions as rexc
@@ -44,6 +45,7 @@ class _Protocol(asyncio.Protocol):
         self._flush_pending = False
         self.transport: asyncio.Transport | None = None
         self.alive = False
+        self.lost: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's Unix-socket transport is not registered as an asyncio.Transport subclass.
@@ -78,6 +80,8 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if self._pushed(reply):
+                continue
             if not self._waiting:
                 self.abort(rexc.ConnectionError("Redis sent a reply nobody asked for"))
                 return
@@ -88,6 +92,10 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(_reply_error(str(reply)))
             else:
                 future.set_result(reply)
+
+    def _pushed(self, reply: Reply) -> bool:
+        """Whether ``reply`` is a message the server pushed (not an answer to a command)."""
+        return False
 
     def overdue(self, now: float) -> bool:
         return bool(self._waiting) and self._waiting[0][1] < now
@@ -102,10 +110,64 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.alive = False
+        if not self.lost.done():
+            self.lost.set_result(None)
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(error)
+
+
+P = TypeVar("P", bound=_Protocol)
+# How often an idle subscription checks that its connection still answers.
+SUBSCRIPTION_PING_SECONDS = 15.0
+
+
+class _Subscriber(_Protocol):
+    """A connection in subscribe mode: ``message`` pushes go to ``on_message``; the replies to
+    SUBSCRIBE and PING are matched to their commands as usual."""
+
+    def __init__(self, timeout: float, on_message: Callable[[bytes], None]) -> None:
+        super().__init__(timeout)
+        self._on_message = on_message
+
+    def _pushed(self, reply: Reply) -> bool:
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+            self._on_message(reply[2])
+            return True
+        return False
+
+
+class Subscription:
+    """A live subscription; a PING every 15 s notices a connection that died silently."""
+
+    def __init__(self, protocol: _Subscriber, timeout: float) -> None:
+        self._protocol = protocol
+        self._timeout = timeout
+        self._pinger: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._pinger = asyncio.create_task(self._ping(), name="stepup-subscription-ping")
+
+    async def closed(self) -> None:
+        await asyncio.shield(self._protocol.lost)
+
+    async def _ping(self) -> None:
+        while self._protocol.alive:
+            await asyncio.sleep(SUBSCRIPTION_PING_SECONDS)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._protocol.send(_pack(("PING",)))
+            except (TimeoutError, rexc.RedisError):
+                self._protocol.abort(rexc.TimeoutError("Redis subscription did not answer"))
+                return
+
+    async def aclose(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        self._protocol.abort(rexc.ConnectionError("subscription closed"))
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
@@ -202,16 +264,22 @@ class WireRedis:
         return protocol
 
     async def _connect(self) -> _Protocol:
+        protocol = await self._open(lambda: _Protocol(self._timeout))
+        if self._closed:
+            protocol.abort(rexc.ConnectionError("Redis client closed"))
+            raise rexc.ConnectionError("Redis client closed")
+        self._protocol = protocol
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch(), name="stepup-redis-watchdog")
+        return protocol
+
+    async def _open(self, factory: Callable[[], P]) -> P:
+        """A new connection, authenticated and on its database, or an exception."""
         loop = asyncio.get_running_loop()
         options = self._options
-        timeout = self._timeout
-
-        def factory() -> _Protocol:
-            return _Protocol(timeout)
-
-        protocol: _Protocol | None = None
+        protocol: P | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._timeout):
                 if options.get("connection_class") is UnixDomainSocketConnection:
                     _, protocol = await loop.create_unix_connection(factory, options["path"])
                 else:
@@ -231,15 +299,23 @@ class WireRedis:
             if isinstance(exc, OSError):
                 raise rexc.ConnectionError(f"Error connecting to Redis: {exc}") from exc
             raise
-        if self._closed:
-            protocol.abort(rexc.ConnectionError("Redis client closed"))
-            raise rexc.ConnectionError("Redis client closed")
-        self._protocol = protocol
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._watch(), name="stepup-redis-watchdog")
         return protocol
 
-    async def _handshake(self, protocol: _Protocol, options: dict[str, Any]) -> None:
+    async def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Subscription:
+        """A connection of its own subscribed to ``channel``: each message's data is handed to
+        ``on_message`` as it is read. Await ``closed()`` to learn the subscription ended."""
+        protocol = await self._open(lambda: _Subscriber(self._timeout, on_message))
+        subscription = Subscription(protocol, self._timeout)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await protocol.send(_pack(("SUBSCRIBE", channel)))
+        except BaseException:
+            await subscription.aclose()
+            raise
+        subscription.start()
+        return subscription
+
+    async def _handshake(self, protocol: P, options: dict[str, Any]) -> None:
         password, username = options.get("password"), options.get("username")
         if password is not None:
             auth = ("AUTH", username, password) if username else ("AUTH", password)
