@@ -138,7 +138,6 @@ class Stack:
             "server": {
                 "host": "127.0.0.1",
                 "port": self.port,
-                "log_level": "warning",
                 "trusted_proxies": ["127.0.0.1/32"],
             },
             "redis": {"url": f"unix://{self.redis_socket}"},

@@ -46,6 +46,7 @@ def template_env() -> Environment:
         loader=PackageLoader("idenfy_stepup", "templates"),
         autoescape=select_autoescape(default=True),
         enable_async=False,
+        auto_reload=False,  # the templates ship with the package: no stat() per page
     )
 
 

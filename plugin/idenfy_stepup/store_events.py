@@ -109,6 +109,10 @@ class Notifier:
                 if not bucket:
                     del self._waiters[token]
 
+    def wake(self, token: str) -> None:
+        """A transition of ``token`` this process made itself (the channel says it again)."""
+        self._wake(token)
+
     def _wake(self, token: str | None) -> None:
         buckets = self._waiters.values() if token is None else [self._waiters.get(token, set())]
         for bucket in list(buckets):

@@ -43,6 +43,9 @@ async def idenfy_webhook(request: Request) -> Response:
         return JSONResponse({"result": "pending"})
     try:
         applied = await _apply(rt, event)
+        if applied.result == "applied":
+            # A browser waiting on this process hears it now; others through the channel.
+            rt.notifier.wake(event.token)
         await _lock_out(rt, event.token, applied)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")

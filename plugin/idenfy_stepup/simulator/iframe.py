@@ -28,7 +28,9 @@ STATUS_TEXT = {
 
 
 def templates() -> Environment:
-    return Environment(loader=PackageLoader("idenfy_stepup", "templates"), autoescape=True)
+    return Environment(
+        loader=PackageLoader("idenfy_stepup", "templates"), autoescape=True, auto_reload=False
+    )
 
 
 def reason_label(reason: str) -> str:
