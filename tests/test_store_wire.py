@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from idenfy_stepup.store import Store, StoreUnavailable
 from idenfy_stepup.store_wire import WireRedis
 
 from .conftest import RedisProcess
+from .stack import free_socket
 
 TIMEOUT = 0.5  # the short socket timeout of the timeout tests
 SCRIPT = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
@@ -770,3 +772,59 @@ async def test_a_silent_subscription_is_dropped_by_its_keep_alive(
             proc.proc.send_signal(signal.SIGCONT)
             await subscription.aclose()
             await wire.aclose()
+
+
+# -- TLS (rediss://) ------------------------------------------------------------------------------
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stepup-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_with_a_trusted_certificate_and_refused_without(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    with contextlib.closing(free_socket()) as sock:
+        tls_port = sock.getsockname()[1]
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+           "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]  # fmt: skip
+    with running(*tls):
+        base = f"rediss://127.0.0.1:{tls_port}/0"
+        trusted = wire_for(f"{base}?ssl_ca_certs={cert}")
+        unchecked = wire_for(f"{base}?ssl_cert_reqs=none")
+        untrusted = wire_for(base)  # the system's CAs do not know this certificate
+        try:
+            assert await trusted.execute("SET", "k", "over-tls") == b"OK"
+            assert await unchecked.execute("GET", "k") == b"over-tls"
+            with pytest.raises(rexc.ConnectionError):
+                await untrusted.execute("PING")
+        finally:
+            for wire in (trusted, unchecked, untrusted):
+                await wire.aclose()
