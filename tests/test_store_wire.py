@@ -26,7 +26,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from idenfy_stepup import store_wire
 from idenfy_stepup.stepup import StepUpRequest
-from idenfy_stepup.store import Store, StoreUnavailable
+from idenfy_stepup.store import Store, StoreUnavailable, spent_entry
 from idenfy_stepup.store_wire import WireRedis
 
 from .conftest import RedisProcess
@@ -647,6 +647,16 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     out.append([(hit.locked, hit.index, hit.wait > 0) for hit in hits])
     out.append(await store.finish(TOKEN, BINDING, mode="cancel", max_attempts=3))
     out.append(await store.peek(TOKEN, BINDING, full=True))
+    # Refunds for two identities at once (one script on a single server, one per identity
+    # otherwise): each counter gives one hit back, an identity never hit stays absent.
+    await store.hit_limits("carol", [("as", 5, 60), ("cs", 5, 60)])
+    await store.refund_rates(
+        (spent_entry("bob", ["m"]), spent_entry("carol", ["as"]), spent_entry("carol", ["cs"]),
+         spent_entry("nobody", ["as"]))
+    )  # fmt: skip
+    for who in ("bob", "carol", "nobody"):
+        counters = r.hgetall(store.rate_key(who))
+        out.append({k: v for k, v in counters.items() if not k.endswith((b":e", b"x"))})
     return out
 
 
@@ -679,6 +689,9 @@ async def test_store_answers_the_same_with_and_without_the_wire(
         assert without[17] == [(False, -1, False), (False, -1, False), (False, 0, True)]
         assert without[18].kind == "canceled" and without[18].request == REQUEST
         assert without[19].state == "CONSUMED"
+        assert without[20] == {b"m": b"2"}  # three hits, one given back
+        assert without[21] == {b"as": b"0", b"cs": b"0"}
+        assert without[22] == {}
         # The wired store's hot path really is the wire: closed, it fails closed.
         await wire.aclose()
         assert await wired.ping() is False

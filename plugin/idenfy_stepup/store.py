@@ -376,15 +376,21 @@ class Store:
 
     async def refund_rates(self, spent: tuple[str, ...]) -> None:
         """Give back one hit to each counter in ``spent`` (``tag:field,…`` entries; a
-        successful step-up never counts): one script per identity, sent together."""
+        successful step-up never counts). One script for all identities on a single server;
+        one per identity, sent together, where keys of different slots may not meet."""
         now = int(time.time() * 1000)
-        calls = []
+        groups = []
         for entry in merge_spent(spent).split():
             identity_tag, _, names = entry.partition(":")
-            key = f"{self.prefix}:rl:{{{identity_tag}}}"
-            calls.append(self._run(self._limits_refund, [key], [now, *names.split(",")]))
-        if calls:
-            await self._call(lambda: asyncio.gather(*calls))
+            groups.append((f"{self.prefix}:rl:{{{identity_tag}}}", names))
+        if not groups:
+            return
+        if self.wire is not None:
+            keys, fields = [k for k, _ in groups], [f for _, f in groups]
+            await self._call(lambda: self._run(self._limits_refund, keys, [now, *fields]))
+            return
+        calls = [self._run(self._limits_refund, [k], [now, f]) for k, f in groups]
+        await self._call(lambda: asyncio.gather(*calls))
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""

@@ -197,24 +197,34 @@ if latest ~= (tonumber(v[1]) or 0) then redis.call('PEXPIREAT', h, latest) end
 return verdict
 """
 
-# KEYS[1] an identity's counters' hash. ARGV: 1 now (ms), then the fields to give one hit back
-# to (a successful step-up never counts). A window that has ended is left alone.
+# KEYS: counter hashes (one identity each). ARGV: 1 now (ms), then per key the fields to give
+# one hit back to, comma-separated (a successful step-up never counts). A window that has
+# ended is left alone. On a single server one call serves every identity; in a Cluster the
+# caller sends one call per identity (one slot each).
 LIMITS_REFUND = """
 local now = tonumber(ARGV[1])
-local names = {}
-for i = 2, #ARGV do
-  names[#names + 1] = ARGV[i]
-  names[#names + 1] = ARGV[i] .. ':e'
-end
-local v = redis.call('HMGET', KEYS[1], unpack(names))
-local writes = {}
-for i = 2, #ARGV do
-  local count, ends = tonumber(v[2 * i - 3]), tonumber(v[2 * i - 2]) or 0
-  if count and count > 0 and ends > now then
-    writes[#writes + 1] = ARGV[i]
-    writes[#writes + 1] = count - 1
+local given = 0
+for k = 1, #KEYS do
+  local fields = {}
+  for f in string.gmatch(ARGV[k + 1], '[^,]+') do fields[#fields + 1] = f end
+  local names = {}
+  for _, f in ipairs(fields) do
+    names[#names + 1] = f
+    names[#names + 1] = f .. ':e'
+  end
+  local v = redis.call('HMGET', KEYS[k], unpack(names))
+  local writes = {}
+  for i, f in ipairs(fields) do
+    local count, ends = tonumber(v[2 * i - 1]), tonumber(v[2 * i]) or 0
+    if count and count > 0 and ends > now then
+      writes[#writes + 1] = f
+      writes[#writes + 1] = count - 1
+    end
+  end
+  if #writes > 0 then
+    redis.call('HSET', KEYS[k], unpack(writes))
+    given = given + #writes / 2
   end
 end
-if #writes > 0 then redis.call('HSET', KEYS[1], unpack(writes)) end
-return #writes / 2
+return given
 """
