@@ -736,10 +736,14 @@ async def test_store_on_the_wire_fails_closed_while_the_server_is_down() -> None
 
 
 # -- subscriptions (the wake-up channel) -------------------------------------------------------
-async def test_subscription_hands_over_each_message_and_ends_with_the_server(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def quick_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscriptions check their connection every 0.1 s instead of every 15 s."""
     monkeypatch.setattr(store_wire, "SUBSCRIPTION_PING_SECONDS", 0.1)
+
+
+@pytest.mark.usefixtures("quick_keep_alive")
+async def test_subscription_hands_over_each_message_and_ends_with_the_server() -> None:
     with running() as proc:
         wire = wire_for(proc.url, timeout=0.5)
         got: list[bytes] = []
@@ -767,10 +771,8 @@ async def test_subscription_hands_over_each_message_and_ends_with_the_server(
     assert got[-1] == b"tok-3"
 
 
-async def test_a_silent_subscription_is_dropped_by_its_keep_alive(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(store_wire, "SUBSCRIPTION_PING_SECONDS", 0.1)
+@pytest.mark.usefixtures("quick_keep_alive")
+async def test_a_silent_subscription_is_dropped_by_its_keep_alive() -> None:
     with running() as proc:
         wire = wire_for(proc.url, timeout=0.3)
         subscription = await wire.subscribe("events", lambda data: None)
