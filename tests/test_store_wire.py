@@ -843,3 +843,21 @@ async def test_tls_with_a_trusted_certificate_and_refused_without(tmp_path: Path
         finally:
             for wire in (trusted, unchecked, untrusted):
                 await wire.aclose()
+
+
+async def test_a_subscribe_that_gets_no_answer_times_out_as_a_redis_error() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)  # takes the SUBSCRIBE, never answers
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = wire_for(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        with pytest.raises(rexc.TimeoutError):
+            await wire.subscribe("events", lambda data: None)
+    finally:
+        await wire.aclose()
+        server.close()
+        await server.wait_closed()

@@ -161,7 +161,7 @@ class Notifier:
                 delay = 0.1
                 await subscription.closed()
                 log.warning("event subscription lost")
-            except (rexc.RedisError, OSError) as exc:
+            except (rexc.RedisError, OSError, TimeoutError) as exc:
                 log.warning("event subscription lost: %s", type(exc).__name__)
             finally:
                 self.connected.clear()

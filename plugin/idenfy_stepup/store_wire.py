@@ -309,8 +309,10 @@ class WireRedis:
         try:
             async with asyncio.timeout(self._timeout):
                 await protocol.send(_pack(("SUBSCRIBE", channel)))
-        except BaseException:
+        except BaseException as exc:
             await subscription.aclose()
+            if isinstance(exc, TimeoutError):
+                raise rexc.TimeoutError("Timeout subscribing") from exc
             raise
         subscription.start()
         return subscription
