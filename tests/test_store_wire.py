@@ -846,10 +846,13 @@ async def test_tls_with_a_trusted_certificate_and_refused_without(tmp_path: Path
 
 
 async def test_a_subscribe_that_gets_no_answer_times_out_as_a_redis_error() -> None:
+    done = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1 << 16)  # takes the SUBSCRIBE, never answers
-        await asyncio.sleep(5)
+        await done.wait()
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -859,5 +862,7 @@ async def test_a_subscribe_that_gets_no_answer_times_out_as_a_redis_error() -> N
             await wire.subscribe("events", lambda data: None)
     finally:
         await wire.aclose()
+        done.set()
         server.close()
         await server.wait_closed()
+        await asyncio.sleep(0.05)  # the handler closes its side
