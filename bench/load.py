@@ -769,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=Path, help="write py-spy flame graphs of the provider here")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     opts = p.parse_args(argv)
+    # Stopped from outside (e.g. `timeout`): unwind, so every scenario's processes are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "settings": {
