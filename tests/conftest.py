@@ -16,7 +16,7 @@ from redis import Redis
 
 from idenfy_stepup.store_redis import redis_server_binary
 
-from .stack import Stack, StackPool, free_socket, start_stack
+from .stack import Stack, StackPool, free_socket, start_stack, stop_process
 
 
 class RedisProcess:
@@ -51,8 +51,7 @@ class RedisProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            stop_process(self.proc, timeout=10)
             self.proc = None
 
     def client(self) -> Redis:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -85,6 +86,58 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# The one client the process-level tests (two instances, workers) configure.
+SHOP_CLIENT: dict[str, Any] = {
+    "client_id": "shop",
+    "name": "Shop",
+    "client_secret": CLIENT_SECRET,
+    "redirect_uris": [REDIRECT_URI],
+    "subject_hints": ["login_hint"],
+}
+
+
+def live_settings(
+    port: int, sim_port: int, redis_url: str, *, api_key: str, api_secret: str,
+    signing_key: str, **server: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """``mode: live`` pointed at a simulator run on its own port: the provider starts none and
+    cannot tell it from the vendor. The ``simulator`` section is what that simulator reads."""
+    sim = f"http://127.0.0.1:{sim_port}"
+    return {
+        "issuer": f"http://127.0.0.1:{port}",
+        "server": {"host": "127.0.0.1", "port": port, **server},
+        "redis": {"url": redis_url},
+        "idenfy": {
+            "mode": "live",
+            "api_base": sim,
+            "iframe_base": sim,
+            "api_key": api_key,
+            "api_secret": api_secret,
+            "webhook_signing_key": signing_key,
+            "simulator": {
+                "host": "127.0.0.1",
+                "port": sim_port,
+                "api_key": api_key,
+                "api_secret": api_secret,
+                "scan_refs": {"SCAN-ALICE": "AUTHENTICATION"},
+            },
+        },
+        "directory": {"static": {"alice": "SCAN-ALICE"}, "redis": False},
+        "clients": [SHOP_CLIENT],
+    }
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGTERM; SIGKILL when it has not exited within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def base_settings(provider_port: int, sim_port: int, redis_url: str) -> dict[str, Any]:

@@ -26,15 +26,13 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from .conftest import RedisProcess
-from .stack import free_socket, pkce, query
+from .stack import CLIENT_SECRET, REDIRECT_URI, SHOP_CLIENT, free_socket, live_settings, pkce, query
 
 pytestmark = pytest.mark.slow
 
 EXE = Path(sys.executable).with_name("idenfy-stepup")
-SECRET = "shop-secret-0123456789-0123456789-abcdef"
 SIGNING_KEY = "workers-test-webhook-signing-key-0123456789"
 API_KEY, API_SECRET = "workers-api-key", "workers-api-secret"
-REDIRECT_URI = "http://127.0.0.1:9/callback"
 START_TIMEOUT = 30.0
 
 
@@ -240,36 +238,8 @@ def assert_all_gone(procs: list[Ps], serve: Proc) -> None:
 
 def live_config(port: int, sim_port: int, redis_url: str, **server: Any) -> dict[str, Any]:
     """``mode: live`` pointed at a simulator run on its own (as bench/load.py runs it)."""
-    sim = f"http://127.0.0.1:{sim_port}"
-    return {
-        "issuer": f"http://127.0.0.1:{port}",
-        "server": {"host": "127.0.0.1", "port": port, **server},
-        "redis": {"url": redis_url},
-        "idenfy": {
-            "mode": "live",
-            "api_base": sim,
-            "iframe_base": sim,
-            "api_key": API_KEY,
-            "api_secret": API_SECRET,
-            "webhook_signing_key": SIGNING_KEY,
-            "simulator": {
-                "host": "127.0.0.1",
-                "port": sim_port,
-                "api_key": API_KEY,
-                "api_secret": API_SECRET,
-                "scan_refs": {"SCAN-ALICE": "AUTHENTICATION"},
-            },
-        },
-        "directory": {"static": {"alice": "SCAN-ALICE"}, "redis": False},
-        "clients": [
-            {
-                "client_id": "shop",
-                "client_secret": SECRET,
-                "redirect_uris": [REDIRECT_URI],
-                "subject_hints": ["login_hint"],
-            }
-        ],
-    }
+    return live_settings(port, sim_port, redis_url, api_key=API_KEY, api_secret=API_SECRET,
+                         signing_key=SIGNING_KEY, **server)  # fmt: skip
 
 
 def simulator_config(port: int, sim_port: int, data_dir: Path, **server: Any) -> dict[str, Any]:
@@ -283,14 +253,7 @@ def simulator_config(port: int, sim_port: int, data_dir: Path, **server: Any) ->
             "simulator": {"port": sim_port, "scan_refs": {"SCAN-ALICE": "AUTHENTICATION"}},
         },
         "directory": {"static": {"alice": "SCAN-ALICE"}},
-        "clients": [
-            {
-                "client_id": "shop",
-                "client_secret": SECRET,
-                "redirect_uris": [REDIRECT_URI],
-                "subject_hints": ["login_hint"],
-            }
-        ],
+        "clients": [SHOP_CLIENT],
     }
 
 
@@ -334,7 +297,7 @@ def step_up(issuer: str, simulator: str) -> dict[str, Any]:
     assert done.headers["location"].startswith(REDIRECT_URI), done.headers["location"]
     result = query(done.headers["location"])
     assert result["state"] == state and result["iss"] == issuer, result
-    tokens = httpx.post(f"{issuer}/token", auth=("shop", SECRET), timeout=20, data={
+    tokens = httpx.post(f"{issuer}/token", auth=("shop", CLIENT_SECRET), timeout=20, data={
         "grant_type": "authorization_code", "code": result["code"],
         "redirect_uri": REDIRECT_URI, "code_verifier": verifier})  # fmt: skip
     assert tokens.status_code == 200, tokens.text

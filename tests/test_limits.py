@@ -65,6 +65,13 @@ def rp_redirect(response: httpx.Response) -> dict[str, str]:
     return query(location)
 
 
+def refusal(response: httpx.Response, attempt: Attempt) -> tuple[str, str]:
+    """``(error, stepup_error)`` of a refusal redirect that carries the request's ``state``."""
+    result = rp_redirect(response)
+    assert result["state"] == attempt.state
+    return result["error"], result["stepup_error"]
+
+
 async def authorize_as(stack: Stack, headers: dict[str, str], **extra: str) -> httpx.Response:
     _, code_challenge = pkce()
     browser = stack.browser()
@@ -147,12 +154,7 @@ async def test_challenges_per_subject_protect_vendor_credits(stack_factory: Fact
         await challenge(stack)
     for _ in range(3):
         attempt, response = await begin(stack)
-        result = rp_redirect(response)
-        assert (result["error"], result["stepup_error"]) == (
-            "temporarily_unavailable",
-            "rate_limited",
-        )
-        assert result["state"] == attempt.state
+        assert refusal(response, attempt) == ("temporarily_unavailable", "rate_limited")
     assert len(await vendor_sessions(stack)) == 2  # refused before the vendor was called
 
 
@@ -330,12 +332,7 @@ async def test_redis_down_at_the_ip_limit_fails_closed() -> None:
         async with running_stack(own.url, settings=limits(authorize_per_ip=per(5, 60))) as stack:
             own.stop()
             attempt, response = await begin(stack)
-            result = rp_redirect(response)
-            assert (result["error"], result["stepup_error"]) == (
-                "temporarily_unavailable",
-                "store_unavailable",
-            )
-            assert result["state"] == attempt.state
+            assert refusal(response, attempt) == ("temporarily_unavailable", "store_unavailable")
             _, response = await begin(stack, client_id="nobody")
             assert response.status_code == 503 and "location" not in response.headers
     finally:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -24,12 +23,11 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from . import store_lua
+from .idenfy.client import valid_token
 from .stepup import CodeGrant, StepUpRequest
 from .store_wire import WireRedis
 
 T = TypeVar("T")
-# The vendor token's shape (idenfy/client.py valid_token), repeated here: the store stands alone.
-_TOKEN_SHAPE = re.compile(r"(?=.*[^.])[A-Za-z0-9._~-]{1,64}")
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
 
 
@@ -49,7 +47,7 @@ def new_secret_for(token: str) -> str:
 def _challenge_of(value: str | None) -> str | None:
     """The challenge token a code or access token names, if it has the right shape."""
     token, dot, random = (value or "").rpartition(".")
-    if not dot or len(random) != 43 or not _TOKEN_SHAPE.fullmatch(token):
+    if not dot or len(random) != 43 or not valid_token(token):
         return None
     return token
 

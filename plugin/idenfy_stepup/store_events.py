@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -122,54 +123,46 @@ class Notifier:
                 event.set()
 
     async def _run(self) -> None:
-        if self._wire is not None:
-            await self._run_wire(self._wire)
-            return
         delay = 0.1
         attempt = 0
         while True:
-            pubsub = self._pubsub(attempt)
-            attempt += 1
             try:
-                await pubsub.subscribe(self._channel)
-                self.connected.set()
-                # A message published while we were away is lost (e.g. during a Sentinel
-                # failover): waiters that registered meanwhile re-read their state now.
-                self._wake(None)
-                delay = 0.1
-                await self._listen(pubsub)
-            except (rexc.RedisError, OSError) as exc:
-                log.warning("event subscription lost: %s", type(exc).__name__)
-            finally:
-                self.connected.clear()
-                self._wake(None)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    async def _run_wire(self, wire: WireRedis) -> None:
-        """The same loop over a subscriber connection that hands each message over as it is
-        read (no polling), for a single server."""
-        delay = 0.1
-        while True:
-            subscription = None
-            try:
-                subscription = await wire.subscribe(self._channel, self._message)
-                self.connected.set()
-                self._wake(None)  # see _run: re-read whatever may have been missed
-                delay = 0.1
-                await subscription.closed()
+                async with self._subscription(attempt) as until_lost:
+                    self.connected.set()
+                    # A message published while we were away is lost (e.g. during a Sentinel
+                    # failover): waiters that registered meanwhile re-read their state now.
+                    self._wake(None)
+                    delay = 0.1
+                    await until_lost()
                 log.warning("event subscription lost")
             except (rexc.RedisError, OSError, TimeoutError) as exc:
                 log.warning("event subscription lost: %s", type(exc).__name__)
             finally:
                 self.connected.clear()
                 self._wake(None)
-                if subscription is not None:
-                    await subscription.aclose()
+            attempt += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    @contextlib.asynccontextmanager
+    async def _subscription(self, attempt: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """A live subscription, and what to await until it ends. On a single server it is a
+        connection of the store's own client that hands each message over as it is read (no
+        polling); otherwise redis-py's."""
+        if self._wire is not None:
+            subscription = await self._wire.subscribe(self._channel, self._message)
+            try:
+                yield subscription.closed
+            finally:
+                await subscription.aclose()
+            return
+        pubsub = self._pubsub(attempt)
+        try:
+            await pubsub.subscribe(self._channel)
+            yield functools.partial(self._listen, pubsub)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _message(self, data: bytes) -> None:
         self._wake(data.decode(errors="replace"))

@@ -47,7 +47,7 @@ return tail('applied', state, state, outcome)
 # expired, canceled, pending, moved, consumed, forbidden, missing.
 FINISH = """
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
-                     'retryable', 'auth_time', 'next', 'retry_at')
+                     'retryable', 'next', 'retry_at')
 local state = c[1]
 if not state then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
@@ -59,10 +59,10 @@ local function consume(verdict, detail)
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', verdict)
   return out(verdict, detail)
 end
-if state == 'CONSUMED' then return out('consumed', c[8] or '') end
+if state == 'CONSUMED' then return out('consumed', c[7] or '') end
 if state == 'RETRYING' then
-  if c[8] then return out('moved', c[8]) end
-  if now - (tonumber(c[9]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[5]) end
+  if c[7] then return out('moved', c[7]) end
+  if now - (tonumber(c[8]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[5]) end
   return out('pending', '')
 end
 -- A state or expiry this script does not know is unreadable: "start again" (invariant 6), never
@@ -72,8 +72,9 @@ if state ~= 'PENDING' and state ~= 'APPROVED' and state ~= 'DENIED' then return 
 if not expires_at then return {'missing'} end
 if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
 if state == 'APPROVED' then
-  redis.call('HSET', KEYS[1], 'code', ARGV[7], 'code_exp', ARGV[8])
-  return consume('approved', c[7])
+  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'approved', 'code', ARGV[7],
+             'code_exp', ARGV[8])
+  return out('approved', '')
 end
 if state == 'DENIED' then
   local more = c[6] == '1' and (tonumber(c[3]) or math.huge) < tonumber(ARGV[3])

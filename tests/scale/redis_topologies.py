@@ -16,13 +16,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from redis import Redis
 
 from idenfy_stepup.store_redis import redis_server_binary
 
-from ..stack import Attempt
+from ..stack import Attempt, stop_process
 from ..test_push import events_url, finish_url_of, next_event, wait_for_done
 
 
@@ -96,16 +97,9 @@ class Server:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
 
 
 class Topology:
@@ -117,6 +111,9 @@ class Topology:
         server = Server(self.root, name, *args, bus=bus)
         self.servers.append(server)
         return server
+
+    def start(self) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         for server in reversed(self.servers):
@@ -259,21 +256,25 @@ async def approve_with_push(attempt: Attempt, *, within: float) -> dict[str, str
     return await attempt.result()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    topology = Cluster()
+T = TypeVar("T", bound=Topology)
+
+
+@contextlib.contextmanager
+def started(topology: T) -> Iterator[T]:
     try:
         topology.start()
         yield topology
     finally:
         topology.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with started(Cluster()) as topology:
+        yield topology
 
 
 @pytest.fixture
 def sentinel_set() -> Iterator[SentinelSet]:
-    topology = SentinelSet()
-    try:
-        topology.start()
+    with started(SentinelSet()) as topology:
         yield topology
-    finally:
-        topology.close()

@@ -42,9 +42,11 @@ from ..stack import (
     VENDOR_AUTH,
     authorize_params,
     free_socket,
+    live_settings,
     pkce,
     query,
     serve_in_loop,
+    stop_process,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,32 +79,8 @@ class Deployment:
 
 
 def write_config(path: Path, issuer_port: int, sim_port: int, redis_url: str) -> None:
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    config = {
-        "issuer": f"http://127.0.0.1:{issuer_port}",
-        "server": {"host": "127.0.0.1", "port": issuer_port},
-        "redis": {"url": redis_url},
-        "idenfy": {
-            # Live mode against the simulator's URL: `serve` starts no simulator of its own, and
-            # the provider cannot tell the difference from the vendor.
-            "mode": "live",
-            "api_base": sim_url,
-            "iframe_base": sim_url,
-            "api_key": VENDOR_AUTH[0],
-            "api_secret": VENDOR_AUTH[1],
-            "webhook_signing_key": SIGNING_KEY,
-        },
-        "directory": {"static": {"alice": "SCAN-ALICE"}},
-        "clients": [
-            {
-                "client_id": "shop",
-                "name": "Shop",
-                "client_secret": CLIENT_SECRET,
-                "redirect_uris": [REDIRECT_URI],
-                "subject_hints": ["login_hint"],
-            }
-        ],
-    }
+    config = live_settings(issuer_port, sim_port, redis_url, api_key=VENDOR_AUTH[0],
+                           api_secret=VENDOR_AUTH[1], signing_key=SIGNING_KEY)  # fmt: skip
     path.write_text(yaml.safe_dump(config))
 
 
@@ -131,13 +109,7 @@ def wait_ready(provider: Provider) -> None:
 
 
 def stop(provider: Provider) -> None:
-    if provider.proc.poll() is None:
-        provider.proc.terminate()
-        try:
-            provider.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            provider.proc.kill()
-            provider.proc.wait(timeout=10)
+    stop_process(provider.proc, timeout=20)
 
 
 @pytest.fixture
