@@ -75,8 +75,8 @@ BASIC = {
     "Authorization": "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-LIMITS = ("authorize_per_ip", "authorize_per_subject", "challenges_per_subject",
-          "challenges_per_ip", "spoof_lockout_seconds")  # fmt: skip
+LIMITS = ("failures_per_ip", "open_challenges_per_ip", "failures_per_subject",
+          "spoof_lockout_seconds", "token_failures_per_client", "token_failures_per_ip")  # fmt: skip
 STEPS = ("authorize", "page", "events_open", "webhook", "push", "finish", "token")
 MAIN = re.compile(r'data-finish-url="([^"]+)" data-events-url="([^"]+)"')
 

@@ -43,9 +43,10 @@ SCAN_REFS = {
 # on, so their code runs in every flow, but far out of reach, and the lock-out is off.
 # tests/test_limits.py sets its own.
 FAR: dict[str, int] = {"count": 100_000, "seconds": 60}
-SUITE_LIMITS: dict[str, Any] = {"authorize_per_ip": FAR, "authorize_per_subject": FAR,
-                                "challenges_per_subject": FAR, "challenges_per_ip": FAR,
-                                "spoof_lockout_seconds": 0}  # fmt: skip
+SUITE_LIMITS: dict[str, Any] = {"failures_per_ip": FAR, "failures_per_subject": FAR,
+                                "open_challenges_per_ip": 100_000, "spoof_lockout_seconds": 0,
+                                "token_failures_per_client": FAR,
+                                "token_failures_per_ip": FAR}  # fmt: skip
 DIRECTORY = {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "carol": "SCAN-CAROL", "ghost": "SCAN-GONE"}
 # httpx builds a TLS context (loading the CA bundle, ~40 ms) for every client it creates; the
 # test clients share this one, which is the same default context built once.

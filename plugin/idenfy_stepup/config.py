@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     model_validator,
@@ -276,14 +277,38 @@ def _disabled_as_none(value: Any) -> Any:
 OptionalLimit = Annotated[RateLimit | None, BeforeValidator(_disabled_as_none)]
 
 
-class LimitSettings(_Model):
-    """Abuse limits (Redis counters). A successful step-up is refunded: it never counts."""
+# Limits that counted every request, and so let anyone rate-limit a named person (a claimed
+# login_hint) or a whole corporate NAT; kept here only to explain the replacement.
+_REPLACED_LIMITS = {
+    "authorize_per_ip": "failures_per_ip",
+    "challenges_per_ip": "failures_per_ip and open_challenges_per_ip",
+    "authorize_per_subject": "failures_per_subject",
+    "challenges_per_subject": "failures_per_subject",
+}
 
-    authorize_per_ip: OptionalLimit = RateLimit(count=30, seconds=60)
-    authorize_per_subject: OptionalLimit = RateLimit(count=10, seconds=60)
-    challenges_per_subject: OptionalLimit = RateLimit(count=5, seconds=600)
-    challenges_per_ip: OptionalLimit = RateLimit(count=20, seconds=600)
+
+class LimitSettings(_Model):
+    """Abuse limits (Redis counters). Successes and flows still in progress never count."""
+
+    # Failed, expired and canceled face checks, and refused requests, from one client address.
+    failures_per_ip: OptionalLimit = RateLimit(count=100, seconds=600)
+    # Vendor sessions one address may hold open at once (each spends iDenfy credit).
+    open_challenges_per_ip: int | None = Field(200, ge=0, le=1_000_000)
+    # Failed face checks of challenges whose subject a signed hint named (never a login_hint).
+    failures_per_subject: OptionalLimit = RateLimit(count=5, seconds=600)
     spoof_lockout_seconds: int | None = Field(900, ge=0, le=30 * 86400)
+    # Failed client authentication at /token, per client_id and per address: 429.
+    token_failures_per_client: OptionalLimit = RateLimit(count=20, seconds=60)
+    token_failures_per_ip: OptionalLimit = RateLimit(count=20, seconds=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in _REPLACED_LIMITS.items():
+                if old in data:
+                    raise ValueError(f"{old} was replaced by {new} (see config/example.yaml)")
+        return data
 
 
 class ChallengeSettings(_Model):
@@ -291,6 +316,9 @@ class ChallengeSettings(_Model):
     grace_seconds: int = Field(900, ge=60, le=86400)
     code_lifetime: int = Field(60, ge=10, le=60)
     push_timeout: int = Field(25, ge=5, le=120)
+    # Concurrent push streams: a browser needs one or two per challenge.
+    push_streams_per_challenge: int = Field(3, ge=1, le=100)
+    push_streams_per_ip: int = Field(1000, ge=1, le=1_000_000)
     limits: LimitSettings = LimitSettings()
 
 
@@ -306,6 +334,7 @@ class Settings(_Model):
     clients: tuple[ClientSettings, ...] = ()
     errors: dict[str, ErrorOverride] = Field(default_factory=dict)
     challenge: ChallengeSettings = ChallengeSettings()
+    _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
@@ -320,7 +349,26 @@ class Settings(_Model):
         unknown = sorted(set(self.errors) - set(OUTCOME_NAMES))
         if unknown:
             raise ValueError(f"errors: unknown outcome(s) {', '.join(unknown)}")
-        return self
+        return self._simulator_limits()
+
+    def _simulator_limits(self) -> Settings:
+        """In simulator mode a limit is on only where the file sets it: integrators script every
+        failReason in a row, and the sixth must not turn into ``rate_limited``."""
+        if self.idenfy.mode != "simulator":
+            return self
+        limits = self.challenge.limits
+        unset = set(LimitSettings.model_fields) - limits.model_fields_set
+        if not unset:
+            return self
+        off = limits.model_copy(update=dict.fromkeys(unset))
+        challenge = self.challenge.model_copy(update={"limits": off})
+        settings = self.model_copy(update={"challenge": challenge})
+        settings._limits_off = tuple(sorted(unset))
+        return settings
+
+    def limits_defaulted_off(self) -> tuple[str, ...]:
+        """The limits simulator mode switched off because the file does not set them."""
+        return self._limits_off
 
     def client(self, client_id: str) -> ClientSettings | None:
         return next((c for c in self.clients if c.client_id == client_id), None)

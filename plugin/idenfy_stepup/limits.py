@@ -13,7 +13,11 @@ from .store import LimitHit, spent_entry
 
 def ip_identity(request: Request, rt: Runtime) -> str:
     """The caller's address for rate limits; an IPv6 host counts as its whole /64."""
-    raw = client_ip(request, rt.trusted_proxies)
+    return address_identity(client_ip(request, rt.trusted_proxies))
+
+
+def address_identity(raw: str) -> str:
+    """An address as limits count it: IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 as its /64."""
     try:
         ip = ipaddress.ip_address(raw)
     except ValueError:
@@ -46,7 +50,7 @@ async def hit(
     limits = rt.settings.challenge.limits
     counters = []
     for name in names:
-        limit = getattr(limits, name)
+        limit = getattr(limits, name, None)  # being replaced: see config.LimitSettings
         if limit is not None:
             counters.append((FIELDS[name], limit.count, limit.seconds))
     check_lock = lock and bool(limits.spoof_lockout_seconds)

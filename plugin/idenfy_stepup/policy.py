@@ -33,6 +33,19 @@ def invalid(description: str, stepup_error: str = "invalid_request") -> Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Subject:
+    """Who must pass the face check, and whether a signature vouches for it.
+
+    ``verified``: named by a signed request object or a verified ``id_token_hint``. A plain
+    ``login_hint`` is only *claimed*: anyone can send it, so it may never count against, or
+    lock out, the person it names.
+    """
+
+    name: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Level:
     acr: str
     method: str
@@ -117,30 +130,32 @@ def resolve_subject(
     params: dict[str, str],
     keys: KeyRing,
     request_object: dict[str, Any] | None = None,
-) -> str:
+) -> Subject:
     """Who must pass the face check, from the hints this client is allowed to use.
 
     ``request_object`` holds the verified claims of a signed request object, when one was sent;
     ``params`` (the query merged with those claims) never names the subject on its behalf.
     """
-    found: list[str] = []
+    found: list[tuple[str, bool]] = []  # (subject, verified)
     hints = client.subject_hints
     if "request_object" in hints and request_object is not None:
         subject = _from_request_object(request_object)
         if subject:
-            found.append(subject)
+            found.append((subject, True))
     if "id_token_hint" in hints and params.get("id_token_hint"):
-        found.append(_from_id_token_hint(settings, client, params["id_token_hint"], keys))
+        hinted = _from_id_token_hint(settings, client, params["id_token_hint"], keys)
+        found.append((hinted, True))
     if "login_hint" in hints and params.get("login_hint") and request_object is None:
-        found.append(params["login_hint"])
+        found.append((params["login_hint"], False))
     if not found:
         raise invalid("No subject hint this client may use was given.", "subject_required")
-    if len(set(found)) > 1:
+    if len({name for name, _ in found}) > 1:
         raise invalid("The subject hints name different subjects.", "subject_conflict")
-    subject = found[0]
+    subject = found[0][0]
     if not subject or len(subject) > 255:
         raise invalid("The subject hint is empty or too long.", "subject_required")
-    return subject
+    # Verified as soon as one signed hint names it (the others agree, or we refused above).
+    return Subject(subject, any(verified for _, verified in found))
 
 
 def _from_request_object(obj: dict[str, Any]) -> str | None:

@@ -47,6 +47,9 @@ class StepUpRequest(_JsonRecord):
     code_challenge_method: str | None = None
     max_age: int | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # The subject was named by a signed hint (see policy.Subject): only then do its failures
+    # count against it or lock it out.
+    verified: bool = False
 
     def to_json(self) -> str:
         """Short names, defaults left out: it is stored once per pending challenge."""
@@ -66,13 +69,14 @@ _SHORT = {
     "client_id": "c", "redirect_uri": "r", "scope": "sc", "subject": "u", "scan_ref": "k",
     "acr": "a", "method": "m", "check_type": "t", "state": "s", "nonce": "n",
     "code_challenge": "cc", "code_challenge_method": "cm", "max_age": "ma", "claims": "cl",
+    "verified": "v",
 }  # fmt: skip
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
 _NO_DEFAULT = object()
 _DEFAULTS: dict[str, Any] = {
     "check_type": "AUTHENTICATION", "state": None, "nonce": None, "code_challenge": None,
-    "code_challenge_method": None, "max_age": None, "claims": {},
+    "code_challenge_method": None, "max_age": None, "claims": {}, "verified": False,
 }  # fmt: skip
 
 

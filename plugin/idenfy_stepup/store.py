@@ -162,12 +162,14 @@ class Store:
         expires_at: int,
         ttl: int,
         limits: tuple[str, ...] = (),
+        ip: str = "",
     ) -> None:
         """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s.
 
         The request is its own key in the token's slot, so the hash keeps only short values
         (Redis stores it as a compact listpack). ``limits``: the rate-limit counters this
-        request spent (``tag:field,…``), refunded if it succeeds.
+        request spent (``tag:field,…``), refunded if it succeeds. ``ip``: the address identity
+        that opened it (stored as its :func:`tag`, never the address itself).
         """
         fields: dict[str, Any] = {
             "state": "PENDING",
@@ -178,6 +180,8 @@ class Store:
             "type": request.check_type,
             "method": request.method,
         }
+        if ip:
+            fields["ip"] = tag(ip)
         if limits:
             fields["limits"] = merge_spent(limits)
         args: list[Any] = [ttl, request.to_json()]

@@ -254,7 +254,8 @@ def _step_up_request(rt: Runtime, oauth: AuthlibRequest, grant: object) -> StepU
         client_id=client.client_id,
         redirect_uri=oauth.payload.redirect_uri,
         scope="openid",
-        subject=subject,
+        subject=subject.name,
+        verified=subject.verified,
         scan_ref="",
         acr=level.acr,
         method=level.method,
@@ -297,7 +298,7 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[
         await rt.store.create_challenge(
             token, req, binding=rt.binder.binding(secret), attempt=1,
             expires_at=int(time.time()) + lifetime,
-            ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent),
+            ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent), ip=ip,
         )  # fmt: skip
     except VendorNotEnrolled:
         return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])

@@ -200,7 +200,7 @@ async def retry(request: Request) -> Response:
             if (await hit(rt, identity, (name,), spent)).wait:
                 await rt.store.link_retry(token, None)
                 return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
-        next_token = await _new_attempt(rt, req, binding, attempt, spent)
+        next_token = await _new_attempt(rt, req, binding, attempt, spent, ip)
         await rt.store.link_retry(token, next_token)
     except StoreUnavailable:
         return _store_down(rt)
@@ -242,7 +242,7 @@ def _after_refused_claim(claim: Verdict) -> Verdict:
 
 
 async def _new_attempt(
-    rt: Runtime, req: StepUpRequest, binding: str, attempt: int, spent: list[str]
+    rt: Runtime, req: StepUpRequest, binding: str, attempt: int, spent: list[str], ip: str
 ) -> str | None:
     lifetime = rt.settings.idenfy.token_lifetime
     try:
@@ -255,6 +255,6 @@ async def _new_attempt(
     await rt.store.create_challenge(
         token, req, binding=binding, attempt=attempt,
         expires_at=int(time.time()) + lifetime,
-        ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent),
+        ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent), ip=ip,
     )  # fmt: skip
     return token
