@@ -76,7 +76,8 @@ BASIC = {
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LIMITS = ("failures_per_ip", "open_challenges_per_ip", "failures_per_subject",
-          "spoof_lockout_seconds", "token_failures_per_client", "token_failures_per_ip")  # fmt: skip
+          "spoof_lockout_seconds", "token_failures_per_client",
+          "token_failures_per_ip")  # fmt: skip
 STEPS = ("authorize", "page", "events_open", "webhook", "push", "finish", "token")
 MAIN = re.compile(r'data-finish-url="([^"]+)" data-events-url="([^"]+)"')
 

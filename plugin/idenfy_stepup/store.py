@@ -359,13 +359,19 @@ class Store:
         return f"{self.prefix}:lock:{{{tag(subject)}}}"
 
     async def hit_limits(
-        self, identity: str, counters: list[tuple[str, int, int]], *, lock: bool = False
+        self,
+        identity: str,
+        counters: list[tuple[str, int, int]],
+        *,
+        lock: bool = False,
+        add: bool = True,
     ) -> LimitHit:
-        """Count one event in each ``(field, count, seconds)`` counter of ``identity``, after
-        checking its lock-out when ``lock``. One round trip."""
+        """Check each ``(field, count, seconds)`` counter of ``identity`` (over the limit: it
+        already holds ``count`` events) and, with ``add``, count one event in it; first its
+        lock-out when ``lock``. One round trip."""
         keys = [self.lock_key(identity)] if lock else []
         keys.append(self.rate_key(identity))
-        args: list[Any] = [1 if lock else 0, int(time.time() * 1000)]
+        args: list[Any] = [1 if lock else 0, int(time.time() * 1000), 1 if add else 0]
         for name, count, seconds in counters:
             args += [name, count, seconds * 1000]
         reply = await self._call(lambda: self._run(self._limits, keys, args))
