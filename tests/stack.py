@@ -79,10 +79,16 @@ async def serve_in_loop(app: Any, sock: socket.socket) -> tuple[uvicorn.Server, 
     return server, task
 
 
+# A value for ``merge`` that removes its key (the settings file does not set it at all).
+UNSET = object()
+
+
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is UNSET:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
             out[key] = value

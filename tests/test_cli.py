@@ -127,6 +127,37 @@ def test_check_config_ok_and_broken(tmp_path: Path) -> None:
     assert unloadable.returncode == 2 and "keys.signing" in unloadable.stderr
 
 
+def rsa_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_check_config_warns_when_live_mode_trusts_no_proxy(tmp_path: Path) -> None:
+    """Behind a TLS proxy (the common deployment) every user would share its address."""
+    live = (
+        "issuer: https://stepup.example.com\n"
+        "idenfy: {mode: live, api_key: k, api_secret: s, webhook_signing_key: %s}\n"
+        "keys: {signing: [{kid: a, private_key_file: %s}]}\n"
+        "cookies: {secret: %s}\n"
+    )
+    pem = tmp_path / "key.pem"
+    pem.write_text(rsa_pem())
+    path = tmp_path / "live.yaml"
+    path.write_text(live % ("w" * 40, pem, "c" * 40))
+    warned = run_cli("check-config", str(path))
+    assert warned.returncode == 0 and "server.trusted_proxies is empty" in warned.stdout
+    path.write_text(live % ("w" * 40, pem, "c" * 40) + "server: {trusted_proxies: [10.0.0.0/8]}\n")
+    quiet = run_cli("check-config", str(path))
+    assert quiet.returncode == 0 and "trusted_proxies" not in quiet.stdout
+
+
 def test_subjects_set_get_delete(tmp_path: Path) -> None:
     config, _, _ = minimal_config(tmp_path)
     assert (

@@ -1,13 +1,16 @@
-"""Abuse limits (issue 4 item 8), end to end over HTTP against a real redis-server.
+"""Abuse limits, end to end over HTTP against a real redis-server.
 
-Per-IP and per-subject rate limits on /authorize and on challenge creation (each challenge
-spends iDenfy credits), the lock-out of a subject after a spoofing signal, X-Forwarded-For only
-behind a trusted proxy, the operator's overrides, and the config's validation.
+Failures only, per address and per (verified) subject; the open-challenge cap that protects
+vendor credits; the lock-out of a subject after a spoofing signal in its own check; a claimed
+login_hint that can harm nobody; X-Forwarded-For only behind a trusted proxy; simulator mode;
+the operator's overrides, and the config's validation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from joserfc import jwt
+from joserfc.jwk import OctKey
 
 from idenfy_stepup.config import ConfigError, LimitSettings, parse_settings
 from idenfy_stepup.store import tag
 
 from .conftest import RedisProcess
 from .stack import (
+    CLIENT_SECRET,
     REDIRECT_URI,
+    UNSET,
     Attempt,
     Stack,
     authorize_params,
@@ -36,11 +43,12 @@ from .stack import (
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF: dict[str, Any] = {
-    "authorize_per_ip": None,
-    "authorize_per_subject": None,
-    "challenges_per_subject": None,
-    "challenges_per_ip": None,
+    "failures_per_ip": None,
+    "open_challenges_per_ip": None,
+    "failures_per_subject": None,
     "spoof_lockout_seconds": 0,
+    "token_failures_per_client": None,
+    "token_failures_per_ip": None,
 }
 Factory = Callable[..., Any]
 
@@ -86,16 +94,50 @@ async def approve(attempt: Attempt) -> dict[str, str]:
     return await attempt.result()
 
 
-# -- /authorize per IP ---------------------------------------------------------------------------
+def signed_hint(stack: Stack, subject: str = "alice") -> dict[str, str]:
+    """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
+    body = {"iss": "shop", "aud": stack.issuer, "client_id": "shop", "response_type": "code",
+            "login_hint": subject, "exp": int(time.time()) + 300, "iat": int(time.time()),
+            "jti": secrets.token_urlsafe(12)}  # fmt: skip
+    signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
+    return {"request": signed, "login_hint": ""}
 
 
-async def test_authorize_per_ip_redirects_a_known_client_and_shows_others_a_429_page(
+def behind_proxy(**on: Any) -> dict[str, Any]:
+    return {**limits(**on), "server": {"trusted_proxies": ["127.0.0.1/32"]}}
+
+
+def from_address(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+async def begin_from(stack: Stack, address: str, **extra: str) -> tuple[Attempt, httpx.Response]:
+    verifier, code_challenge = pkce()
+    params = {k: v for k, v in authorize_params(code_challenge, **extra).items() if v != ""}
+    browser = stack.browser()
+    response = await browser.get("/authorize", params=params, headers=from_address(address))
+    attempt = Attempt(stack, browser, params.get("state", ""), params.get("nonce", ""), verifier)
+    location = response.headers.get("location", "")
+    if response.status_code == 303 and location.startswith("/challenge/"):
+        attempt.token = location.rsplit("/", 1)[1]
+    return attempt, response
+
+
+async def fail(attempt: Attempt, reason: str = "FACE_MISMATCH") -> dict[str, str]:
+    delivered = await attempt.stack.outcome(attempt.token, "FAILED", reason)
+    assert delivered.json()["delivered"] == 200, delivered.text
+    return await attempt.result()
+
+
+# -- per address: failures only ------------------------------------------------------------------
+
+
+async def test_failures_per_ip_redirect_a_known_client_and_show_others_a_429_page(
     stack_factory: Factory,
 ) -> None:
-    stack: Stack = await stack_factory(settings=limits(authorize_per_ip=per(2, 60)))
+    stack: Stack = await stack_factory(settings=limits(failures_per_ip=per(2, 60)))
     for _ in range(2):
-        attempt, response = await begin(stack)
-        assert attempt.token, response.text
+        assert (await fail(await challenge(stack)))["stepup_error"] == "face_mismatch"
 
     attempt, response = await begin(stack)
     result = rp_redirect(response)
@@ -113,96 +155,130 @@ async def test_authorize_per_ip_redirects_a_known_client_and_shows_others_a_429_
     assert len(await vendor_sessions(stack)) == 2
 
 
+async def test_successes_and_flows_in_progress_never_count_against_an_address(
+    stack_factory: Factory,
+) -> None:
+    """A corporate NAT: many people, one address. Only failures use up its budget."""
+    stack: Stack = await stack_factory(settings=limits(failures_per_ip=per(1, 600)))
+    for _ in range(4):
+        assert "code" in await approve(await challenge(stack))
+    waiting = [await challenge(stack) for _ in range(4)]  # face checks still in progress
+    assert "code" in await approve(waiting[0])
+    assert "code" in await approve(await challenge(stack))
+    assert len(await vendor_sessions(stack)) == 9
+
+
+async def test_expired_canceled_and_refused_count_against_the_address(
+    stack_factory: Factory,
+) -> None:
+    stack: Stack = await stack_factory(settings=limits(failures_per_ip=per(3, 600)))
+    canceled = await challenge(stack)
+    response = await canceled.browser.post(f"/challenge/{canceled.token}/cancel")
+    assert refusal(response, canceled)[1] == "user_canceled"
+    assert (await begin(stack, acr_values="urn:nowhere"))[0].token == ""  # refused: counts
+    expired = await challenge(stack)
+    assert (await stack.outcome(expired.token, "EXPIRED")).json()["delivered"] == 200
+    assert (await expired.result())["stepup_error"] == "challenge_expired"
+    _, response = await begin(stack)
+    assert rp_redirect(response)["stepup_error"] == "rate_limited"
+
+
+async def test_repeated_finishes_count_one_failure(stack_factory: Factory) -> None:
+    stack: Stack = await stack_factory(settings=limits(failures_per_ip=per(2, 600)))
+    attempt = await challenge(stack)
+    response = await attempt.browser.post(f"/challenge/{attempt.token}/cancel")
+    for _ in range(3):  # the browser repeats the finish: the same answer, counted once
+        assert refusal(await attempt.finish(), attempt)[1] == "user_canceled"
+    assert refusal(response, attempt)[1] == "user_canceled"
+    await challenge(stack)
+
+
 async def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(stack_factory: Factory) -> None:
-    trusted: Stack = await stack_factory(
-        settings={
-            **limits(authorize_per_ip=per(1, 60)),
-            "server": {"trusted_proxies": ["127.0.0.1/32"]},
-        }
-    )
-    first = await authorize_as(trusted, {"X-Forwarded-For": "203.0.113.7"})
-    assert first.headers["location"].startswith("/challenge/")
-    again = await authorize_as(trusted, {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})
+    trusted: Stack = await stack_factory(settings=behind_proxy(failures_per_ip=per(1, 60)))
+    refused, _ = await begin_from(trusted, "203.0.113.7", acr_values="urn:nowhere")
+    assert not refused.token
+    _, again = await begin_from(trusted, "198.51.100.1, 203.0.113.7")
     assert rp_redirect(again)["stepup_error"] == "rate_limited"  # the right-most untrusted hop
-    other = await authorize_as(trusted, {"X-Forwarded-For": "203.0.113.8"})
-    assert other.headers["location"].startswith("/challenge/")
+    other, _ = await begin_from(trusted, "203.0.113.8")
+    assert other.token
 
     # Without a trusted proxy the header is ignored: every request is the loopback peer's.
-    direct: Stack = await stack_factory(settings=limits(authorize_per_ip=per(1, 60)))
-    first = await authorize_as(direct, {"X-Forwarded-For": "203.0.113.9"})
-    assert first.headers["location"].startswith("/challenge/")
-    forged = await authorize_as(direct, {"X-Forwarded-For": "203.0.113.10"})
+    direct: Stack = await stack_factory(settings=limits(failures_per_ip=per(1, 60)))
+    refused, _ = await begin_from(direct, "203.0.113.9", acr_values="urn:nowhere")
+    assert not refused.token
+    _, forged = await begin_from(direct, "203.0.113.10")
     assert rp_redirect(forged)["stepup_error"] == "rate_limited"
 
 
-# -- per subject, and challenge creation (vendor credits) ----------------------------------------
-
-
-async def test_authorize_per_subject_counts_each_subject_apart(stack_factory: Factory) -> None:
-    stack: Stack = await stack_factory(settings=limits(authorize_per_subject=per(1, 60)))
-    first, response = await begin(stack)
-    assert first.token, response.text
-    _, response = await begin(stack)
-    assert rp_redirect(response)["stepup_error"] == "rate_limited"
-    _, response = await begin(stack, login_hint="bob")  # bob has his own budget
-    assert rp_redirect(response)["stepup_error"] == "not_enrolled"
-
-
-async def test_challenges_per_subject_protect_vendor_credits(stack_factory: Factory) -> None:
-    stack: Stack = await stack_factory(settings=limits(challenges_per_subject=per(2)))
-    for _ in range(2):
-        await challenge(stack)
-    for _ in range(3):
-        attempt, response = await begin(stack)
-        assert refusal(response, attempt) == ("temporarily_unavailable", "rate_limited")
-    assert len(await vendor_sessions(stack)) == 2  # refused before the vendor was called
-
-
-async def test_a_retry_counts_as_a_new_challenge(stack_factory: Factory) -> None:
-    stack: Stack = await stack_factory(settings=limits(challenges_per_subject=per(2)))
-    attempt = await challenge(stack)
-    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
-    assert (await attempt.finish()).status_code == 200  # the retry screen
-    moved = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
-    second = moved.headers["location"].removeprefix("/challenge/")
-    await stack.outcome(second, "FAILED", "FACE_TOO_SMALL")
-    assert (await attempt.browser.get(f"/challenge/{second}/finish")).status_code == 200
-    refused = await attempt.browser.post(f"/challenge/{second}/retry")
-    result = rp_redirect(refused)
-    assert (result["error"], result["stepup_error"]) == ("temporarily_unavailable", "rate_limited")
-    assert result["state"] == attempt.state
-    assert len(await vendor_sessions(stack)) == 2  # the third attempt never reached iDenfy
-
-
-async def test_challenges_per_ip_protect_vendor_credits(stack_factory: Factory) -> None:
+async def test_open_challenges_per_ip_protect_vendor_credits(stack_factory: Factory) -> None:
     stack: Stack = await stack_factory(
         settings={
-            **limits(challenges_per_ip=per(1)),
+            **limits(open_challenges_per_ip=2),
             "directory": {"static": {"dave": "SCAN-ALICE"}},
         }
     )
+    first = await challenge(stack)
     await challenge(stack)
     _, response = await begin(stack, login_hint="dave")  # another subject, the same address
     assert rp_redirect(response)["stepup_error"] == "rate_limited"
-    assert len(await vendor_sessions(stack)) == 1
+    assert len(await vendor_sessions(stack)) == 2  # refused before the vendor was called
+    assert "code" in await approve(first)  # an ended check no longer holds a place
+    await challenge(stack, login_hint="dave")
+    assert len(await vendor_sessions(stack)) == 3
 
 
-async def test_a_success_never_counts(stack_factory: Factory) -> None:
-    stack: Stack = await stack_factory(
-        settings=limits(
-            authorize_per_ip=per(1, 60),
-            authorize_per_subject=per(1, 60),
-            challenges_per_subject=per(1),
-            challenges_per_ip=per(1),
-        )
-    )
-    for _ in range(3):  # every success gives back what its request spent
-        result = await approve(await challenge(stack))
-        assert "code" in result, result
-    await challenge(stack)  # abandoned: this one counts
-    _, response = await begin(stack)
+async def test_a_retry_is_a_new_open_challenge(stack_factory: Factory) -> None:
+    stack: Stack = await stack_factory(settings=limits(open_challenges_per_ip=1))
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")
+    assert (await attempt.finish()).status_code == 200  # the retry screen: the first has ended
+    moved = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
+    assert moved.headers["location"].startswith("/challenge/")
+    _, response = await begin(stack)  # the retry's attempt holds the only place
     assert rp_redirect(response)["stepup_error"] == "rate_limited"
-    assert len(await vendor_sessions(stack)) == 4
+    assert len(await vendor_sessions(stack)) == 2
+
+
+# -- per subject: only the subject's own face checks ---------------------------------------------
+
+
+async def test_anonymous_login_hints_never_rate_limit_the_person(stack_factory: Factory) -> None:
+    """Anyone may send login_hint=alice: from any address, abandoned or failed, it costs alice
+    nothing."""
+    stack: Stack = await stack_factory(
+        settings=behind_proxy(failures_per_subject=per(2), spoof_lockout_seconds=900)
+    )
+    for i in range(6):
+        attempt, _ = await begin_from(stack, f"203.0.113.{i + 1}")
+        assert attempt.token
+        if i % 2:
+            await fail(attempt, "FAKE_FACE" if i == 3 else "FACE_MISMATCH")
+    mine = await challenge(stack, **signed_hint(stack))
+    assert "code" in await approve(mine)
+
+
+async def test_only_a_subjects_own_failed_checks_count_against_it(stack_factory: Factory) -> None:
+    stack: Stack = await stack_factory(settings=limits(failures_per_subject=per(2)))
+    for _ in range(2):
+        await fail(await challenge(stack, **signed_hint(stack)))
+    attempt, response = await begin(stack, **signed_hint(stack))
+    assert refusal(response, attempt) == ("temporarily_unavailable", "rate_limited")
+    # Reading alice's state harms nobody: a claimed hint is refused too, counting nothing.
+    attempt, response = await begin(stack)
+    assert refusal(response, attempt)[1] == "rate_limited"
+    assert (await challenge(stack, **signed_hint(stack, "carol"))).token  # carol is apart
+    assert len(await vendor_sessions(stack)) == 3
+
+
+async def test_expired_and_canceled_checks_do_not_count_against_the_subject(
+    stack_factory: Factory,
+) -> None:
+    stack: Stack = await stack_factory(settings=limits(failures_per_subject=per(1)))
+    first = await challenge(stack, **signed_hint(stack))
+    await stack.outcome(first.token, "EXPIRED")
+    second = await challenge(stack, **signed_hint(stack))
+    await second.browser.post(f"/challenge/{second.token}/cancel")
+    assert (await challenge(stack, **signed_hint(stack))).token
 
 
 # -- lock-out after spoofing ---------------------------------------------------------------------
@@ -220,26 +296,45 @@ async def test_spoofing_locks_the_subject_out(
     stack_factory: Factory, redis_proc: RedisProcess, reason: str, code: str
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
     assert (await stack.outcome(attempt.token, "FAILED", reason)).json()["delivered"] == 200
     assert (await attempt.result())["stepup_error"] == code
 
     with redis_proc.client() as r:
         assert 890 <= r.ttl(lock_key("alice")) <= 900
-    again, response = await begin(stack)
-    result = rp_redirect(response)
-    assert (result["error"], result["stepup_error"]) == ("access_denied", "subject_locked")
-    assert result["state"] == again.state and result["iss"] == stack.issuer
+    for hint in (signed_hint(stack), {}):  # whichever hint names alice
+        again, response = await begin(stack, **hint)
+        result = rp_redirect(response)
+        assert (result["error"], result["stepup_error"]) == ("access_denied", "subject_locked")
+        assert result["state"] == again.state and result["iss"] == stack.issuer
     assert len(await vendor_sessions(stack)) == 1  # no vendor call for a locked subject
     _, response = await begin(stack, login_hint="bob")  # others are not affected
     assert rp_redirect(response)["stepup_error"] == "not_enrolled"
+
+
+async def test_a_claimed_subject_can_neither_trigger_nor_extend_a_lock_out(
+    stack_factory: Factory, redis_proc: RedisProcess
+) -> None:
+    stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
+    claimed = await challenge(stack)  # login_hint=alice: anyone could have sent it
+    await fail(claimed, "FAKE_FACE")
+    with redis_proc.client() as r:
+        assert not r.exists(lock_key("alice"))
+    own = await challenge(stack, **signed_hint(stack))
+    claimed_again = await challenge(stack)
+    await fail(own, "FAKE_FACE")
+    with redis_proc.client() as r:
+        assert r.expire(lock_key("alice"), 100)
+    await fail(claimed_again, "VIRTUAL_CAMERA")  # opened before the lock, failed after it
+    with redis_proc.client() as r:
+        assert 0 < r.ttl(lock_key("alice")) <= 100  # not extended
 
 
 async def test_a_face_mismatch_does_not_lock(
     stack_factory: Factory, redis_proc: RedisProcess
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "FACE_MISMATCH")
     assert (await attempt.result())["stepup_error"] == "face_mismatch"
     with redis_proc.client() as r:
@@ -249,7 +344,7 @@ async def test_a_face_mismatch_does_not_lock(
 
 async def test_the_lock_out_expires(stack_factory: Factory, redis_proc: RedisProcess) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
     _, response = await begin(stack)
     assert rp_redirect(response)["stepup_error"] == "subject_locked"
@@ -265,7 +360,7 @@ async def test_a_redelivered_spoof_webhook_restores_a_missing_lock(
     """The lock is written after the transition; if that write was lost (Redis failed, the
     webhook got 503), the vendor's redelivery, a duplicate, writes it."""
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "VIRTUAL_CAMERA")
     with redis_proc.client() as r:
         assert r.delete(lock_key("alice")) == 1
@@ -279,11 +374,41 @@ async def test_a_disabled_lock_out_never_locks(
     stack_factory: Factory, redis_proc: RedisProcess
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=0))
-    attempt = await challenge(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
     with redis_proc.client() as r:
         assert not r.exists(lock_key("alice"))
     await challenge(stack)
+
+
+# -- simulator mode ------------------------------------------------------------------------------
+
+
+async def test_simulator_mode_leaves_unset_limits_off(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Integrators script every failReason in a row against the simulator: the sixth failure is
+    that failure, not rate_limited, when the file sets no limits; a line at start says so."""
+    caplog.set_level("WARNING", logger="idenfy_stepup")
+    async with running_stack(redis_url, settings={"challenge": {"limits": UNSET}}) as stack:
+        said = [r.getMessage() for r in caplog.records if "abuse limits" in r.getMessage()]
+        assert len(said) == 1 and "failures_per_ip" in said[0] and "simulator" in said[0]
+        limits_ = stack.settings.challenge.limits
+        assert all(getattr(limits_, name) in (None, 0) for name in LimitSettings.model_fields)
+        for reason in ("FAKE_FACE", "FACE_MISMATCH") * 4:
+            attempt = await challenge(stack, **signed_hint(stack))
+            assert (await fail(attempt, reason))["stepup_error"] != "rate_limited"
+
+
+def test_simulator_mode_keeps_the_limits_the_file_sets() -> None:
+    data = {**MINIMAL, "challenge": {"limits": {"failures_per_ip": per(3, 60)}}}
+    settings = parse_settings(data)
+    assert settings.challenge.limits.failures_per_ip is not None
+    assert settings.challenge.limits.spoof_lockout_seconds is None
+    assert "failures_per_subject" in settings.limits_defaulted_off()
+    live = parse_settings({**data, "idenfy": LIVE})
+    assert live.challenge.limits.spoof_lockout_seconds == 900
+    assert live.limits_defaulted_off() == ()
 
 
 # -- the operator's overrides, and Redis down ----------------------------------------------------
@@ -300,13 +425,13 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
     }
     stack: Stack = await stack_factory(
         settings={
-            **limits(authorize_per_subject=per(2, 60), spoof_lockout_seconds=900),
+            **limits(failures_per_ip=per(3, 600), spoof_lockout_seconds=900),
             "errors": errors,
         }
     )
-    attempt = await challenge(stack)
-    await stack.outcome(attempt.token, "FAILED", "FAKE_CAPTURE")
-    _, response = await begin(stack)
+    attempt = await challenge(stack, **signed_hint(stack))
+    await stack.outcome(attempt.token, "FAILED", "FAKE_CAPTURE")  # failure 1
+    _, response = await begin(stack)  # failure 2
     result = rp_redirect(response)
     assert (result["error"], result["stepup_error"], result["error_description"]) == (
         "access_denied",
@@ -314,8 +439,7 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
         "Locked.",
     )
 
-    _, response = await begin(stack, login_hint="bob")
-    _, response = await begin(stack, login_hint="bob")
+    _, response = await begin(stack, login_hint="bob")  # not_enrolled: failure 3
     _, response = await begin(stack, login_hint="bob")
     result = rp_redirect(response)
     assert (result["error"], result["stepup_error"], result["error_description"]) == (
@@ -329,7 +453,7 @@ async def test_redis_down_at_the_ip_limit_fails_closed() -> None:
     own = RedisProcess()
     own.start()
     try:
-        async with running_stack(own.url, settings=limits(authorize_per_ip=per(5, 60))) as stack:
+        async with running_stack(own.url, settings=limits(failures_per_ip=per(5, 60))) as stack:
             own.stop()
             attempt, response = await begin(stack)
             assert refusal(response, attempt) == ("temporarily_unavailable", "store_unavailable")
@@ -344,16 +468,17 @@ async def test_redis_down_at_the_ip_limit_fails_closed() -> None:
 MINIMAL: dict[str, Any] = {"issuer": "http://127.0.0.1:8000", "idenfy": {"mode": "simulator"}}
 
 
-def test_defaults_are_on_and_sane() -> None:
-    got = parse_settings(MINIMAL).challenge.limits
-    for name in (
-        "authorize_per_ip",
-        "authorize_per_subject",
-        "challenges_per_subject",
-        "challenges_per_ip",
-    ):
-        assert getattr(got, name) is not None, name
-    assert got.challenges_per_subject is not None and got.challenges_per_subject.count <= 10
+LIVE: dict[str, Any] = {"mode": "live", "api_key": "k", "api_secret": "s",
+                        "webhook_signing_key": "w" * 32}  # fmt: skip
+
+
+def test_defaults_are_on_and_sane_in_live_mode() -> None:
+    got = parse_settings({**MINIMAL, "idenfy": LIVE}).challenge.limits
+    for name in LimitSettings.model_fields:
+        assert getattr(got, name), name
+    # Generous enough for a corporate NAT: only failures count.
+    assert got.failures_per_ip is not None and got.failures_per_ip.count >= 100
+    assert got.failures_per_subject is not None and got.failures_per_subject.count <= 10
     assert got.spoof_lockout_seconds == 900
 
 
@@ -361,28 +486,35 @@ def test_defaults_are_on_and_sane() -> None:
 def test_zero_or_null_disables_a_limit(off: Any) -> None:
     data = {
         **MINIMAL,
-        "challenge": {"limits": {"authorize_per_ip": off, "spoof_lockout_seconds": None}},
+        "idenfy": LIVE,
+        "challenge": {"limits": {"failures_per_ip": off, "spoof_lockout_seconds": None}},
     }
     got = parse_settings(data).challenge.limits
-    assert got.authorize_per_ip is None and not got.spoof_lockout_seconds
-    assert got.challenges_per_subject is not None  # the others keep their defaults
+    assert got.failures_per_ip is None and not got.spoof_lockout_seconds
+    assert got.failures_per_subject is not None  # the others keep their defaults
 
 
 @pytest.mark.parametrize(
     ("limits_", "expected"),
     [
         (
-            {"authorize_per_ip": {"count": -1, "seconds": 60}},
-            "challenge.limits.authorize_per_ip.count",
+            {"failures_per_ip": {"count": -1, "seconds": 60}},
+            "challenge.limits.failures_per_ip.count",
         ),
         (
-            {"challenges_per_subject": {"count": 5}},
-            "challenge.limits.challenges_per_subject.seconds: required key is missing",
+            {"failures_per_subject": {"count": 5}},
+            "challenge.limits.failures_per_subject.seconds: required key is missing",
         ),
-        ({"challenges_per_ip": {"count": 5, "seconds": 0}}, "challenge.limits.challenges_per_ip"),
-        ({"authorize_per_subject": "lots"}, "challenge.limits.authorize_per_subject"),
+        ({"token_failures_per_ip": {"count": 5, "seconds": 0}}, "challenge.limits.token_failures"),
+        ({"failures_per_subject": "lots"}, "challenge.limits.failures_per_subject"),
+        ({"open_challenges_per_ip": -1}, "challenge.limits.open_challenges_per_ip"),
         ({"spoof_lockout_seconds": -1}, "challenge.limits.spoof_lockout_seconds"),
         ({"per_moon": {"count": 1, "seconds": 1}}, "challenge.limits.per_moon: unknown key"),
+        (
+            {"authorize_per_ip": {"count": 30, "seconds": 60}},
+            "authorize_per_ip was replaced by failures_per_ip",
+        ),
+        ({"challenges_per_subject": None}, "challenges_per_subject was replaced"),
     ],
 )
 def test_bad_limits_name_the_key(limits_: dict[str, Any], expected: str) -> None:

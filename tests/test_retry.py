@@ -118,10 +118,12 @@ async def test_attempts_exhausted_redirect_with_the_last_reason(pool: StackPool)
     sessions = len(await vendor_sessions(stack))
     response = await failed(stack, attempt, "FACE_TOO_CLOSE")
     assert_rp_error(response, attempt, stack, "face_too_close")
-    # No third attempt, even if asked for.
+    # No third attempt, even if asked for: the finish URL repeats the last outcome.
     again = await retry(attempt)
-    assert again.status_code == 410 and "set-cookie" not in again.headers
+    assert again.status_code == 303 and "set-cookie" not in again.headers
+    assert again.headers["location"] == f"/challenge/{attempt.token}/finish"
     assert len(await vendor_sessions(stack)) == sessions
+    assert_rp_error(await attempt.finish(), attempt, stack, "face_too_close")
 
 
 async def test_give_up_redirects_with_the_failures_own_error(stack: Stack) -> None:
@@ -130,12 +132,11 @@ async def test_give_up_redirects_with_the_failures_own_error(stack: Stack) -> No
     assert page.status_code == 200
     response = await attempt.browser.post(f"/challenge/{attempt.token}/give-up")
     assert_rp_error(response, attempt, stack, "face_cropped")
-    # Given up is final: no new attempt, no second redirect.
+    # Given up is final: no new attempt; a repeated finish repeats the same outcome.
     sessions = len(await vendor_sessions(stack))
     await retry(attempt)
     assert len(await vendor_sessions(stack)) == sessions
-    again = await attempt.finish()
-    assert again.status_code == 410 and "location" not in again.headers
+    assert_rp_error(await attempt.finish(), attempt, stack, "face_cropped")
 
 
 async def test_give_up_while_pending_is_not_an_outcome(stack: Stack) -> None:
@@ -149,10 +150,9 @@ async def test_cancel_redirects_user_canceled(stack: Stack) -> None:
     attempt = await challenge(stack)
     response = await attempt.browser.post(f"/challenge/{attempt.token}/cancel")
     assert_rp_error(response, attempt, stack, "user_canceled")
-    # A late SUCCESS cannot revive a canceled challenge.
+    # A late SUCCESS cannot revive a canceled challenge: finish repeats the cancel.
     await stack.outcome(attempt.token, "SUCCESS")
-    late = await attempt.finish()
-    assert late.status_code == 410 and "location" not in late.headers
+    assert_rp_error(await attempt.finish(), attempt, stack, "user_canceled")
 
 
 async def test_cancel_on_the_retry_screen(stack: Stack) -> None:

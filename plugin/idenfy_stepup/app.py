@@ -118,6 +118,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with _running(settings, redis_url, vendor_transport) as rt:
             app.state.runtime = rt
+            _say_limits_off(settings)
             yield
 
     app = Starlette(
@@ -134,6 +135,16 @@ def create_app(
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
     return app
+
+
+def _say_limits_off(settings: Settings) -> None:
+    off = settings.limits_defaulted_off()
+    if off:
+        log.warning(
+            "simulator mode: abuse limits not set in the settings file are off: %s",
+            ", ".join(off),
+            extra={"event": "server.limits_off"},
+        )
 
 
 @contextlib.asynccontextmanager

@@ -53,6 +53,13 @@ def _idenfy_warnings(settings: Settings) -> list[str]:
         warnings.append(f"idenfy.webhook_signing_key is shorter than {MIN_SECRET} characters")
     if idenfy.mode == "live" and urlsplit(idenfy.api_base).scheme != "https":
         warnings.append("idenfy.api_base does not use https")
+    if idenfy.mode == "live" and not settings.server.trusted_proxies:
+        # The common deployment is behind a TLS proxy: without this, every user has the
+        # proxy's address, and one address's failure budget is everyone's.
+        warnings.append(
+            "server.trusted_proxies is empty: behind a reverse proxy every user shares its "
+            "address (rate limits, logs); list the proxy's addresses"
+        )
     return warnings
 
 

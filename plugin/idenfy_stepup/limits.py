@@ -1,14 +1,39 @@
-"""Abuse-limit counters shared by /authorize and the retry action (``challenge.limits``)."""
+"""Abuse limits (``challenge.limits``): what may count against an address or a person.
+
+Only failures count: a failed, expired or canceled face check, or a refused request. A success,
+or a flow still in progress, never does, so thousands of people behind one corporate NAT (or a
+proxy without ``server.trusted_proxies``) do not throttle each other by succeeding. What a flow
+in progress costs, a vendor session, is bounded separately: an address may hold at most
+``open_challenges_per_ip`` of them open at once.
+
+A subject is counted only for its *own* face checks: failed checks of challenges a signed hint
+(request object, id_token_hint) named it for. A plain ``login_hint`` is only claimed, so
+anyone could send it: it can be refused because of the subject's state (a lock-out, too many
+failures), but can never add to that state.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from starlette.requests import Request
 
 from .netpolicy import client_ip
 from .runtime import Runtime
-from .store import LimitHit, spent_entry
+from .stepup import StepUpRequest
+from .store import LimitHit, tag
+
+log = logging.getLogger("idenfy_stepup")
+
+# Each limit's counter: a field of its identity's hash (distinct for an address and a subject
+# that happen to be the same string).
+FIELDS = {
+    "failures_per_ip": "fi",
+    "failures_per_subject": "fs",
+    "token_failures_per_client": "tc",
+    "token_failures_per_ip": "ti",
+}
 
 
 def ip_identity(request: Request, rt: Runtime) -> str:
@@ -29,35 +54,60 @@ def address_identity(raw: str) -> str:
     return str(ip)
 
 
-# Each limit's counter: a field of its identity's hash (distinct for an address and a subject
-# that happen to be the same string).
-FIELDS = {
-    "authorize_per_ip": "ai",
-    "challenges_per_ip": "ci",
-    "authorize_per_subject": "as",
-    "challenges_per_subject": "cs",
-}
+def _counters(rt: Runtime, name: str) -> list[tuple[str, int, int]]:
+    limit = getattr(rt.settings.challenge.limits, name)
+    return [] if limit is None else [(FIELDS[name], limit.count, limit.seconds)]
 
 
-async def hit(
-    rt: Runtime, identity: str, names: tuple[str, ...], spent: list[str], *, lock: bool = False
-) -> LimitHit:
-    """Count one event against each limit in ``names`` for ``identity`` (one round trip); with
-    ``lock``, ``identity`` is a subject and its spoof lock-out is checked first.
-
-    The counters hit are added to ``spent`` (a success refunds them). ``wait`` > 0: refused.
-    """
-    limits = rt.settings.challenge.limits
-    counters = []
-    for name in names:
-        limit = getattr(limits, name, None)  # being replaced: see config.LimitSettings
-        if limit is not None:
-            counters.append((FIELDS[name], limit.count, limit.seconds))
-    check_lock = lock and bool(limits.spoof_lockout_seconds)
+async def check(rt: Runtime, identity: str, name: str, *, lock: bool = False) -> LimitHit:
+    """Whether ``identity`` is over the limit ``name`` (and, with ``lock``, locked out): a
+    read that counts nothing. ``wait`` > 0: refused for that long."""
+    counters = _counters(rt, name)
+    check_lock = lock and bool(rt.settings.challenge.limits.spoof_lockout_seconds)
     if not counters and not check_lock:
         return LimitHit()
-    found = await rt.store.hit_limits(identity, counters, lock=check_lock)
-    hit_count = len(counters) if found.index < 0 else found.index + 1
-    if counters and not found.locked:
-        spent.append(spent_entry(identity, [name for name, _, _ in counters[:hit_count]]))
-    return found
+    return await rt.store.hit_limits(identity, counters, lock=check_lock, add=False)
+
+
+async def count(rt: Runtime, identity_tag: str, name: str) -> None:
+    """Count one failure of limit ``name`` against the identity whose tag is given."""
+    counters = _counters(rt, name)
+    if counters and identity_tag:
+        await rt.store.hit_limits_of(identity_tag, counters)
+
+
+async def count_address_failure(rt: Runtime, ip: str) -> None:
+    """A refused request counts against its address."""
+    await count(rt, tag(ip), "failures_per_ip")
+
+
+async def open_wait(rt: Runtime, ip: str) -> bool:
+    """True when ``ip`` already holds as many open challenges as it may."""
+    most = rt.settings.challenge.limits.open_challenges_per_ip
+    if not most:
+        return False
+    return await rt.store.open_challenges(tag(ip)) >= most
+
+
+async def opened(rt: Runtime, ip: str, token: str, expires_at: int) -> None:
+    if rt.settings.challenge.limits.open_challenges_per_ip:
+        await rt.store.open_challenges(tag(ip), "add", token, expires_at)
+
+
+async def ended(
+    rt: Runtime,
+    ip_tag: str,
+    token: str,
+    *,
+    failure: bool,
+    failed_check: StepUpRequest | None = None,
+) -> None:
+    """A challenge ended: it is no longer open, and a failure counts against its address.
+    ``failed_check``: the request of a face check that failed; it counts against its subject
+    only when a signed hint named that subject."""
+    if ip_tag and rt.settings.challenge.limits.open_challenges_per_ip:
+        await rt.store.open_challenges(ip_tag, "remove", token)
+    if failure:
+        await count(rt, ip_tag, "failures_per_ip")
+    if failed_check is not None and failed_check.verified:
+        await count(rt, tag(failed_check.subject), "failures_per_subject")

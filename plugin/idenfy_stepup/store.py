@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -44,6 +45,17 @@ def new_secret_for(token: str) -> str:
     return f"{token}.{secrets.token_urlsafe(32)}"
 
 
+def code_for(token: str, browser_secret: str) -> str:
+    """The authorization code a browser's finish of ``token`` issues: ``token.<HMAC>``.
+
+    Derived from the browser's own cookie secret (which Redis never sees: it keeps only its
+    SHA-256 as the binding), so a finish repeated by that browser names the same code, while
+    nobody without the cookie can compute it.
+    """
+    mac = hmac.new(browser_secret.encode(), b"code:" + token.encode(), hashlib.sha256).digest()
+    return f"{token}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+
+
 def _challenge_of(value: str | None) -> str | None:
     """The challenge token a code or access token names, if it has the right shape."""
     token, dot, random = (value or "").rpartition(".")
@@ -58,22 +70,6 @@ def tag(value: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def spent_entry(identity: str, names: list[str]) -> str:
-    """What a request spent on one identity's counters: ``tag:field,field``."""
-    return f"{tag(identity)}:{','.join(names)}"
-
-
-def merge_spent(entries: tuple[str, ...] | list[str]) -> str:
-    """Entries of one identity merged (``a:x a:y b:z`` → ``a:x,y b:z``): short enough for a
-    listpack value."""
-    merged: dict[str, list[str]] = {}
-    for entry in entries:
-        identity_tag, _, names = entry.partition(":")
-        if identity_tag and names:
-            merged.setdefault(identity_tag, []).extend(names.split(","))
-    return " ".join(f"{k}:{','.join(v)}" for k, v in merged.items())
-
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """A script's answer: ``kind`` plus the request and detail it returned, when any."""
@@ -82,6 +78,7 @@ class Verdict:
     request: StepUpRequest | None = None
     detail: str = ""
     attempt: int = 1
+    ip: str = ""  # the opening address's tag, when this verdict's ending is still to be counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +106,7 @@ class Store:
         self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
         self._create: AsyncScript = redis.register_script(store_lua.CREATE)
         self._limits: AsyncScript = redis.register_script(store_lua.LIMITS)
-        self._limits_refund: AsyncScript = redis.register_script(store_lua.LIMITS_REFUND)
+        self._open: AsyncScript = redis.register_script(store_lua.OPEN_CHALLENGES)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
@@ -161,15 +158,13 @@ class Store:
         attempt: int,
         expires_at: int,
         ttl: int,
-        limits: tuple[str, ...] = (),
         ip: str = "",
     ) -> None:
         """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s.
 
         The request is its own key in the token's slot, so the hash keeps only short values
-        (Redis stores it as a compact listpack). ``limits``: the rate-limit counters this
-        request spent (``tag:field,…``), refunded if it succeeds. ``ip``: the address identity
-        that opened it (stored as its :func:`tag`, never the address itself).
+        (Redis stores it as a compact listpack). ``ip``: the address identity that opened it
+        (stored as its :func:`tag`, never the address itself): a failure counts against it.
         """
         fields: dict[str, Any] = {
             "state": "PENDING",
@@ -182,8 +177,6 @@ class Store:
         }
         if ip:
             fields["ip"] = tag(ip)
-        if limits:
-            fields["limits"] = merge_spent(limits)
         args: list[Any] = [ttl, request.to_json()]
         for name, value in fields.items():
             args += [name, value]
@@ -231,8 +224,10 @@ class Store:
     ) -> Verdict:
         """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered.
 
-        ``code`` (see :func:`new_secret_for`) becomes redeemable for ``code_lifetime`` seconds
-        if, and only if, this call finishes an approval (verdict ``approved``).
+        ``code`` (see :func:`code_for`) becomes redeemable for ``code_lifetime`` seconds if,
+        and only if, this call finishes an approval (verdict ``approved``); a later finish of
+        the same browser, which derives the same code, gets ``approved`` again while that code
+        is unredeemed and unexpired.
         """
         now = int(time.time())
         args: list[Any] = [binding, now, max_attempts, mode, expiry_skew, stale_retry]
@@ -333,30 +328,36 @@ class Store:
         marker_ttl: int,
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
-        needs next: the challenge's state, outcome and the rate-limit counters its request
-        spent."""
+        needs next: the challenge's state, outcome and the tag of the address that opened it."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
         reply = await self._call(lambda: self._run(self._webhook, keys, args))
         texts = [_text(part) or "" for part in reply] + [""] * 5
-        return WebhookResult(texts[0], texts[1], texts[2], texts[3], tuple(texts[4].split()))
+        return WebhookResult(texts[0], texts[1], texts[2], texts[3], texts[4])
 
-    async def challenge_subject(self, token: str) -> str:
-        """The subject a challenge is for ('' when its request is gone or unreadable)."""
+    async def challenge_request(self, token: str) -> StepUpRequest | None:
+        """The request a challenge is for (None when it is gone or unreadable)."""
         raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
         try:
-            return StepUpRequest.from_json(raw).subject if raw else ""
+            return StepUpRequest.from_json(raw) if raw else None
         except (ValueError, TypeError):
-            return ""
+            return None
 
     def rate_key(self, identity: str) -> str:
         """The hash of every counter of one identity (a client address or a subject)."""
-        return f"{self.prefix}:rl:{{{tag(identity)}}}"
+        return self.rate_key_of(tag(identity))
+
+    def rate_key_of(self, identity_tag: str) -> str:
+        return f"{self.prefix}:rl:{{{identity_tag}}}"
 
     def lock_key(self, subject: str) -> str:
         """The subject's lock-out: same hash tag as its counters, so one script reads both."""
         return f"{self.prefix}:lock:{{{tag(subject)}}}"
+
+    def open_key(self, identity_tag: str) -> str:
+        """An address's open challenges: same hash tag as its counters."""
+        return f"{self.prefix}:open:{{{identity_tag}}}"
 
     async def hit_limits(
         self,
@@ -369,8 +370,19 @@ class Store:
         """Check each ``(field, count, seconds)`` counter of ``identity`` (over the limit: it
         already holds ``count`` events) and, with ``add``, count one event in it; first its
         lock-out when ``lock``. One round trip."""
-        keys = [self.lock_key(identity)] if lock else []
-        keys.append(self.rate_key(identity))
+        return await self.hit_limits_of(tag(identity), counters, lock=lock, add=add)
+
+    async def hit_limits_of(
+        self,
+        identity_tag: str,
+        counters: list[tuple[str, int, int]],
+        *,
+        lock: bool = False,
+        add: bool = True,
+    ) -> LimitHit:
+        """:meth:`hit_limits` for an identity known only by its tag (as a challenge stores it)."""
+        keys = [f"{self.prefix}:lock:{{{identity_tag}}}"] if lock else []
+        keys.append(self.rate_key_of(identity_tag))
         args: list[Any] = [1 if lock else 0, int(time.time() * 1000), 1 if add else 0]
         for name, count, seconds in counters:
             args += [name, count, seconds * 1000]
@@ -382,23 +394,14 @@ class Store:
             return LimitHit(index=int(reply[1]) - 1, wait=max(int(reply[2]), 1) / 1000)
         return LimitHit()
 
-    async def refund_rates(self, spent: tuple[str, ...]) -> None:
-        """Give back one hit to each counter in ``spent`` (``tag:field,…`` entries; a
-        successful step-up never counts). One script for all identities on a single server;
-        one per identity, sent together, where keys of different slots may not meet."""
-        now = int(time.time() * 1000)
-        groups = []
-        for entry in merge_spent(spent).split():
-            identity_tag, _, names = entry.partition(":")
-            groups.append((f"{self.prefix}:rl:{{{identity_tag}}}", names))
-        if not groups:
-            return
-        if self.wire is not None:
-            keys, fields = [k for k, _ in groups], [f for _, f in groups]
-            await self._call(lambda: self._run(self._limits_refund, keys, [now, *fields]))
-            return
-        calls = [self._run(self._limits_refund, [k], [now, f]) for k, f in groups]
-        await self._call(lambda: asyncio.gather(*calls))
+    async def open_challenges(
+        self, identity_tag: str, op: str = "count", token: str = "", expires_at: int = 0
+    ) -> int:
+        """How many challenges the address ``identity_tag`` holds open, after ``op``: ``add``
+        (``token`` until ``expires_at``), ``remove`` (``token`` ended) or just ``count``."""
+        args: list[Any] = [int(time.time()), op, token, expires_at]
+        key = [self.open_key(identity_tag)]
+        return int(await self._call(lambda: self._run(self._open, key, args)))
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
@@ -424,7 +427,7 @@ class WebhookResult:
     detail: str
     state: str = ""
     outcome: str = ""
-    limits: tuple[str, ...] = ()
+    ip: str = ""  # the tag of the address that opened the challenge
 
 
 def _text(value: Any) -> str | None:
@@ -443,4 +446,5 @@ def _verdict(reply: list[Any]) -> Verdict:
         return Verdict("missing")
     detail = _text(reply[2]) if len(reply) > 2 else ""
     attempt = int(_text(reply[3]) or 1) if len(reply) > 3 else 1
-    return Verdict(kind, request, detail or "", attempt)
+    ip = _text(reply[4]) if len(reply) > 4 else ""
+    return Verdict(kind, request, detail or "", attempt, ip or "")

@@ -8,12 +8,11 @@ Return values are flat arrays: ``{verdict, ...}``.
 # KEYS[1] challenge, KEYS[2] webhook-id marker.
 # ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
 #       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
-# duplicate, ignored and applied also return {…, state, outcome, limits}: the webhook handler
-# locks the subject after a spoof and refunds the rate limits of a success.
+# duplicate, ignored and applied also return {…, state, outcome, ip}: the webhook handler
+# counts a failure against the opening address (ip: its tag) and locks the subject after a spoof.
 # One read, one marker, one write and one publish: nothing is read twice.
 WEBHOOK = """
-local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome',
-                     'limits')
+local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip')
 if not c[1] then return {'unknown'} end
 local function tail(verdict, detail, state, outcome)
   return {verdict, detail, state, outcome or '', c[6] or ''}
@@ -42,35 +41,56 @@ return tail('applied', state, state, outcome)
 
 # KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 now, 3 max attempts,
 #   4 mode (finish|give_up|cancel), 5 expiry skew seconds, 6 stale-retry seconds,
-#   7 the SHA-256 of the code to issue if this finishes an approval, 8 its expiry (unix time)
-# Returns {verdict, request, detail, attempt}; verdict is one of approved, denied, retry,
-# expired, canceled, pending, moved, consumed, forbidden, missing.
+#   7 the SHA-256 of the code this browser's finish issues (derived from its cookie, so a
+#   repeated finish names the same code), 8 the code's expiry (unix time)
+# Returns {verdict, request, detail, attempt, ip}; verdict is one of approved, denied, retry,
+# expired, canceled, pending, moved, consumed, forbidden, missing. A finish repeated after the
+# challenge was consumed answers as the first one did (a lost response, a reload, a proxy's
+# retry): an approval again while its code is unredeemed and unexpired, a refusal again with
+# the same outcome. `ip` (the opening address's tag) is returned with the verdict that
+# consumes the challenge, so the caller can count a failure once.
 FINISH = """
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
-                     'retryable', 'next', 'retry_at')
+                     'retryable', 'next', 'retry_at', 'consumed_as', 'code', 'code_exp', 'at',
+                     'ip')
 local state = c[1]
 if not state then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
 local req = redis.call('GET', KEYS[2])
 if not req then return {'missing'} end
 local now = tonumber(ARGV[2])
-local function out(verdict, detail) return {verdict, req, detail, c[3]} end
-local function consume(verdict, detail)
+local function out(verdict, detail) return {verdict, req, detail, c[3], ''} end
+-- `fresh`: this ending was never counted (no webhook decided it), so the address's tag goes
+-- back for the caller to count it.
+local function consume(verdict, detail, fresh)
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', verdict)
-  return out(verdict, detail)
+  return {verdict, req, detail, c[3], fresh and (c[13] or '') or ''}
 end
-if state == 'CONSUMED' then return out('consumed', c[7] or '') end
+if state == 'CONSUMED' then
+  local as = c[9]
+  if as == 'approved' then
+    if c[10] == ARGV[7] and not c[12] and (tonumber(c[11]) or 0) > now then
+      return out('approved', '')
+    end
+    return out('consumed', '')
+  end
+  if as == 'denied' then return out('denied', c[5] or 'UNKNOWN') end
+  if as == 'expired' then return out('expired', 'EXPIRED') end
+  if as == 'canceled' then return out('canceled', 'CANCELED') end
+  if as == 'retry_failed' then return out('denied', 'VENDOR_UNAVAILABLE') end
+  return out('consumed', c[7] or '')
+end
 if state == 'RETRYING' then
   if c[7] then return out('moved', c[7]) end
-  if now - (tonumber(c[8]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[5]) end
+  if now - (tonumber(c[8]) or 0) > tonumber(ARGV[6]) then return consume('denied', c[5], false) end
   return out('pending', '')
 end
--- A state or expiry this script does not know is unreadable: "start again" (invariant 6), never
--- "pending", which would send the browser back and forth between the page and finish.
+-- A state or expiry this script does not know is unreadable: "start again", never "pending",
+-- which would send the browser back and forth between the page and finish.
 local expires_at = tonumber(c[4])
 if state ~= 'PENDING' and state ~= 'APPROVED' and state ~= 'DENIED' then return {'missing'} end
 if not expires_at then return {'missing'} end
-if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED') end
+if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED', state == 'PENDING') end
 if state == 'APPROVED' then
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'approved', 'code', ARGV[7],
              'code_exp', ARGV[8])
@@ -79,9 +99,10 @@ end
 if state == 'DENIED' then
   local more = c[6] == '1' and (tonumber(c[3]) or math.huge) < tonumber(ARGV[3])
   if more and ARGV[4] == 'finish' then return out('retry', c[5]) end
-  return consume('denied', c[5])
+  -- A denial was counted when its webhook landed: consuming it counts nothing more.
+  return consume('denied', c[5], false)
 end
-if now >= expires_at + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED') end
+if now >= expires_at + tonumber(ARGV[5]) then return consume('expired', 'EXPIRED', true) end
 return out('pending', '')
 """
 
@@ -204,34 +225,20 @@ end
 return verdict
 """
 
-# KEYS: counter hashes (one identity each). ARGV: 1 now (ms), then per key the fields to give
-# one hit back to, comma-separated (a successful step-up never counts). A window that has
-# ended is left alone. On a single server one call serves every identity; in a Cluster the
-# caller sends one call per identity (one slot each).
-LIMITS_REFUND = """
-local now = tonumber(ARGV[1])
-local given = 0
-for k = 1, #KEYS do
-  local fields = {}
-  for f in string.gmatch(ARGV[k + 1], '[^,]+') do fields[#fields + 1] = f end
-  local names = {}
-  for _, f in ipairs(fields) do
-    names[#names + 1] = f
-    names[#names + 1] = f .. ':e'
-  end
-  local v = redis.call('HMGET', KEYS[k], unpack(names))
-  local writes = {}
-  for i, f in ipairs(fields) do
-    local count, ends = tonumber(v[2 * i - 1]), tonumber(v[2 * i]) or 0
-    if count and count > 0 and ends > now then
-      writes[#writes + 1] = f
-      writes[#writes + 1] = count - 1
-    end
-  end
-  if #writes > 0 then
-    redis.call('HSET', KEYS[k], unpack(writes))
-    given = given + #writes / 2
-  end
+# KEYS[1] one address's open challenges: a sorted set of tokens scored by their vendor
+# session's expiry (unix s), so an abandoned one stops counting by itself.
+# ARGV: 1 now, 2 op (count | add | remove), 3 token, 4 its expiry. Returns how many are open.
+OPEN_CHALLENGES = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if ARGV[2] == 'add' then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+elseif ARGV[2] == 'remove' then
+  redis.call('ZREM', KEYS[1], ARGV[3])
 end
-return given
+local open = redis.call('ZCARD', KEYS[1])
+if ARGV[2] ~= 'count' and open > 0 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('EXPIREAT', KEYS[1], last[2])
+end
+return open
 """

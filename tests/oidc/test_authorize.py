@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -282,9 +282,18 @@ async def test_repeated_parameter_is_refused(stack: Stack, name: str) -> None:
     items = [(k, v) for k, v in params_for().items() if k != name]
     value = params_for().get(name, "1")
     response = await raw_get(stack, urlencode([*items, (name, value), (name, value)]))
-    # A page, even once the client is known: which copy would we trust to redirect or echo?
-    assert_error_page(response)
-    assert "invalid_request" in response.text
+    if name in ("client_id", "redirect_uri"):
+        # Which copy would we trust to redirect to? A page.
+        assert_error_page(response)
+        assert "invalid_request" in response.text
+        return
+    # client_id and redirect_uri are single and registered: the RP hears of it, with iss; a
+    # repeated state is echoed in neither copy.
+    location = response.headers["location"]
+    assert response.status_code == 303 and location.startswith(REDIRECT_URI), location
+    got = parse_qs(urlsplit(location).query)
+    assert got["error"] == ["invalid_request"] and got["iss"] == [stack.issuer]
+    assert got.get("state") == (None if name == "state" else [params_for()["state"]])
 
 
 async def test_repeated_unknown_parameter_is_ignored(stack: Stack) -> None:

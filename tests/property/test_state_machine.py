@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from idenfy_stepup.idenfy.outcomes import FAIL_REASONS, OutcomeTable
 from idenfy_stepup.stepup import StepUpRequest
-from idenfy_stepup.store import Store, new_secret_for
+from idenfy_stepup.store import Store, code_for, new_secret_for
 
 from ..conftest import RedisProcess
 
@@ -74,7 +74,7 @@ def binding_of(secret: str) -> str:
 class Rec:
     """What the model expects one challenge record to hold."""
 
-    binding: str
+    secret: str  # the owning browser's cookie secret: the binding is its SHA-256
     attempt: int
     scan_ref: str
     type: str
@@ -92,6 +92,12 @@ class Rec:
     corrupted: bool = False  # state overwritten by the test: no transition checks
     hooks: set[str] = field(default_factory=set)
     approved_finishes: int = 0
+    consumed_as: str | None = None
+    code: str | None = None  # the code its approval issued
+
+    @property
+    def binding(self) -> str:
+        return binding_of(self.secret)
 
 
 @dataclass
@@ -188,7 +194,7 @@ class StoreMachine(RuleBasedStateMachine):
             method=METHODS[method], check_type=TYPES[type_], state=secrets.token_hex(4),
             nonce=secrets.token_hex(4),
         )  # fmt: skip
-        rec = Rec(binding_of(secrets.token_hex(8)), 1, SCAN_REFS[scan], TYPES[type_],
+        rec = Rec(secrets.token_hex(8), 1, SCAN_REFS[scan], TYPES[type_],
                   METHODS[method], request)  # fmt: skip
         self.run(self._create(token, rec))
         self.recs[token] = rec
@@ -300,11 +306,14 @@ class StoreMachine(RuleBasedStateMachine):
     def finish(self, token: str, mode: str, which: str) -> Any:
         binding = self.binding_for(token, which)
         before = self.snapshot(token)
-        code = new_secret_for(token)
+        rec = self.recs.get(token)
+        # As the endpoint does: the code is derived from the finishing browser's secret.
+        owner = which == "right" and rec is not None
+        code = code_for(token, rec.secret if owner and rec is not None else "an intruder's")
         verdict = self.run(
             self.store.finish(token, binding, mode=mode, max_attempts=MAX_ATTEMPTS, code=code)
         )
-        rec = self.recs.get(token)
+        repeat = rec is not None and rec.code is not None
         expected = self._expect_finish(rec, binding, mode)
         assert verdict.kind == expected, (verdict, expected)
         if rec is None or binding != rec.binding or not rec.binding_ok:
@@ -314,7 +323,12 @@ class StoreMachine(RuleBasedStateMachine):
         if verdict.kind != "approved":
             return multiple()
         assert rec is not None
+        if repeat:
+            # A repeated finish (a lost response): the same code, still unredeemed.
+            assert code == rec.code and self.codes_model[code].redemptions == 0
+            return multiple()
         rec.approved_finishes += 1
+        rec.code = code
         assert verdict.request == rec.request
         # The finish script recorded the code's hash with the approval's consumption.
         stored = _s(self.run(self.redis.hget(self.key(token), "code")))
@@ -362,11 +376,17 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _finish_script(self, rec: Rec, mode: str) -> str:
         def consume(kind: str) -> str:
-            rec.state = "CONSUMED"
+            rec.state, rec.consumed_as = "CONSUMED", kind
             return kind
 
         if rec.state == "CONSUMED":
-            return "consumed"
+            # A repeated finish answers as the consuming one did (the approval only while its
+            # code is unredeemed).
+            if rec.consumed_as == "approved":
+                unredeemed = rec.code is not None and not self.codes_model[rec.code].redemptions
+                return "approved" if unredeemed else "consumed"
+            again = {"retry_failed": "denied", "retried": "consumed"}
+            return again.get(rec.consumed_as or "", rec.consumed_as or "consumed")
         if rec.state == "RETRYING":
             if rec.next:
                 return "moved"
@@ -430,7 +450,7 @@ class StoreMachine(RuleBasedStateMachine):
         if with_next and rec is not None and rec.request_ok:
             # As the retry endpoint does: the next attempt exists before the link names it.
             next_token = self.new_token()
-            new = Rec(rec.binding, rec.attempt + 1, rec.scan_ref, rec.type, rec.method,
+            new = Rec(rec.secret, rec.attempt + 1, rec.scan_ref, rec.type, rec.method,
                       rec.request)  # fmt: skip
             self.run(self._create(next_token, new))
             self.recs[next_token] = new
@@ -440,6 +460,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert linked == expected
         if expected and rec is not None:
             rec.state, rec.next = "CONSUMED", next_token
+            rec.consumed_as = "retried" if next_token else "retry_failed"
         return multiple(next_token) if next_token else multiple()
 
     # -- time travel and damage ----------------------------------------------------------------

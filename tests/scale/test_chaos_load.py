@@ -92,7 +92,8 @@ class Result:
     delivered: list[int | None] = field(default_factory=list)  # provider's answer per webhook
     early_finish: int | None = None  # delayed: the status of the finish before the webhook
     early_location: str = ""
-    second_finish: int | None = None  # a finish after the answer: 410, the challenge is used
+    second_finish: int | None = None  # a finish after the answer: it repeats the answer
+    repeated: list[dict[str, str]] = field(default_factory=list)
 
 
 def plans() -> list[Plan]:
@@ -137,11 +138,13 @@ class Driver:
         delivered: int | None = response.json()["delivered"]
         return delivered
 
-    async def finish(self, browser: httpx.AsyncClient, token: str, result: Result) -> int:
+    async def finish(
+        self, browser: httpx.AsyncClient, token: str, result: Result, *, repeat: bool = False
+    ) -> int:
         response = await browser.get(f"/challenge/{token}/finish")
         location = response.headers.get("location", "")
         if response.status_code == 303 and location.startswith(REDIRECT_URI):
-            result.answers.append(query(location))
+            (result.repeated if repeat else result.answers).append(query(location))
         return response.status_code
 
     async def redeem(self, code: str, verifier: str) -> httpx.Response:
@@ -189,8 +192,8 @@ class Driver:
                 result.delivered.append(resent)
             else:
                 await self.finish(browser, token, result)
-            # The user reloads, or a second tab finishes: never a second answer.
-            result.second_finish = await self.finish(browser, token, result)
+            # The user reloads, or the response was lost: the same answer, never another one.
+            result.second_finish = await self.finish(browser, token, result, repeat=True)
 
         for answer in [a for a in result.answers if "code" in a]:
             first = await self.redeem(answer["code"], verifier)
@@ -242,8 +245,11 @@ def judge(result: Result) -> list[str]:
         problems.append("doubled")
     if any("code" in a for a in result.answers) and result.second_redemption != 400:
         problems.append(f"a replayed code gave {result.second_redemption}, not 400")
-    if result.second_finish != 410:
-        problems.append(f"a finish after the answer gave {result.second_finish}, not 410")
+    if result.second_finish != 303 or result.repeated != result.answers:
+        problems.append(
+            f"a finish after the answer gave {result.second_finish} {result.repeated},"
+            f" not the same answer {result.answers}"
+        )
     if any(status != 200 for status in result.delivered):
         problems.append(f"webhooks not accepted: {result.delivered}")
     if plan.chaos == "delayed" and not (

@@ -4,13 +4,13 @@ OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is
 (invariant 5); after that every refusal is a redirect with ``error``, ``stepup_error``,
 ``state`` and ``iss``.
 
-Abuse limits (``challenge.limits``, Redis counters): every request counts against its client
-IP first; over the limit, a request whose client_id and redirect_uri (plain query or form
+Abuse limits (``challenge.limits``, see ``limits``): an address with too many recent failures
+is refused first; then a request whose client_id and redirect_uri (plain query or form
 parameters) are registered gets a ``rate_limited`` redirect, anything else a 429 page with
-``Retry-After``, before any further work. Then, in one round trip per identity, a locked-out
-subject is refused (``subject_locked``), requests count per subject, and challenge creation,
-which spends vendor credits, counts per subject and per IP before the vendor is called. A
-challenge that succeeds gives back what its request spent (the webhook refunds it).
+``Retry-After``, before any further work. A refused request counts as one failure of its
+address; a request that opens a challenge counts nothing. Then a locked-out subject, or one
+with too many failed checks of its own, is refused (``subject_locked``, ``rate_limited``), and
+an address holding too many open challenges opens no more (each spends vendor credit).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
 from ..idenfy.outcomes import Outcome
-from ..limits import hit, ip_identity
+from ..limits import check, count_address_failure, ip_identity, open_wait, opened
 from ..oidc.requests import AuthlibRequest
 from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
 from ..runtime import Runtime
@@ -36,6 +36,7 @@ from .common import (
     NO_STORE,
     BadForm,
     error_page,
+    error_params,
     log,
     outcome_redirect,
     read_form,
@@ -46,17 +47,35 @@ from .common import (
 
 async def authorize(request: Request) -> Response:
     rt = runtime(request)
+    if request.method == "HEAD":
+        # A HEAD (a link checker, a prefetch) must not open a vendor session.
+        return Response(status_code=405, headers={"Allow": "GET, POST", **NO_STORE})
     ip = ip_identity(request, rt)
-    spent: list[str] = []  # the rate-limit counters this request spent (refunded on success)
-    blocked = await _ip_gate(rt, ip, spent)
+    blocked = await _ip_gate(rt, ip)
+    response, failed = await _answer(request, rt, ip, blocked)
+    if failed:
+        try:
+            await count_address_failure(rt, ip)
+        except StoreUnavailable:
+            log.warning("a refused /authorize was not counted: Redis unavailable")
+    return response
+
+
+async def _answer(
+    request: Request, rt: Runtime, ip: str, blocked: _Blocked | None
+) -> tuple[Response, bool]:
+    """The response, and whether it is a refusal that counts against the caller's address."""
     try:
         params = await _params(request, rt)
     except BadForm as exc:
         if blocked is not None:
-            return _blocked_page(rt, blocked)
-        return error_page(rt, exc.status_code, "Bad request", exc.description, "invalid_request")
+            return _blocked_page(rt, blocked), False
+        if exc.params is not None:
+            return _repeated(rt, exc.params, exc.description), True
+        page = error_page(rt, exc.status_code, "Bad request", exc.description, "invalid_request")
+        return page, True
     if blocked is not None:
-        return _blocked(rt, params, blocked)
+        return _blocked(rt, params, blocked), False
     oauth = AuthlibRequest(
         request.method, f"{rt.settings.issuer}/authorize", params, request.headers,
         form=request.method == "POST",
@@ -64,17 +83,17 @@ async def authorize(request: Request) -> Response:
     try:
         grant = rt.server.get_consent_grant(oauth, end_user=None)
     except OAuth2Error as exc:
-        return _protocol_error(rt, oauth, exc)
+        return _protocol_error(rt, oauth, exc), True
     except ValueError:
         # authlib copies an unsupported response_type or an unregistered redirect_uri into
         # its error_description and refuses (ValueError) when the value has characters RFC
         # 6749 §5.2 does not allow there: the request is malformed either way.
-        return _malformed(rt, oauth)
+        return _malformed(rt, oauth), True
     try:
         req = _step_up_request(rt, oauth, grant)
     except Refusal as exc:
-        return _refusal(rt, oauth, exc)
-    return await _open_challenge(rt, req, ip, spent)
+        return _refusal(rt, oauth, exc), True
+    return await _open_challenge(rt, req, ip)
 
 
 # -- abuse limits ------------------------------------------------------------------------------
@@ -89,37 +108,60 @@ class _Blocked:
     retry_after: float = 0.0
 
 
-async def _ip_gate(rt: Runtime, ip: str, spent: list[str]) -> _Blocked | None:
+async def _ip_gate(rt: Runtime, ip: str) -> _Blocked | None:
+    """An address with too many recent failures is refused before any further work (a read:
+    this request itself counts only if it, too, fails)."""
     try:
-        wait = (await hit(rt, ip, ("authorize_per_ip",), spent)).wait
+        wait = (await check(rt, ip, "failures_per_ip")).wait
     except StoreUnavailable:
         return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
     if wait:
         log.warning("authorize rate limit hit", extra={"event": "stepup.rate_limited",
-                                                       "limit": "authorize_per_ip"})  # fmt: skip
+                                                       "limit": "failures_per_ip"})  # fmt: skip
         return _Blocked(rt.outcomes["RATE_LIMITED"], 429, wait)
     return None
 
 
+def _registered(rt: Runtime, params: dict[str, list[str]]) -> tuple[str, str] | None:
+    """client_id and redirect_uri, when both are single plain parameters and registered."""
+    client_ids, uris = params.get("client_id") or [], params.get("redirect_uri") or []
+    if len(client_ids) != 1 or len(uris) != 1:
+        return None
+    client = rt.settings.client(client_ids[0])
+    if client is None or uris[0] not in client.redirect_uris:
+        return None
+    return client_ids[0], uris[0]
+
+
+def _single_state(params: dict[str, list[str]]) -> str | None:
+    states = params.get("state") or []
+    return states[0] if len(states) == 1 else None
+
+
 def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked) -> Response:
-    """A redirect when client_id and redirect_uri are registered (invariant 5), else a page.
+    """A redirect when client_id and redirect_uri are registered, else a page.
 
     Only plain parameters are looked at: under a flood, no request object or hint is verified.
     """
-    client_id = (params.get("client_id") or [""])[0]
-    redirect_uri = (params.get("redirect_uri") or [""])[0]
-    client = rt.settings.client(client_id) if client_id else None
-    if client is None or redirect_uri not in client.redirect_uris:
+    registered = _registered(rt, params)
+    if registered is None:
         return _blocked_page(rt, blocked)
     outcome = blocked.outcome
-    query = [
-        ("error", outcome.error),
-        ("error_description", outcome.description),
-        ("stepup_error", outcome.stepup_error),
-    ]
-    state = params["state"][0] if params.get("state") else None
-    response = redirect_to_client(rt, client_id, redirect_uri, query, state, error=True)
+    response = redirect_to_client(
+        rt, *registered, error_params(outcome), _single_state(params), error=True
+    )
     return _with_retry_after(response, blocked.retry_after)
+
+
+def _repeated(rt: Runtime, params: dict[str, list[str]], description: str) -> Response:
+    """A repeated parameter (RFC 6749 §3.1) is reported to a registered redirect_uri when
+    client_id and redirect_uri themselves are single and registered; otherwise a page."""
+    registered = _registered(rt, params)
+    if registered is None:
+        return error_page(rt, 400, "Bad request", description, "invalid_request")
+    query = [("error", "invalid_request"), ("error_description", description),
+             ("stepup_error", "invalid_request")]  # fmt: skip
+    return redirect_to_client(rt, *registered, query, _single_state(params), error=True)
 
 
 def _blocked_page(rt: Runtime, blocked: _Blocked) -> Response:
@@ -135,17 +177,10 @@ def _with_retry_after(response: Response, seconds: float) -> Response:
     return response
 
 
-async def _subject_gate(
-    rt: Runtime, req: StepUpRequest, enrolled: bool, spent: list[str]
-) -> Response | None:
-    """A locked-out subject is refused; then the request counts against its subject, and, when
-    it will open a challenge, so does the challenge (one round trip)."""
-    names = (
-        ("authorize_per_subject", "challenges_per_subject")
-        if enrolled
-        else ("authorize_per_subject",)
-    )
-    found = await hit(rt, req.subject, names, spent, lock=True)
+async def _subject_gate(rt: Runtime, req: StepUpRequest) -> Response | None:
+    """A locked-out subject, or one with too many failed checks of its own, is refused. A read:
+    whoever sends the request, it adds nothing to the subject's state."""
+    found = await check(rt, req.subject, "failures_per_subject", lock=True)
     if found.locked:
         return outcome_redirect(rt, req, rt.outcomes["SUBJECT_LOCKED"])
     if found.wait:
@@ -173,7 +208,9 @@ async def _params(request: Request, rt: Runtime) -> dict[str, list[str]]:
     if repeated:
         # RFC 6749 §3.1: parameters MUST NOT be included more than once. Which copy a
         # component reads must never be a question, so the request is refused outright.
-        raise BadForm(400, f"The parameter {repeated[0]} is included more than once.")
+        raise BadForm(
+            400, f"The parameter {repeated[0]} is included more than once.", params=params
+        )
     return params
 
 
@@ -276,18 +313,20 @@ def _max_age(raw: str | None) -> int | None:
     return int(raw)
 
 
-async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[str]) -> Response:
+async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str) -> tuple[Response, bool]:
     """Directory → limits → check-status → new vendor session → PENDING challenge → page."""
     try:
         scan_ref = await _scan_ref(rt, req.subject)
-        refused = await _subject_gate(rt, req, scan_ref is not None, spent)
+        refused = await _subject_gate(rt, req)
         if refused is not None:
-            return refused
+            return refused, True
         if scan_ref is None:
-            return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
-        # Each challenge spends vendor credits: both limits are checked before iDenfy is called.
-        if (await hit(rt, ip, ("challenges_per_ip",), spent)).wait:
-            return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
+            return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"]), True
+        # Each challenge spends vendor credits: the cap is checked before iDenfy is called.
+        if await open_wait(rt, ip):
+            limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
+            log.warning("open challenge cap hit", extra=limit)
+            return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"]), False
         check_type = await rt.vendor.check_status(scan_ref, req.method)
         req = replace(req, scan_ref=scan_ref, check_type=check_type)
         lifetime = rt.settings.idenfy.token_lifetime
@@ -295,21 +334,22 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str, spent: list[
             scan_ref, check_type, req.method, lifetime, rt.settings.idenfy.locale
         )
         secret = rt.binder.new_secret()
+        expires_at = int(time.time()) + lifetime
         await rt.store.create_challenge(
-            token, req, binding=rt.binder.binding(secret), attempt=1,
-            expires_at=int(time.time()) + lifetime,
-            ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent), ip=ip,
+            token, req, binding=rt.binder.binding(secret), attempt=1, expires_at=expires_at,
+            ttl=lifetime + rt.settings.challenge.grace_seconds, ip=ip,
         )  # fmt: skip
+        await opened(rt, ip, token, expires_at)
     except VendorNotEnrolled:
-        return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"])
+        return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"]), True
     except VendorUnavailable as exc:
         log.warning("iDenfy unavailable at /authorize: %s", exc)
-        return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
+        return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"]), False
     except StoreUnavailable:
-        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"])
+        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"]), False
     response = RedirectResponse(f"/challenge/{token}", status_code=303, headers=NO_STORE)
     rt.binder.attach(response, token, secret)
-    return response
+    return response, False
 
 
 async def _scan_ref(rt: Runtime, subject: str) -> str | None:

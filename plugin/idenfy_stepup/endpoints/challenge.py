@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..idenfy.client import VendorError, valid_token
-from ..limits import hit, ip_identity
+from ..limits import check, ended, ip_identity, open_wait, opened
 from ..runtime import Runtime
 from ..stepup import StepUpRequest
-from ..store import StoreUnavailable, Verdict, new_secret_for
+from ..store import StoreUnavailable, Verdict, code_for
 from .common import (
     NO_STORE,
     error_page,
@@ -33,6 +33,10 @@ from .common import (
 
 FORBIDDEN = ("This check belongs to another browser", "Start again from the application.")
 GONE = ("This check has ended", "It expired or was already used. Start again from the application.")
+DONE = (
+    "This check is complete",
+    "The application already has its result. You can close this page.",
+)
 
 
 def _token(request: Request) -> str:
@@ -109,14 +113,23 @@ async def give_up(request: Request) -> Response:
 
 async def _conclude(request: Request, mode: str) -> Response:
     rt, token = runtime(request), _token(request)
-    binding = rt.binder.binding_of(request, token)
+    if request.method == "HEAD":
+        # A HEAD (a prefetch, a link checker) never consumes anything.
+        return Response(status_code=405, headers={"Allow": "GET", **NO_STORE})
+    secret = rt.binder.secret_of(request, token)
+    binding = rt.binder.binding(secret) if secret else ""
     max_attempts = rt.settings.challenge.max_attempts
-    code = new_secret_for(token)  # issued only if this finish consumes an approval
+    # Issued only if this finish consumes an approval; the same browser's repeated finish
+    # derives the same code, so a lost response is answered again (see Store.finish).
+    code = code_for(token, secret) if secret else ""
     lifetime = rt.settings.challenge.code_lifetime
     try:
         verdict = await rt.store.finish(
             token, binding, mode=mode, max_attempts=max_attempts, code=code, code_lifetime=lifetime
         )
+        if verdict.ip:
+            # An ending no webhook decided (expired, canceled): it counts once, here.
+            await ended(rt, verdict.ip, token, failure=True)
     except StoreUnavailable:
         return _store_down(rt)
     return await _answer(rt, token, verdict, code)
@@ -139,7 +152,8 @@ async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> 
         return _see_other(f"/challenge/{verdict.detail}")
     if verdict.kind == "pending":
         return _see_other(f"/challenge/{token}")
-    return error_page(rt, 410, *GONE, "challenge_consumed")
+    # An approval whose code was redeemed (or expired): the RP has had its answer.
+    return error_page(rt, 410, *DONE, "challenge_consumed")
 
 
 def _known(rt: Runtime, name: str) -> str:
@@ -190,23 +204,36 @@ async def retry(request: Request) -> Response:
             # A second click (double click, reload): the same next attempt, with its cookie,
             # since the browser may never have seen the first answer.
             return _to_attempt(rt, claim.detail, secret)
+        if claim.kind == "consumed":
+            # Ended without a next attempt: the finish URL repeats how it ended.
+            return _see_other(f"/challenge/{token}/finish")
         if claim.kind != "claimed" or claim.request is None:
             return await _answer(rt, token, _after_refused_claim(claim))
         req, attempt = claim.request, int(claim.detail) + 1
-        # A new attempt spends vendor credits like a new challenge: same limits, checked first.
-        spent: list[str] = []
+        # A new attempt spends vendor credits like a new challenge: same limits, checked first
+        # (the failure that led here was counted when its webhook landed).
         ip = ip_identity(request, rt)
-        for name, identity in (("challenges_per_subject", req.subject), ("challenges_per_ip", ip)):
-            if (await hit(rt, identity, (name,), spent)).wait:
-                await rt.store.link_retry(token, None)
-                return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
-        next_token = await _new_attempt(rt, req, binding, attempt, spent, ip)
+        refused = await _retry_refused(rt, req, ip)
+        if refused is not None:
+            await rt.store.link_retry(token, None)
+            return outcome_redirect(rt, req, rt.outcomes[refused])
+        next_token = await _new_attempt(rt, req, binding, attempt, ip)
         await rt.store.link_retry(token, next_token)
     except StoreUnavailable:
         return _store_down(rt)
     if next_token is None:
         return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
     return _to_attempt(rt, next_token, secret)
+
+
+async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> str | None:
+    """The outcome refusing a new attempt, if a limit does."""
+    found = await check(rt, req.subject, "failures_per_subject", lock=True)
+    if found.locked:
+        return "SUBJECT_LOCKED"
+    if found.wait or (await check(rt, ip, "failures_per_ip")).wait or await open_wait(rt, ip):
+        return "RATE_LIMITED"
+    return None
 
 
 def _to_attempt(rt: Runtime, next_token: str, secret: str) -> Response:
@@ -242,7 +269,7 @@ def _after_refused_claim(claim: Verdict) -> Verdict:
 
 
 async def _new_attempt(
-    rt: Runtime, req: StepUpRequest, binding: str, attempt: int, spent: list[str], ip: str
+    rt: Runtime, req: StepUpRequest, binding: str, attempt: int, ip: str
 ) -> str | None:
     lifetime = rt.settings.idenfy.token_lifetime
     try:
@@ -252,9 +279,10 @@ async def _new_attempt(
     except VendorError as exc:
         log.warning("iDenfy unavailable on retry: %s", exc)
         return None
+    expires_at = int(time.time()) + lifetime
     await rt.store.create_challenge(
-        token, req, binding=binding, attempt=attempt,
-        expires_at=int(time.time()) + lifetime,
-        ttl=lifetime + rt.settings.challenge.grace_seconds, limits=tuple(spent), ip=ip,
+        token, req, binding=binding, attempt=attempt, expires_at=expires_at,
+        ttl=lifetime + rt.settings.challenge.grace_seconds, ip=ip,
     )  # fmt: skip
+    await opened(rt, ip, token, expires_at)
     return token

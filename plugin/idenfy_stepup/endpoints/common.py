@@ -18,12 +18,16 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class BadForm(Exception):
-    """The request body is not a form we can read (too large, wrong type, not UTF-8)."""
+    """The request is not one we can read (too large, wrong type, not UTF-8, repeated
+    parameters). ``params``: what was read, when it was (repeated parameters)."""
 
-    def __init__(self, status_code: int, description: str) -> None:
+    def __init__(
+        self, status_code: int, description: str, params: dict[str, list[str]] | None = None
+    ) -> None:
         super().__init__(description)
         self.status_code = status_code
         self.description = description
+        self.params = params
 
 
 def runtime(request: Request) -> Runtime:
@@ -56,24 +60,19 @@ def redirect_to_client(
     return RedirectResponse(add_query(redirect_uri, params), status_code=303, headers=NO_STORE)
 
 
-def error_redirect(
-    rt: Runtime,
-    req: StepUpRequest,
-    error: str,
-    description: str,
-    stepup_error: str,
-) -> Response:
-    params = [
-        ("error", error),
-        ("error_description", description),
-        ("stepup_error", stepup_error),
+def error_params(outcome: Outcome) -> list[tuple[str, str]]:
+    """The error triple of an outcome, as the RP receives it."""
+    return [
+        ("error", outcome.error),
+        ("error_description", outcome.description),
+        ("stepup_error", outcome.stepup_error),
     ]
-    return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=True)
 
 
 def outcome_redirect(rt: Runtime, req: StepUpRequest, outcome: Outcome) -> Response:
     log_outcome(req, outcome.stepup_error, outcome.error)
-    return error_redirect(rt, req, outcome.error, outcome.description, outcome.stepup_error)
+    params = error_params(outcome)
+    return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=True)
 
 
 def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> None:

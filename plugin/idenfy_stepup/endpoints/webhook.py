@@ -5,10 +5,11 @@ anything in it (401), then content type (415), event type and JSON (400). The tr
 Lua script: duplicates, replays and late deliveries cannot change a terminal state (invariant
 4). Unknown tokens get 200 so the vendor stops retrying; Redis down gets 503 so it retries.
 
-After the transition: a spoofing signal (FAKE_FACE, VIRTUAL_CAMERA, FAKE_CAPTURE) locks the
-challenge's subject out for ``challenge.limits.spoof_lockout_seconds``; if that write fails the
-answer is 503, and the vendor's retry (a duplicate) sets the lock then. A success gives back the
-rate-limit counters its request spent.
+After the transition (see ``limits``): the challenge is no longer open for its address; a
+denial counts as a failure of that address and, for a failed face check whose subject a signed
+hint named, of that subject; a spoofing signal (FAKE_FACE, VIRTUAL_CAMERA, FAKE_CAPTURE) on
+such a challenge locks its subject out for ``challenge.limits.spoof_lockout_seconds``. If the
+lock cannot be written the answer is 503, and the vendor's retry (a duplicate) sets it then.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..idenfy.outcomes import LOCKOUT_OUTCOMES
+from ..idenfy.outcomes import FAIL_REASONS, LOCKOUT_OUTCOMES
 from ..idenfy.webhook import (
     EVENT_TYPE,
     WebhookEvent,
@@ -25,8 +26,10 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
+from ..limits import ended
 from ..netpolicy import allowed
 from ..runtime import Runtime
+from ..stepup import StepUpRequest
 from ..store import StoreUnavailable, WebhookResult
 from .common import BadForm, log, read_body, runtime
 
@@ -46,11 +49,12 @@ async def idenfy_webhook(request: Request) -> Response:
         if applied.result == "applied":
             # A browser waiting on this process hears it now; others through the channel.
             rt.notifier.wake(event.token)
-        await _lock_out(rt, event.token, applied)
+        counted = await _counted_request(rt, event.token, applied)
+        await _lock_out(rt, counted, applied)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")
         return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
-    await _refund(rt, applied)
+    await _count_ending(rt, event, applied, counted)
     _log(event, applied.result, applied.detail)
     return JSONResponse({"result": applied.result})
 
@@ -87,35 +91,46 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
     )
 
 
-async def _lock_out(rt: Runtime, token: str, applied: WebhookResult) -> None:
-    """Lock the subject after a spoofing signal; a redelivery only sets a lock that is missing."""
+async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> StepUpRequest | None:
+    """The challenge's request, when this webhook's ending may count against its subject."""
+    if applied.result not in ("applied", "duplicate", "ignored") or applied.state == "APPROVED":
+        return None
+    if applied.outcome not in FAIL_REASONS and applied.outcome != "UNKNOWN":
+        return None  # expired, canceled: not a failed face check of the subject's own
+    request = await rt.store.challenge_request(token)
+    return request if request is not None and request.verified else None
+
+
+async def _lock_out(rt: Runtime, request: StepUpRequest | None, applied: WebhookResult) -> None:
+    """Lock the subject after a spoofing signal in a check a signed hint asked for (a claimed
+    login_hint can neither set nor extend a lock); a redelivery only sets a missing lock."""
     seconds = rt.settings.challenge.limits.spoof_lockout_seconds
-    if not seconds or applied.outcome not in LOCKOUT_OUTCOMES:
-        return
-    if applied.result not in ("applied", "duplicate", "ignored"):
-        return
-    subject = await rt.store.challenge_subject(token)
-    if not subject:
+    if not seconds or request is None or applied.outcome not in LOCKOUT_OUTCOMES:
         return
     fresh = applied.result == "applied"
-    await rt.store.lock_subject(subject, seconds, extend=fresh)
+    await rt.store.lock_subject(request.subject, seconds, extend=fresh)
     if fresh:
         log.warning(
             "subject locked out after %s",
             applied.outcome,
-            extra={"event": "stepup.subject_locked", "subject": subject,
+            extra={"event": "stepup.subject_locked", "subject": request.subject,
                    "outcome": applied.outcome, "seconds": seconds},
         )  # fmt: skip
 
 
-async def _refund(rt: Runtime, applied: WebhookResult) -> None:
-    """A success never counts against a limit. Best effort: the approval stands regardless."""
-    if applied.result != "applied" or applied.state != "APPROVED" or not applied.limits:
+async def _count_ending(
+    rt: Runtime, event: WebhookEvent, applied: WebhookResult, request: StepUpRequest | None
+) -> None:
+    """Best effort, once (only the delivery that applied the transition counts): the decision
+    stands whether or not its counters could be written."""
+    if applied.result != "applied":
         return
     try:
-        await rt.store.refund_rates(applied.limits)
+        await ended(
+            rt, applied.ip, event.token, failure=applied.state != "APPROVED", failed_check=request
+        )
     except StoreUnavailable:
-        log.warning("rate-limit refund skipped: Redis unavailable")
+        log.warning("abuse-limit counters not updated: Redis unavailable")
 
 
 def _reject(status_code: int, reason: str) -> Response:
