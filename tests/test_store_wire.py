@@ -26,7 +26,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from idenfy_stepup import store_wire
 from idenfy_stepup.stepup import StepUpRequest
-from idenfy_stepup.store import Store, StoreUnavailable, spent_entry
+from idenfy_stepup.store import Store, StoreUnavailable, tag
 from idenfy_stepup.store_wire import WireRedis
 
 from .conftest import RedisProcess
@@ -631,7 +631,7 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     r.script_flush()  # the scripts must be loaded again (NOSCRIPT)
     await store.create_challenge(
         TOKEN, REQUEST, binding=BINDING, attempt=2, expires_at=expires_at, ttl=300,
-        limits=("t1:a", "t1:b", "t2:c"),
+        ip="203.0.113.9",
     )  # fmt: skip
     out.append(await store.peek(TOKEN, BINDING, full=True))
     out.append(await store.peek(TOKEN, BINDING))
@@ -641,20 +641,25 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     out.append(r.hgetall(store.challenge_key(TOKEN)))
     out.append(r.get(store.request_key(TOKEN)))
     out.append(299_000 < r.pttl(store.challenge_key(TOKEN)) <= 300_000)
-    out.append(await store.challenge_subject(TOKEN))
+    request = await store.challenge_request(TOKEN)
+    out.append(request.subject if request is not None else None)
     out.append(await store.get_subject("alice"))
     hits = [await store.hit_limits("bob", [("m", 2, 60)]) for _ in range(3)]
     out.append([(hit.locked, hit.index, hit.wait > 0) for hit in hits])
     out.append(await store.finish(TOKEN, BINDING, mode="cancel", max_attempts=3))
     out.append(await store.peek(TOKEN, BINDING, full=True))
-    # Refunds for two identities at once (one script on a single server, one per identity
-    # otherwise): each counter gives one hit back, an identity never hit stays absent.
-    await store.hit_limits("carol", [("as", 5, 60), ("cs", 5, 60)])
-    await store.refund_rates(
-        (spent_entry("bob", ["m"]), spent_entry("carol", ["as"]), spent_entry("carol", ["cs"]),
-         spent_entry("nobody", ["as"]))
+    # A check counts nothing; an address's open challenges: added, expired, ended.
+    checks = [await store.hit_limits("bob", [("m", 2, 60)], add=False) for _ in range(2)]
+    out.append([(hit.index, hit.wait > 0) for hit in checks])
+    carol = tag("carol")
+    out.append(
+        [await store.open_challenges(carol, "add", "t1", expires_at),
+         await store.open_challenges(carol, "add", "t2", expires_at),
+         await store.open_challenges(carol, "add", "t0", 1),  # its session has expired
+         await store.open_challenges(carol),
+         await store.open_challenges(carol, "remove", "t1")]
     )  # fmt: skip
-    for who in ("bob", "carol", "nobody"):
+    for who in ("bob", "nobody"):
         counters = r.hgetall(store.rate_key(who))
         out.append({k: v for k, v in counters.items() if not k.endswith((b":e", b"x"))})
     return out
@@ -689,9 +694,10 @@ async def test_store_answers_the_same_with_and_without_the_wire(
         assert without[17] == [(False, -1, False), (False, -1, False), (False, 0, True)]
         assert without[18].kind == "canceled" and without[18].request == REQUEST
         assert without[19].state == "CONSUMED"
-        assert without[20] == {b"m": b"2"}  # three hits, one given back
-        assert without[21] == {b"as": b"0", b"cs": b"0"}
-        assert without[22] == {}
+        assert without[20] == [(0, True), (0, True)]  # over the limit, and still three
+        assert without[21] == [1, 2, 2, 2, 1]
+        assert without[22] == {b"m": b"3"}
+        assert without[23] == {}
         # The wired store's hot path really is the wire: closed, it fails closed.
         await wire.aclose()
         assert await wired.ping() is False
