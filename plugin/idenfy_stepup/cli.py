@@ -82,6 +82,7 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uv
         log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
         http=http_edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ws="none",  # no WebSocket route anywhere: an upgrade would only leave the edge's watch
     )  # fmt: skip
 
 
