@@ -15,7 +15,7 @@ import uvicorn
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
-from . import checks, logs
+from . import checks, http_edge, logs
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .store import Store
@@ -63,11 +63,26 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Config:
-    """uvloop and httptools (``uvicorn[standard]``), no access log: our own logs say enough."""
+    """uvloop and httptools (``uvicorn[standard]``) behind the edge's limits, no access log.
+
+    Every server (provider, worker, simulator, demo app) is configured here, so each gets the
+    ``server:`` edge limits; the connection cap stays below this process' file descriptors.
+    """
+    server = settings.server
+    limits = http_edge.EdgeLimits(
+        header_timeout=server.header_timeout,
+        body_timeout=server.body_timeout,
+        max_header_bytes=server.max_header_bytes,
+        max_request_line_bytes=server.max_request_line_bytes,
+        max_connections=http_edge.connection_cap(server.max_connections,
+                                                 http_edge.raise_fd_limit()),
+    )  # fmt: skip
     return uvicorn.Config(
-        app, host=host, port=port, log_level=settings.server.log_level, access_log=False,
+        app, host=host, port=port, log_level=server.log_level, access_log=False,
         log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
-        http="httptools", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=http_edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ws="none",  # no WebSocket route anywhere: an upgrade would only leave the edge's watch
     )  # fmt: skip
 
 

@@ -55,10 +55,19 @@ class ServerSettings(_Model):
     max_form_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: tuple[str, ...] = ()
     workers: int = Field(1, ge=1, le=64)
+    # The HTTP edge (http_edge.py): slow and oversized requests are cut off before the app.
+    header_timeout: float = Field(15.0, ge=1.0, le=300.0)
+    body_timeout: float = Field(30.0, ge=1.0, le=600.0)
+    keep_alive_timeout: int = Field(5, ge=1, le=300)
+    max_header_bytes: int = Field(16384, ge=1024, le=1024 * 1024)
+    max_request_line_bytes: int = Field(8192, ge=256, le=1024 * 1024)
+    max_connections: int = Field(16384, ge=16, le=1_000_000)
 
     @model_validator(mode="after")
     def _networks(self) -> ServerSettings:
         _check_networks(self.trusted_proxies)
+        if self.max_request_line_bytes > self.max_header_bytes:
+            raise ValueError("max_request_line_bytes cannot exceed max_header_bytes")
         return self
 
 

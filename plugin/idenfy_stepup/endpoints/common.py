@@ -6,7 +6,8 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..idenfy.outcomes import Outcome
@@ -117,11 +118,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BadForm(413, "The request body is too large.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadForm(413, "The request body is too large.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadForm(413, "The request body is too large.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left (or the edge cut off a stalled body): nobody hears the answer, and
+        # it is no fault of ours, so no error line. The HTTPException handler answers quietly.
+        log.debug("client closed the connection mid-body", extra={"event": "http.client_gone"})
+        raise HTTPException(400, "The client closed the connection mid-body.") from None
     return b"".join(chunks)
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..config import SimulatorSettings
 from .delivery import Deliverer, webhook_body
@@ -111,11 +111,14 @@ async def read_object(request: Request) -> dict[str, Any] | None:
     """The request's JSON object, or None when the body is too large, not JSON or not an object."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BYTES:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_JSON_BYTES:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:  # the caller's answer goes nowhere; no traceback in the log
+        return None
     try:
         data = json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError):

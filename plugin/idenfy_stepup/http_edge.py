@@ -1,0 +1,257 @@
+"""The HTTP edge: deadlines, size limits and a connection cap in front of uvicorn's httptools.
+
+uvicorn's httptools protocol has no deadline for a request's headers (only an idle timer armed
+after a response), no limit on their size (httptools buffers a header until its end), and its
+``limit_concurrency`` only answers 503 once a request's headers are complete, so sockets that
+never finish them are never refused. ``EdgeProtocol`` adds all three at the asyncio-protocol
+level, where a slow or oversized request costs no task and never reaches the app:
+
+* a connection gets ``header_timeout`` seconds (from its opening, or from the end of the
+  previous response) to complete a request's headers, then it is closed (408 if it had
+  started one); a body gets ``body_timeout`` seconds after its headers (408, closed);
+* more than ``max_header_bytes`` before the end of the headers is 431; a request target longer
+  than ``max_request_line_bytes`` is 414 (RFC 9112 §3); both answer and close;
+* past ``max_connections`` a new connection evicts the connection that has waited longest for
+  its headers (a slow client, or an idle keep-alive one); when every connection is busy with a
+  request, the newcomer gets 503 with ``Retry-After`` and is closed.
+
+The deadlines cost no timer per request: connections waiting for headers (and bodies being
+read) sit in insertion-ordered dicts, oldest first, and one sweep every ``TICK`` seconds closes
+those at the front whose deadline has passed. Per request that is two dict writes and a clock
+read (uvloop caches it per loop iteration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+log = logging.getLogger("idenfy_stepup")
+
+TICK = 0.5  # seconds between sweeps: deadlines are kept to within this
+# File descriptors kept for everything that is not a client connection: Redis and vendor
+# connections, the listening sockets, log files, the embedded Redis' pipes.
+FD_RESERVE = 1024
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    header_timeout: float
+    body_timeout: float
+    max_header_bytes: int
+    max_request_line_bytes: int
+    max_connections: int
+
+
+def raise_fd_limit() -> int:
+    """Raise this process' soft RLIMIT_NOFILE to its hard limit; return the soft limit now.
+
+    Children (workers, the simulator) inherit it. A hard limit of "unlimited" is left alone:
+    some kernels refuse a soft limit that large.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # pragma: no cover - a sandbox may refuse
+            pass
+    return soft
+
+
+def connection_cap(wanted: int, fd_limit: int) -> int:
+    """``wanted``, lowered so that client sockets can never use up the file descriptors."""
+    reserve = max(64, min(FD_RESERVE, fd_limit // 4))
+    return max(1, min(wanted, fd_limit - reserve))
+
+
+@dataclass
+class Edge:
+    """What one server's connections share: the limits and who waits for what, oldest first."""
+
+    limits: EdgeLimits
+    waiting: dict[EdgeProtocol, float] = field(default_factory=dict)  # headers not complete
+    reading: dict[EdgeProtocol, float] = field(default_factory=dict)  # body not complete
+    sweeping: asyncio.TimerHandle | None = None
+
+    def wait_for_headers(self, conn: EdgeProtocol) -> None:
+        self.waiting[conn] = conn.loop.time()
+        if self.sweeping is None:
+            self.sweeping = conn.loop.call_later(TICK, self.sweep, conn.loop)
+
+    def read_body(self, conn: EdgeProtocol) -> None:
+        self.reading[conn] = conn.loop.time()
+        if self.sweeping is None:
+            self.sweeping = conn.loop.call_later(TICK, self.sweep, conn.loop)
+
+    def forget(self, conn: EdgeProtocol) -> None:
+        self.waiting.pop(conn, None)
+        self.reading.pop(conn, None)
+
+    def evict_one(self) -> bool:
+        """Close the connection that has waited longest for its headers, if there is one."""
+        conn = next(iter(self.waiting), None)
+        if conn is None:
+            return False
+        del self.waiting[conn]
+        log.debug("connection cap reached: closing the longest-waiting connection",
+                  extra={"event": "http.evicted"})  # fmt: skip
+        conn.transport.close()
+        return True
+
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for table, timeout, expire in (
+            (self.waiting, self.limits.header_timeout, EdgeProtocol.headers_expired),
+            (self.reading, self.limits.body_timeout, EdgeProtocol.body_expired),
+        ):
+            cutoff = now - timeout
+            while table:
+                conn, since = next(iter(table.items()))
+                if since > cutoff:
+                    break
+                del table[conn]
+                expire(conn)
+        busy = self.waiting or self.reading
+        self.sweeping = loop.call_later(TICK, self.sweep, loop) if busy else None
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; the answer is in ``EdgeProtocol.refusal``."""
+
+
+def _plain(status: int, message: str, *extra: bytes) -> bytes:
+    body = message.encode("ascii")
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            *extra,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+TOO_MANY = _plain(503, "Too many connections.", b"retry-after: 1\r\n")
+TIMEOUT = _plain(408, "The request took too long to arrive.")
+TOO_LARGE = {
+    414: _plain(414, "The request target is too long."),
+    431: _plain(431, "The request headers are too large."),
+}
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the edge's deadlines, size limits and cap."""
+
+    edge: ClassVar[Edge]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.url = b""
+        self.header_bytes = 0  # bytes read since the last request ended, while in its headers
+        self.counting = True
+        self.refusal = 0
+        edge = self.edge
+        if len(self.connections) > edge.limits.max_connections and not edge.evict_one():
+            log.debug("connection refused: every connection is busy",
+                      extra={"event": "http.refused"})  # fmt: skip
+            transport.write(TOO_MANY)
+            transport.close()
+            return
+        edge.wait_for_headers(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.edge.forget(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, with the size check around the parser and its own refusals answered.
+        if self.counting:
+            self.header_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self.refusal:
+                self._refuse(self.refusal)
+            else:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+            return
+        if self.counting and self.header_bytes > self.edge.limits.max_header_bytes:
+            # Still in the headers and already too many bytes: answer before buffering more.
+            limits = self.edge.limits
+            self._refuse(414 if len(self.url) > limits.max_request_line_bytes else 431)
+
+    def on_headers_complete(self) -> None:
+        limits = self.edge.limits
+        if len(self.url) > limits.max_request_line_bytes:
+            self.refusal = 414
+            raise _Refused
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > limits.max_header_bytes:
+            self.refusal = 431
+            raise _Refused
+        self.counting = False
+        self.edge.waiting.pop(self, None)
+        self.edge.read_body(self)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.edge.reading.pop(self, None)
+        self.counting, self.header_bytes, self.url = True, 0, b""
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self.edge.wait_for_headers(self)
+
+    def _refuse(self, status: int) -> None:
+        log.debug("request refused: %d", status, extra={"event": "http.too_large"})
+        self.counting = False
+        if not self.transport.is_closing():
+            self.transport.write(TOO_LARGE[status])
+            self.transport.close()
+
+    def headers_expired(self) -> None:
+        if self.transport.is_closing():
+            return
+        started = self.header_bytes > 0 or bool(self.url)
+        log.debug("request headers too slow: closing", extra={"event": "http.header_timeout"})
+        if started:
+            self.transport.write(TIMEOUT)
+        self.transport.close()
+
+    def body_expired(self) -> None:
+        if self.transport.is_closing():
+            return
+        log.debug("request body too slow: closing", extra={"event": "http.body_timeout"})
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            self.transport.write(TIMEOUT)
+            # The app waiting on receive() hears a disconnect, and its answer goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def protocol_class(limits: EdgeLimits) -> type[EdgeProtocol]:
+    """A protocol class of its own per server: its connections share one ``Edge``."""
+    return type("EdgeProtocol", (EdgeProtocol,), {"edge": Edge(limits)})
