@@ -70,6 +70,8 @@ CLIENT_ID = "bench"
 CLIENT_SECRET = "bench-client-secret-0123456789-0123456789"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 ACR = "urn:idenfy:stepup:face"
+# Every process of a run must use the same key to read the generated secrets in Redis.
+ENCRYPTION_KEY = "5e" * 32
 API_KEY, API_SECRET = "bench-api-key", "bench-api-secret"
 BASIC = {
     "Authorization": "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
@@ -142,6 +144,7 @@ class Stack:
                 "trusted_proxies": ["127.0.0.1/32"],
             },
             "redis": {"url": f"unix://{self.redis_socket}"},
+            "keys": {"encryption_key": ENCRYPTION_KEY},  # live mode: secrets encrypted in Redis
             "idenfy": {
                 "mode": "live",
                 "api_base": sim,

@@ -34,6 +34,7 @@ from idenfy_stepup.simulator import create_simulator_app
 SIGNING_KEY = "test-webhook-signing-key-0123456789abcdef"
 CLIENT_SECRET = "shop-secret-0123456789-0123456789-abcdef"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
+TEST_ENCRYPTION_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 SCAN_REFS = {
     "SCAN-ALICE": "AUTHENTICATION",
     "SCAN-BOB": "IDENTIFICATION",
@@ -116,6 +117,8 @@ def live_settings(
         "issuer": f"http://127.0.0.1:{port}",
         "server": {"host": "127.0.0.1", "port": port, **server},
         "redis": {"url": redis_url},
+        # Generated keys and cookie secret are encrypted in Redis (required in live mode).
+        "keys": {"encryption_key": TEST_ENCRYPTION_KEY},
         "idenfy": {
             "mode": "live",
             "api_base": sim,

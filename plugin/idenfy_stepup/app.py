@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,8 +23,10 @@ from .config import Settings
 from .endpoints import authorize, challenge, discovery, events, token, webhook
 from .endpoints.common import error_page, json_error, wants_json
 from .idenfy.transport import AiohttpTransport
+from .oidc.keys import KeyLoadError
 from .runtime import Runtime, build_runtime
-from .store import Store, StoreUnavailable
+from .startup import StartupError, with_redis
+from .store import Store
 from .store_events import Notifier
 from .store_redis import EmbeddedRedis, connect
 from .store_wire import WireRedis
@@ -116,10 +119,14 @@ def create_app(
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with _running(settings, redis_url, vendor_transport) as rt:
-            app.state.runtime = rt
-            _say_limits_off(settings)
-            yield
+        try:
+            async with _running(settings, redis_url, vendor_transport) as rt:
+                app.state.runtime = rt
+                _say_limits_off(settings)
+                yield
+        except StartupError as exc:
+            app.state.startup_error = exc  # for OneLineStartupFailure and the CLI's exit code
+            raise
 
     app = Starlette(
         routes=routes(),
@@ -131,6 +138,7 @@ def create_app(
         csp=content_security_policy(settings),
         permissions=permissions_policy(settings),
     )
+    app.add_middleware(OneLineStartupFailure, state=app.state)
     # authlib logs issued tokens and client credentials at DEBUG (invariant 8): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
@@ -162,11 +170,17 @@ async def _running(
     notifier = Notifier(redis, store.channel, wire)
     own = transport is None
     vendor = AiohttpTransport() if transport is None else transport
+    watch: asyncio.Task[None] | None = None
     try:
         rt = await _build_with_retry(settings, store, notifier, vendor)
         await notifier.start()
+        if rt.shared is not None and rt.shared.held:
+            watch = asyncio.create_task(rt.shared.watch())
         yield rt
     finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         await notifier.stop()
         if wire is not None:
             await wire.aclose()
@@ -180,15 +194,41 @@ async def _running(
 async def _build_with_retry(
     settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
 ) -> Runtime:
-    """Keys and secrets live in Redis: wait for it a little at start-up, then give up loudly."""
-    for attempt in range(50):
-        try:
-            return await build_runtime(settings, store, notifier, vendor)
-        except StoreUnavailable:
-            if attempt == 0:
-                log.warning("waiting for Redis at start-up")
-            await asyncio.sleep(0.2)
-    raise RuntimeError("Redis is unreachable: cannot load keys and secrets")
+    """Keys and secrets live in Redis: wait for it a little at start-up, then give up loudly
+    with one line naming the setting (StartupError)."""
+    try:
+        return await with_redis(
+            lambda: build_runtime(settings, store, notifier, vendor),
+            settings.redis.url,
+            lambda: log.warning("waiting for Redis at start-up"),
+        )
+    except KeyLoadError as exc:
+        raise StartupError(str(exc)) from None
+
+
+class OneLineStartupFailure:
+    """A lifespan that fails with StartupError reports its one line, not a traceback.
+
+    Starlette sends the formatted traceback as the failure message, which uvicorn logs; this
+    replaces it with the error's text. Anything else still reports its traceback.
+    """
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_clean(message: Message) -> None:
+            failure = getattr(self.state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and failure is not None:
+                message = {**message, "message": str(failure)}
+            await send(message)
+
+        await self.app(scope, receive, send_clean)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

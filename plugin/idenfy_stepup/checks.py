@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .config import Settings, is_loopback_host
-from .oidc.keys import keys_from_config
+from .oidc.keys import KeyLoadError, keys_from_config
+from .secrets_at_rest import live_problems
 
 MIN_SECRET = 32
 
@@ -69,12 +71,12 @@ def _loopback(host: str | None) -> bool:
 
 def load_errors(settings: Settings) -> list[str]:
     """Problems that would stop the service at start-up: keys and files that do not load."""
-    errors: list[str] = []
+    errors: list[str] = live_problems(settings)
     if settings.keys.signing:
         try:
             ring = keys_from_config(settings.keys)
-        except (OSError, ValueError, TypeError) as exc:
-            errors.append(f"keys.signing: a private key does not load ({type(exc).__name__})")
+        except KeyLoadError as exc:
+            errors.append(str(exc))
         else:
             active = ring.algorithms()
             errors += [
@@ -84,11 +86,19 @@ def load_errors(settings: Settings) -> list[str]:
                 if c.id_token_signed_response_alg not in active
             ]
     for i, trusted in enumerate(settings.directory.trusted_issuers):
+        where = f"directory.trusted_issuers[{i}]"
         try:
             data = trusted.jwks if trusted.jwks is not None else _read_json(trusted.jwks_file)
+        except OSError as exc:
+            errors.append(f"{where}.jwks_file: cannot read it ({exc.strerror or exc})")
+            continue
+        except ValueError:
+            errors.append(f"{where}.jwks_file: not valid JSON")
+            continue
+        try:
             KeySet.import_key_set(data)  # type: ignore[arg-type]
-        except (OSError, ValueError, TypeError) as exc:
-            errors.append(f"directory.trusted_issuers[{i}]: keys do not load ({exc})")
+        except (ValueError, TypeError, KeyError, AttributeError, JoseError) as exc:
+            errors.append(f"{where}: keys do not load ({type(exc).__name__})")
     return errors
 
 

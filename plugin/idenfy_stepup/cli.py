@@ -18,7 +18,8 @@ from starlette.types import ASGIApp
 from . import checks, http_edge, logs
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
-from .store import Store
+from .startup import StartupError, preflight, unreachable
+from .store import Store, StoreUnavailable
 from .store_redis import EmbeddedRedis, connect
 
 
@@ -133,6 +134,7 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
     settings = with_simulator_key(load_settings(args.config))
     server = settings.server
     logs.configure(server.log_format, server.log_level)
+    asyncio.run(preflight(settings))  # a bad key or no Redis: one line and an exit code
     host, port = args.host or server.host, args.port if args.port is not None else server.port
     workers = getattr(args, "workers", None) or server.workers
     if workers > 1 and not demo:
@@ -141,12 +143,20 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
         update = {"host": host, "port": port}
         settings = settings.model_copy(update={"server": server.model_copy(update=update)})
         return Supervisor(settings, bind(host, port), workers).run()
-    servers = [_server(create_app(settings), host, port, settings)]
+    app = create_app(settings)
+    servers = [_server(app, host, port, settings)]
     if settings.idenfy.mode == "simulator":
         servers.append(simulator_server(settings))
     if demo:
         servers.append(demo_server(settings, args.demo_port))
-    run_servers(servers)
+    try:
+        run_servers(servers)
+    except SystemExit:
+        # uvicorn exits when the lifespan fails; its StartupError line is already logged.
+        failure = getattr(app.state, "startup_error", None)
+        if failure is None:
+            raise
+        return int(failure.exit_code)
     return 0
 
 
@@ -211,21 +221,27 @@ async def _subjects(args: argparse.Namespace) -> int:
     redis = connect(settings.redis, url)
     store = Store(redis, settings.redis.key_prefix)
     try:
-        if args.action == "set":
-            await store.set_subject(args.subject, args.scan_ref)
-            print(f"{args.subject} -> {args.scan_ref}")
-        elif args.action == "get":
-            found = await store.get_subject(args.subject)
-            print(found if found is not None else f"{args.subject}: not set")
-            return 0 if found is not None else 1
-        else:
-            deleted = await store.delete_subject(args.subject)
-            print(f"{args.subject}: {'deleted' if deleted else 'not set'}")
-        return 0
+        return await _subject_action(args, store)
+    except StoreUnavailable:
+        raise unreachable(settings.redis.url) from None
     finally:
         await redis.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+async def _subject_action(args: argparse.Namespace, store: Store) -> int:
+    if args.action == "set":
+        await store.set_subject(args.subject, args.scan_ref)
+        print(f"{args.subject} -> {args.scan_ref}")
+    elif args.action == "get":
+        found = await store.get_subject(args.subject)
+        print(found if found is not None else f"{args.subject}: not set")
+        return 0 if found is not None else 1
+    else:
+        deleted = await store.delete_subject(args.subject)
+        print(f"{args.subject}: {'deleted' if deleted else 'not set'}")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -272,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

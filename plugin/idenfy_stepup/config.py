@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -18,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -113,11 +116,44 @@ class SigningKey(_Model):
         return self.private_key_file.read_text()
 
 
+def kek_bytes(text: str) -> bytes:
+    """A key-encryption key: 32 bytes as 64 hex digits or base64url (padding optional)."""
+    text = text.strip()
+    try:
+        raw = (
+            bytes.fromhex(text)
+            if len(text) == 64
+            else base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        )
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 32:
+        # Never echo the value: it is a secret, even when malformed.
+        raise ValueError("must be 32 random bytes, as 64 hex digits or base64url")
+    return raw
+
+
 class KeysSettings(_Model):
     signing: tuple[SigningKey, ...] = ()
     generate_alg: SigningAlg = "RS256"
     id_token_lifetime: int = Field(300, ge=30, le=86400)
     access_token_lifetime: int = Field(300, ge=30, le=86400)
+    # Encrypts the generated keys and cookie secret in Redis; the previous one still decrypts.
+    encryption_key: SecretStr | None = None
+    encryption_key_previous: SecretStr | None = None
+
+    @field_validator("encryption_key", "encryption_key_previous", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # ``${VAR:-}`` gives "": the key is simply not set.
+        return None if value == "" else value
+
+    @field_validator("encryption_key", "encryption_key_previous")
+    @classmethod
+    def _a_256_bit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            kek_bytes(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _one_active(self) -> KeysSettings:
@@ -129,6 +165,8 @@ class KeysSettings(_Model):
         kids = [k.kid for k in self.signing]
         if len(set(kids)) != len(kids):
             raise ValueError("every signing key needs a distinct kid")
+        if self.encryption_key_previous is not None and self.encryption_key is None:
+            raise ValueError("encryption_key_previous needs encryption_key (the new key)")
         return self
 
 
@@ -413,7 +451,7 @@ def _interpolate(node: Any, path: str, problems: list[tuple[str, str]]) -> Any:
         value = os.environ.get(match.group(1), match.group(2))
         if value is None:
             problems.append((path, f"environment variable {match.group(1)} is not set"))
-            return ""
+            return ""  # a placeholder, so the rest of the file is still validated
         return value
 
     return _ENV_REF.sub(sub, node)
@@ -434,15 +472,31 @@ def parse_settings(data: Any, source: str = "config") -> Settings:
     """Validate an already-parsed YAML document into frozen settings."""
     if not isinstance(data, dict):
         raise ConfigError([("", "the file must be a YAML mapping")], source)
-    problems: list[tuple[str, str]] = []
-    data = _interpolate(data, "", problems)
-    if problems:
-        raise ConfigError(problems, source)
+    unset: list[tuple[str, str]] = []
+    data = _interpolate(data, "", unset)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         found = [(_loc_to_path(e["loc"]), _message(e)) for e in exc.errors()]
-        raise ConfigError(found, source) from None
+        found = [p for p in found if not _from_placeholder(p, unset)]
+        raise ConfigError(unset + found, source) from None
+    if unset:
+        raise ConfigError(unset, source)
+    return settings
+
+
+def _from_placeholder(problem: tuple[str, str], unset: list[tuple[str, str]]) -> bool:
+    """Whether a validation error is only the echo of an unset variable's empty placeholder:
+    it is at (or under) that value's key, or at an enclosing key and names that key."""
+    path, message = problem
+    for where, _ in unset:
+        if path == where or path.startswith((f"{where}.", f"{where}[")):
+            return True
+        leaf = re.split(r"[.\[]", where)[-1].rstrip("]")
+        inside = where.startswith((f"{path}.", f"{path}[")) if path else True
+        if inside and re.search(rf"\b{re.escape(leaf)}\b", message):
+            return True
+    return False
 
 
 def _message(error: Any) -> str:

@@ -16,6 +16,8 @@ from .idenfy.outcomes import OutcomeTable
 from .netpolicy import Network, networks
 from .oidc.keys import KeyRing
 from .oidc.server import StepUpServer
+from .secrets_at_rest import Sealer, SharedSecrets, live_problems
+from .startup import StartupError
 from .store import Store
 from .store_events import Notifier
 
@@ -34,6 +36,7 @@ class Runtime:
     webhook_keys: tuple[str, ...]
     webhook_allowlist: tuple[Network, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
+    shared: SharedSecrets | None = None  # the generated secrets, compared with Redis
 
     @property
     def iframe_origin(self) -> str:
@@ -50,19 +53,31 @@ def template_env() -> Environment:
     )
 
 
-async def build_runtime(
-    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
-) -> Runtime:
-    """Load the shared secrets and keys from Redis (generated once when not configured)."""
+async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, SharedSecrets]:
+    """The signing keys and cookie secret: configured, or generated once and kept in Redis
+    (encrypted with ``keys.encryption_key`` when set). Raises StartupError, or
+    KeyLoadError for a configured key that does not load."""
     from .oidc.keys import load_keys
 
-    keys = await load_keys(settings.keys, store.shared_secret)
+    problems = live_problems(settings)
+    if problems:
+        raise StartupError("\n".join(problems))
+    shared = SharedSecrets(store, Sealer.from_settings(settings.keys))
+    keys = await load_keys(settings.keys, shared.get)
     cookie_secret = settings.cookies.secret
     secret = (
         cookie_secret.get_secret_value()
         if cookie_secret is not None
-        else await store.shared_secret("cookie", lambda: secrets.token_urlsafe(48))
+        else await shared.get("cookie", lambda: secrets.token_urlsafe(48))
     )
+    return keys, secret, shared
+
+
+async def build_runtime(
+    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
+) -> Runtime:
+    """Load the shared secrets and keys from Redis (generated once when not configured)."""
+    keys, secret, shared = await load_secrets(settings, store)
     api_key, api_secret = settings.idenfy.credentials()
     return Runtime(
         settings=settings,
@@ -83,6 +98,7 @@ async def build_runtime(
         webhook_keys=webhook_keys(settings),
         webhook_allowlist=networks(settings.idenfy.webhook_allowed_ips),
         trusted_proxies=networks(settings.server.trusted_proxies),
+        shared=shared,
     )
 
 

@@ -308,6 +308,15 @@ class Store:
             raise StoreUnavailable("secret vanished")
         return value
 
+    async def replace_secret(self, name: str, old: str, new: str) -> bool:
+        """Store ``new`` for ``name`` only if it still holds ``old`` (re-encryption in place)."""
+        script = (
+            "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+            "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0"
+        )
+        key = self.secrets_key
+        return bool(await self._call(lambda: self.redis.eval(script, 1, key, name, old, new)))
+
     async def first_use(self, name: str, ttl: int) -> bool:
         """True the first time ``name`` is seen within ``ttl`` seconds (jti replay checks)."""
         key = f"{self.prefix}:once:{{{digest(name)}}}"

@@ -98,6 +98,20 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
-    if await rt.store.ping():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
+    down = JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
+    if not await rt.store.ping():
+        return down
+    if rt.shared is not None and rt.shared.held:
+        try:
+            split = await rt.shared.check()
+        except StoreUnavailable:
+            # PING answered but the comparison did not (a connection still reconnecting after
+            # a Redis restart): Redis is up, and the next probe compares.
+            split = rt.shared.split
+        if split:
+            # Another instance signs with other keys: a relying party would reject half the
+            # id_tokens. Only a restart of this instance adopts what Redis holds.
+            reason = "generated secrets differ from those in Redis: restart this instance"
+            body = {"status": "unavailable", "reason": reason, "fields": split}
+            return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready"})

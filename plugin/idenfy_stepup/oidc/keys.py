@@ -15,7 +15,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey, import_key
 
-from ..config import KeysSettings, SigningAlg
+from ..config import KeysSettings, SigningAlg, SigningKey
 
 ALGS: tuple[SigningAlg, ...] = ("RS256", "ES256")
 
@@ -67,20 +67,41 @@ def _public(key: Key) -> dict[str, Any]:
     return data
 
 
+class KeyLoadError(ValueError):
+    """A configured signing key that cannot be used; the message names its settings key."""
+
+
 def keys_from_config(settings: KeysSettings) -> KeyRing:
     active: dict[str, Key] = {}
     published: list[Key] = []
-    for entry in settings.signing:
-        params: Any = {"kid": entry.kid, "alg": entry.alg}
-        key: Key = (
-            import_key(entry.pem(), "EC", parameters=params)
-            if entry.alg == "ES256"
-            else import_key(entry.pem(), "RSA", parameters=params)
-        )
+    for i, entry in enumerate(settings.signing):
+        key = _configured_key(entry, f"keys.signing[{i}]")
         published.append(key)
         if not entry.publish_only:
             active.setdefault(entry.alg, key)
     return KeyRing(active, tuple(published))
+
+
+def _configured_key(entry: SigningKey, where: str) -> Key:
+    try:
+        pem = entry.pem()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise KeyLoadError(f"{where}.private_key_file: cannot read it ({reason})") from None
+    params: Any = {"kid": entry.kid, "alg": entry.alg}
+    kty = "EC" if entry.alg == "ES256" else "RSA"
+    try:
+        key: Key = (
+            import_key(pem, "EC", parameters=params)
+            if kty == "EC"
+            else import_key(pem, "RSA", parameters=params)
+        )
+    except (ValueError, TypeError, JoseError):
+        # The library's text may quote the key's bytes: say only what is wrong.
+        raise KeyLoadError(f"{where}: the private key does not load (not a {kty} PEM)") from None
+    if not key.is_private:
+        raise KeyLoadError(f"{where}: a public key was given where a private key is needed")
+    return key
 
 
 async def load_keys(
