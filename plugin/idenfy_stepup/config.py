@@ -155,6 +155,9 @@ class KeysSettings(_Model):
             kek_bytes(value.get_secret_value())
         return value
 
+    # How long after its exp an id_token we issued still names its subject as an id_token_hint.
+    id_token_hint_tolerance: int = Field(600, ge=0, le=86400)
+
     @model_validator(mode="after")
     def _one_active(self) -> KeysSettings:
         if self.signing and all(k.publish_only for k in self.signing):
@@ -239,6 +242,10 @@ class TrustedIssuer(_Model):
     jwks: dict[str, Any] | None = None
     jwks_file: Path | None = None
     subject_claim: str = "sub"
+    # The aud values a hint must carry one of; None means the requesting client's client_id.
+    audience: tuple[str, ...] | None = Field(None, min_length=1)
+    # How long after its exp an upstream id_token still names its subject.
+    expired_tolerance: int = Field(600, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _one_source(self) -> TrustedIssuer:
@@ -281,6 +288,8 @@ class ClientSettings(_Model):
     iss_on_error: bool = True
     strict_acr_values: bool = True
     id_token_signed_response_alg: SigningAlg = "RS256"
+    # How far ahead a request object's exp may be (its jti is remembered that long).
+    request_object_max_lifetime: int = Field(600, ge=30, le=3600)
     name: str | None = None
 
     @model_validator(mode="after")

@@ -7,14 +7,18 @@ authorize endpoint turns it into a redirect to the (already validated) redirect_
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .config import ClientSettings, Settings, TrustedIssuer
+from .jsontext import has_lone_surrogate
 from .oidc.keys import KeyRing
 
 
@@ -68,6 +72,9 @@ def parse_claims(raw: str | None) -> dict[str, Any]:
         raise invalid("The claims parameter must be a JSON object.")
     if _depth(value) > MAX_CLAIMS_DEPTH:
         raise invalid("The claims parameter is nested too deeply.")
+    if has_lone_surrogate(value):
+        # It is stored with the challenge: text UTF-8 cannot encode would fail there.
+        raise invalid("The claims parameter has text that is not valid Unicode.")
     return value
 
 
@@ -152,8 +159,9 @@ def resolve_subject(
     if len({name for name, _ in found}) > 1:
         raise invalid("The subject hints name different subjects.", "subject_conflict")
     subject = found[0][0]
-    if not subject or len(subject) > 255:
-        raise invalid("The subject hint is empty or too long.", "subject_required")
+    if not subject or len(subject) > 255 or has_lone_surrogate(subject):
+        # A lone surrogate (from a JSON escape in a signed hint) cannot become a Redis key.
+        raise invalid("The subject hint is empty, too long or not valid text.", "subject_required")
     # Verified as soon as one signed hint names it (the others agree, or we refused above).
     return Subject(subject, any(verified for _, verified in found))
 
@@ -173,23 +181,77 @@ def _from_request_object(obj: dict[str, Any]) -> str | None:
 def _from_id_token_hint(
     settings: Settings, client: ClientSettings, token: str, keys: KeyRing
 ) -> str:
-    """OIDC Core §3.1.2.1: an id_token we (or a trusted upstream) issued; expiry is tolerated."""
+    """OIDC Core §3.1.2.1: an id_token we, or a trusted upstream, issued to this client.
+
+    A hint is usually the id_token of an earlier session and may have expired, but only by a
+    bounded tolerance: an unbounded one would let any id_token ever leaked (a log, a browser
+    history) open face checks, counted against its subject, for ever.
+    """
     claims = keys.verify(token)
     if claims is not None and claims.get("iss") == settings.issuer:
-        aud = claims.get("aud")
-        auds = aud if isinstance(aud, list) else [aud]
-        if client.client_id in auds and isinstance(claims.get("sub"), str):
-            return str(claims["sub"])
-        raise invalid("The id_token_hint was not issued to this client.")
+        _check_hint(claims, (client.client_id,), settings.keys.id_token_hint_tolerance)
+        return _hint_subject(claims, "sub")
     for trusted in settings.directory.trusted_issuers:
         try:
-            decoded = jwt.decode(token, _trusted_keys(trusted))
+            # Asymmetric algorithms only: an HS256 token "signed" with the public key, or an
+            # unsigned one, is not an upstream's signature.
+            decoded = jwt.decode(token, _trusted_keys(trusted), algorithms=list(UPSTREAM_ALGS))
         except (JoseError, ValueError):
             continue
-        value = decoded.claims.get(trusted.subject_claim)
-        if decoded.claims.get("iss") == trusted.issuer and isinstance(value, str):
-            return value
-    raise invalid("The id_token_hint could not be verified.")
+        if decoded.claims.get("iss") != trusted.issuer:
+            continue
+        typ = str(decoded.header.get("typ", "")).lower()
+        if typ in NOT_ID_TOKENS:
+            raise _bad_hint("The id_token_hint is not an id_token.")
+        audiences = trusted.audience or (client.client_id,)
+        _check_hint(dict(decoded.claims), audiences, trusted.expired_tolerance)
+        return _hint_subject(decoded.claims, trusted.subject_claim)
+    raise _bad_hint("The id_token_hint could not be verified.")
+
+
+# Algorithms an upstream may sign id_tokens with (never none, never a shared secret).
+UPSTREAM_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                 "ES512", "EdDSA")  # fmt: skip
+# JWT types (``typ``, lower-cased) that are signed by the same keys but are not id_tokens:
+# RFC 9068 access tokens and OIDC back-channel logout tokens.
+NOT_ID_TOKENS = frozenset({"at+jwt", "application/at+jwt", "logout+jwt", "application/logout+jwt"})
+HINT_LEEWAY = 30  # seconds of clock skew allowed on iat and nbf (and beyond the tolerance)
+
+
+def _check_hint(claims: dict[str, Any], audiences: tuple[str, ...], tolerance: int) -> None:
+    """aud, exp (within ``tolerance`` seconds after it), nbf and iat of a verified hint."""
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if not any(isinstance(a, str) and a in audiences for a in auds):
+        raise _bad_hint("The id_token_hint was not issued to this client.")
+    now = time.time()
+    exp = claims.get("exp")
+    if not _numeric(exp):
+        raise _bad_hint("The id_token_hint has no valid exp.")
+    if exp + tolerance + HINT_LEEWAY <= now:
+        raise _bad_hint("The id_token_hint expired too long ago.")
+    for name in ("nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and (not _numeric(value) or value > now + HINT_LEEWAY):
+            raise _bad_hint(f"The id_token_hint has an invalid {name}.")
+
+
+def _numeric(value: object) -> TypeGuard[int | float]:
+    """A JSON number usable as a NumericDate (bool is an int to Python; NaN never compares)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _hint_subject(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str):
+        raise _bad_hint("The id_token_hint names no subject.")
+    return value
+
+
+def _bad_hint(description: str) -> Refusal:
+    return invalid(description, "invalid_id_token_hint")
 
 
 def _trusted_keys(trusted: TrustedIssuer) -> KeySet:

@@ -455,7 +455,8 @@ def unsigned_request_object(**claims: Any) -> str:
 
 def signed_request_object(stack: Stack, client_id: str = "shop", **claims: Any) -> str:
     body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "exp": int(time.time()) + 300, **claims}  # fmt: skip
+            "exp": int(time.time()) + 300, "jti": secrets.token_urlsafe(16),
+            **claims}  # fmt: skip
     return jwt.encode({"alg": "HS256"}, body, OctKey.import_key(client_secret(client_id)))
 
 

@@ -27,6 +27,7 @@ from starlette.responses import RedirectResponse, Response
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
 from ..idenfy.outcomes import Outcome
 from ..limits import check, count_address_failure, ip_identity, open_wait, opened
+from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
 from ..runtime import Runtime
@@ -91,9 +92,28 @@ async def _answer(
         return _malformed(rt, oauth), True
     try:
         req = _step_up_request(rt, oauth, grant)
+        replayed = await _request_object_replayed(rt, oauth)
     except Refusal as exc:
         return _refusal(rt, oauth, exc), True
+    except StoreUnavailable:
+        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"]), False
+    if replayed:
+        return _refusal(rt, oauth, REPLAYED), True
     return await _open_challenge(rt, req, ip)
+
+
+REPLAYED = Refusal("invalid_request_object", "invalid_request_object",
+                   "The request object was already used.")  # fmt: skip
+
+
+async def _request_object_replayed(rt: Runtime, oauth: AuthlibRequest) -> bool:
+    """RFC 9101 §10.8: a request object's jti may be used once (authlib, synchronous, could
+    not ask Redis; it checked that exp and jti are there and exp is near)."""
+    claims = oauth.stepup_request_object
+    if claims is None:
+        return False
+    name, ttl = replay_marker(claims, oauth.payload.client_id)
+    return not await rt.store.first_use(name, ttl)
 
 
 # -- abuse limits ------------------------------------------------------------------------------

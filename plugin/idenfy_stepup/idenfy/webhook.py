@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..jsontext import has_lone_surrogate
 from .client import valid_token
 
 EVENT_TYPE = "FACIAL_AUTHENTICATION"
@@ -113,6 +114,11 @@ def _load_object(body: bytes) -> dict[str, object]:
         raise WebhookRejected(400, "body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "body must be a JSON object")
+    if has_lone_surrogate(data):
+        # JSON allows the escape "\ud800" and Python decodes it; UTF-8 cannot encode the
+        # result (a Redis write or a log line would fail: a 500, which iDenfy retries for
+        # ever). Anywhere in the body, fields we ignore included: it is not text we can keep.
+        raise WebhookRejected(400, "body has a string that is not valid Unicode")
     return data
 
 

@@ -25,6 +25,7 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc.jwk import Key, KeySet
 
 from ..config import Settings
+from ..jsontext import has_lone_surrogate
 from .keys import KeyRing
 from .models import AuthCode, Client, User
 from .request_objects import RequestObjects
@@ -146,6 +147,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         exp = claims.get("exp")
         if isinstance(exp, int | float) and exp > time.time() + MAX_ASSERTION_LIFETIME:
             raise InvalidClientError(description="The client assertion expires too late.")
+        if has_lone_surrogate(dict(claims)):
+            # An escaped lone surrogate ("\ud800") in the jti would fail as a Redis key (a 500).
+            raise InvalidClientError(description="The client assertion is not valid Unicode.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
