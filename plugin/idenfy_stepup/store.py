@@ -28,6 +28,9 @@ from .stepup import CodeGrant, StepUpRequest
 from .store_wire import WireRedis
 
 T = TypeVar("T")
+# The identity of a request with no peer address (limits.address_identity("")); a challenge
+# opened by one has no address to compare a webhook's ipAddress with.
+UNKNOWN_ADDRESS = "unknown"
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
 
 
@@ -271,7 +274,11 @@ class Store:
             return kind, None
         try:
             request = StepUpRequest.from_json(reply[1])
-            return kind, CodeGrant.from_request(request, int(_text(reply[2]) or 0))
+            extra = [_text(part) or "" for part in reply[3:5]] + ["", ""]
+            grant = CodeGrant.from_request(
+                request, int(_text(reply[2]) or 0), tuple(extra[0].split()), extra[1] == "1"
+            )
+            return kind, grant
         except (ValueError, TypeError):
             return "missing", None  # unreadable: never a grant (invariant 6)
 
@@ -331,16 +338,29 @@ class Store:
         check_type: str | None,
         method: str | None,
         marker_ttl: int,
+        risk_denial: str = "",
+        risk_allowed: tuple[str, ...] = (),
+        ip: str | None = None,
+        ip_policy: str = "log",
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
         needs next: the challenge's state, outcome and the rate-limit counters its request
-        spent."""
+        spent, and how ``ip`` compared with the address that opened the challenge.
+
+        A SUCCESS becomes a denial in the same script when ``risk_denial`` (an outcome name)
+        is set, or when ``ip_policy`` is ``deny`` and ``ip`` (an address identity, see
+        ``limits.address_identity``; None: unknown) differs. ``risk_allowed`` is recorded with
+        an approval, for the id_token."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
+        args += [risk_denial, " ".join(risk_allowed), tag(ip) if ip else "", ip_policy]
+        args.append(tag(UNKNOWN_ADDRESS))
         reply = await self._call(lambda: self._run(self._webhook, keys, args))
-        texts = [_text(part) or "" for part in reply] + [""] * 5
-        return WebhookResult(texts[0], texts[1], texts[2], texts[3], tuple(texts[4].split()))
+        texts = [_text(part) or "" for part in reply] + [""] * 6
+        return WebhookResult(
+            texts[0], texts[1], texts[2], texts[3], tuple(texts[4].split()), texts[5]
+        )
 
     async def challenge_subject(self, token: str) -> str:
         """The subject a challenge is for ('' when its request is gone or unreadable)."""
@@ -425,6 +445,7 @@ class WebhookResult:
     state: str = ""
     outcome: str = ""
     limits: tuple[str, ...] = ()
+    ip: str = ""  # the webhook's ipAddress against the opening address: same|differs|unknown
 
 
 def _text(value: Any) -> str | None:
