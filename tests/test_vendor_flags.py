@@ -130,6 +130,20 @@ async def test_risk_rows_are_overridable_under_errors(pool: StackPool) -> None:
     assert_denied(result, attempt, stack, "vendor_flagged")
 
 
+async def test_an_ip_mismatch_made_retryable_under_errors_offers_a_new_attempt(
+    pool: StackPool,
+) -> None:
+    stack = await pool.get(settings={**IP_DENY, "errors": {"IP_MISMATCH": {"retryable": True}}})
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "SUCCESS", ipAddress=ELSEWHERE)
+    page = await attempt.finish()
+    assert page.status_code == 200 and f"/challenge/{attempt.token}/retry" in page.text
+    retried = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
+    assert retried.status_code == 303, retried.text
+    attempt.token = retried.headers["location"].rsplit("/", 1)[1]
+    assert "code" in await approve(stack, attempt, ipAddress="127.0.0.1")
+
+
 async def test_risk_decision_is_logged_with_tag_names_only(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:

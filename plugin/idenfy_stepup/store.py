@@ -342,6 +342,8 @@ class Store:
         risk_allowed: tuple[str, ...] = (),
         ip: str | None = None,
         ip_policy: str = "log",
+        risk_retryable: bool = False,
+        ip_retryable: bool = False,
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
         needs next: the challenge's state, outcome and the rate-limit counters its request
@@ -349,13 +351,14 @@ class Store:
 
         A SUCCESS becomes a denial in the same script when ``risk_denial`` (an outcome name)
         is set, or when ``ip_policy`` is ``deny`` and ``ip`` (an address identity, see
-        ``limits.address_identity``; None: unknown) differs. ``risk_allowed`` is recorded with
-        an approval, for the id_token."""
+        ``limits.address_identity``; None: unknown) differs; ``risk_retryable`` and
+        ``ip_retryable`` say whether those denials offer a new attempt. ``risk_allowed`` is
+        recorded with an approval, for the id_token."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
         args += [risk_denial, " ".join(risk_allowed), tag(ip) if ip else "", ip_policy]
-        args.append(tag(UNKNOWN_ADDRESS))
+        args += [tag(UNKNOWN_ADDRESS), int(risk_retryable), int(ip_retryable)]
         reply = await self._call(lambda: self._run(self._webhook, keys, args))
         texts = [_text(part) or "" for part in reply] + [""] * 6
         return WebhookResult(

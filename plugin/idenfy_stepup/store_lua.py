@@ -11,7 +11,8 @@ Return values are flat arrays: ``{verdict, ...}``.
 #       12 the outcome a SUCCESS is denied with for its riskTags ('' none), 13 its allowed
 #       riskTags (space-separated, '' none), 14 the tag of the webhook's ipAddress identity
 #       ('' unknown), 15 ip policy (deny: a SUCCESS from another address is denied),
-#       16 the tag a challenge opened from no known address carries
+#       16 the tag a challenge opened from no known address carries, 17 and 18 whether the
+#       risk denial and IP_MISMATCH offer a new attempt (1|0: their rows' retryable)
 # duplicate, ignored and applied also return {…, state, outcome, limits, ip}: the webhook
 # handler locks the subject after a spoof, refunds the rate limits of a success and logs how
 # the addresses compared (ip: same | differs | unknown).
@@ -43,9 +44,9 @@ if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return {'mismatch', 'method'} end
 if ARGV[1] == 'PENDING' then return {'pending'} end
 local verdict, denial, retryable = ARGV[1], ARGV[2], ARGV[3]
 if verdict == 'SUCCESS' and ARGV[12] ~= '' then
-  verdict, denial, retryable = 'DENIED', ARGV[12], '0'
+  verdict, denial, retryable = 'DENIED', ARGV[12], ARGV[17]
 elseif verdict == 'SUCCESS' and ip == 'differs' and ARGV[15] == 'deny' then
-  verdict, denial, retryable = 'DENIED', 'IP_MISMATCH', '0'
+  verdict, denial, retryable = 'DENIED', 'IP_MISMATCH', ARGV[18]
 end
 local state, outcome = 'APPROVED', c[5]
 if verdict == 'SUCCESS' then

@@ -96,6 +96,8 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
         risk_allowed=risk.allowed if event.success else (),
         ip=None if ip_policy == "off" else _address(event.ip_address),
         ip_policy=ip_policy,
+        risk_retryable=bool(risk.outcome) and rt.outcomes[risk.outcome].retryable,
+        ip_retryable=rt.outcomes["IP_MISMATCH"].retryable,
     )
     if applied.result == "applied":
         _log_flags(event, risk, applied, ip_policy)

@@ -18,7 +18,7 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # application/json or any structured-syntax +json type (RFC 6839 §3.1), parameters ignored.
 _JSON_TYPE = re.compile(r"application/(?:json|[a-z0-9!#$&^_.-]+\+json)")
 _MAX_ID = 255
-# riskTags: enum values are upper-case identifiers (§2.1 documents only UNTRUSTED_ENVIRONMENT).
+# riskTags: enum values are upper-case identifiers (the only documented one: UNTRUSTED_ENVIRONMENT).
 _RISK_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _MAX_RISK_TAGS = 32
 # A tag of another shape is kept as this placeholder: still a flag (denied by default), but
