@@ -343,7 +343,8 @@ def record_keys(code_or_access_token: str) -> tuple[str, str]:
 def webhook_body(token: str, status: str, fail_reason: str | None = None, *,
                  scan_ref: str | None = "SCAN-ALICE", type_: str | None = "AUTHENTICATION",
                  method: str | None = "FACE_MATCHING", event_id: str | None = None,
-                 face_photo: str | None = None) -> bytes:  # fmt: skip
+                 face_photo: str | None = None, risk_tags: list[str] | None = None,
+                 ip_address: str | None = None) -> bytes:  # fmt: skip
     """A FACIAL_AUTHENTICATION webhook body (idenfy-api.md §2.1), as the vendor would send it."""
     payload = {
         "id": event_id or secrets.token_hex(16),
@@ -354,9 +355,9 @@ def webhook_body(token: str, status: str, fail_reason: str | None = None, *,
         "type": type_,
         "method": method,
         "facePhoto": face_photo,
-        "ipAddress": None,
+        "ipAddress": ip_address,
         "failReason": fail_reason,
-        "riskTags": None,
+        "riskTags": risk_tags,
     }
     return json.dumps(payload, separators=(",", ":")).encode()
 

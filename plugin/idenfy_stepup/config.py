@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .idenfy.outcomes import OUTCOME_NAMES
+from .idenfy.risk import DEFAULT, DEFAULT_POLICY, RiskAction, effective_policy
 
 FaceMethod = Literal["FACE_MATCHING", "ACTIVE_LIVENESS"]
 SigningAlg = Literal["RS256", "ES256"]
@@ -33,6 +34,7 @@ SubjectHint = Literal["request_object", "id_token_hint", "login_hint"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 DEFAULT_ACR = "urn:idenfy:stepup:face"
+_RISK_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -207,11 +209,25 @@ class IdenfySettings(_Model):
     timeout: float = Field(5.0, gt=0, le=60)
     webhook_max_bytes: int = Field(65536, ge=1024, le=1024 * 1024)
     webhook_allowed_ips: tuple[str, ...] = ()
+    # riskTags of a SUCCESS webhook: tag → deny | allow; `default` for every tag not named.
+    # Laid over the built-in policy (everything denied).
+    risk_tags: dict[str, RiskAction] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
+    # check-status ENROLLMENT (the face reference is being captured, not compared): accepted,
+    # and marked in the id_token; false refuses it at /authorize (enrollment_required).
+    allow_enrollment: bool = True
+    # The webhook's ipAddress against the address that opened the challenge.
+    webhook_ip_policy: Literal["off", "log", "deny"] = "log"
     simulator: SimulatorSettings = SimulatorSettings()
 
     @model_validator(mode="after")
     def _live_needs_credentials(self) -> IdenfySettings:
         _check_networks(self.webhook_allowed_ips)
+        for tag in self.risk_tags:
+            if tag != DEFAULT and _RISK_TAG.fullmatch(tag) is None:
+                raise ValueError(
+                    f"risk_tags: {tag!r} must be an upper-case tag such as UNTRUSTED_ENVIRONMENT "
+                    f"or {DEFAULT!r}"
+                )
         if self.mode == "live":
             missing = [
                 name
@@ -221,6 +237,9 @@ class IdenfySettings(_Model):
             if missing:
                 raise ValueError(f"mode 'live' requires {', '.join(missing)}")
         return self
+
+    def risk_policy(self) -> dict[str, RiskAction]:
+        return effective_policy(self.risk_tags)
 
     def effective_api_base(self) -> str:
         base = self.simulator.base_url() if self.mode == "simulator" else self.api_base

@@ -94,9 +94,21 @@ class CodeGrant(_JsonRecord):
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    # The riskTags the policy allowed (the id_token's stepup_risk), whether the webhook's
+    # ipAddress differed from the opening address (stepup_ip), and whether the face check was
+    # an enrollment (check-status ENROLLMENT: stepup_enrollment, amr "enroll").
+    risk: tuple[str, ...] = ()
+    ip_differs: bool = False
+    enrollment: bool = False
 
     @classmethod
-    def from_request(cls, request: StepUpRequest, auth_time: int) -> CodeGrant:
+    def from_request(
+        cls,
+        request: StepUpRequest,
+        auth_time: int,
+        risk: tuple[str, ...] = (),
+        ip_differs: bool = False,
+    ) -> CodeGrant:
         return cls(
             client_id=request.client_id,
             redirect_uri=request.redirect_uri,
@@ -108,4 +120,7 @@ class CodeGrant(_JsonRecord):
             code_challenge=request.code_challenge,
             code_challenge_method=request.code_challenge_method,
             claims=request.claims,
+            risk=risk,
+            ip_differs=ip_differs,
+            enrollment=request.check_type == "ENROLLMENT",
         )

@@ -29,6 +29,9 @@ from .stepup import CodeGrant, StepUpRequest
 from .store_wire import WireRedis
 
 T = TypeVar("T")
+# The identity of a request with no peer address (limits.address_identity("")); a challenge
+# opened by one has no address to compare a webhook's ipAddress with.
+UNKNOWN_ADDRESS = "unknown"
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
 
 
@@ -266,7 +269,11 @@ class Store:
             return kind, None
         try:
             request = StepUpRequest.from_json(reply[1])
-            return kind, CodeGrant.from_request(request, int(_text(reply[2]) or 0))
+            extra = [_text(part) or "" for part in reply[3:5]] + ["", ""]
+            grant = CodeGrant.from_request(
+                request, int(_text(reply[2]) or 0), tuple(extra[0].split()), extra[1] == "1"
+            )
+            return kind, grant
         except (ValueError, TypeError):
             return "missing", None  # unreadable: never a grant (invariant 6)
 
@@ -335,15 +342,30 @@ class Store:
         check_type: str | None,
         method: str | None,
         marker_ttl: int,
+        risk_denial: str = "",
+        risk_allowed: tuple[str, ...] = (),
+        ip: str | None = None,
+        ip_policy: str = "log",
+        risk_retryable: bool = False,
+        ip_retryable: bool = False,
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
-        needs next: the challenge's state, outcome and the tag of the address that opened it."""
+        needs next: the challenge's state, outcome, the tag of the address that opened it, and
+        how ``ip`` compared with that address.
+
+        A SUCCESS becomes a denial in the same script when ``risk_denial`` (an outcome name)
+        is set, or when ``ip_policy`` is ``deny`` and ``ip`` (an address identity, see
+        ``limits.address_identity``; None: unknown) differs; ``risk_retryable`` and
+        ``ip_retryable`` say whether those denials offer a new attempt. ``risk_allowed`` is
+        recorded with an approval, for the id_token."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
         args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
+        args += [risk_denial, " ".join(risk_allowed), tag(ip) if ip else "", ip_policy]
+        args += [tag(UNKNOWN_ADDRESS), int(risk_retryable), int(ip_retryable)]
         reply = await self._call(lambda: self._run(self._webhook, keys, args))
-        texts = [_text(part) or "" for part in reply] + [""] * 5
-        return WebhookResult(texts[0], texts[1], texts[2], texts[3], texts[4])
+        texts = [_text(part) or "" for part in reply] + [""] * 6
+        return WebhookResult(texts[0], texts[1], texts[2], texts[3], texts[4], texts[5])
 
     async def challenge_request(self, token: str) -> StepUpRequest | None:
         """The request a challenge is for (None when it is gone or unreadable)."""
@@ -436,7 +458,8 @@ class WebhookResult:
     detail: str
     state: str = ""
     outcome: str = ""
-    ip: str = ""  # the tag of the address that opened the challenge
+    opened_by: str = ""  # the tag of the address that opened the challenge
+    ip: str = ""  # the webhook's ipAddress against the opening address: same|differs|unknown
 
 
 def _text(value: Any) -> str | None:

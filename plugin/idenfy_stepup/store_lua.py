@@ -7,15 +7,29 @@ Return values are flat arrays: ``{verdict, ...}``.
 
 # KEYS[1] challenge, KEYS[2] webhook-id marker.
 # ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
-#       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id
-# duplicate, ignored and applied also return {…, state, outcome, ip}: the webhook handler
-# counts a failure against the opening address (ip: its tag) and locks the subject after a spoof.
+#       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id,
+#       12 the outcome a SUCCESS is denied with for its riskTags ('' none), 13 its allowed
+#       riskTags (space-separated, '' none), 14 the tag of the webhook's ipAddress identity
+#       ('' unknown), 15 ip policy (deny: a SUCCESS from another address is denied),
+#       16 the tag a challenge opened from no known address carries, 17 and 18 whether the
+#       risk denial and IP_MISMATCH offer a new attempt (1|0: their rows' retryable)
+# duplicate, ignored and applied also return {…, state, outcome, opened_by, ip}: the webhook
+# handler counts a failure against the opening address (opened_by: its tag), locks the subject
+# after a spoof, and logs how the addresses compared (ip: same | differs | unknown).
+# An approval records its allowed riskTags ('risk') and whether its address differed
+# ('ip_differs'): the id_token reports both.
+# A flagged SUCCESS is denied here, in the step that would have approved it: the marker and
+# the terminal state make every later delivery, flagged or not, a duplicate or ignored.
 # One read, one marker, one write and one publish: nothing is read twice.
 WEBHOOK = """
 local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip')
 if not c[1] then return {'unknown'} end
+local ip = 'unknown'
+if ARGV[14] ~= '' and c[6] and c[6] ~= ARGV[16] then
+  ip = ARGV[14] == c[6] and 'same' or 'differs'
+end
 local function tail(verdict, detail, state, outcome)
-  return {verdict, detail, state, outcome or '', c[6] or ''}
+  return {verdict, detail, state, outcome or '', c[6] or '', ip}
 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then
   return tail('duplicate', '', c[1], c[5])
@@ -27,12 +41,27 @@ end
 if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return {'mismatch', 'type'} end
 if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return {'mismatch', 'method'} end
 if ARGV[1] == 'PENDING' then return {'pending'} end
+local verdict, denial, retryable = ARGV[1], ARGV[2], ARGV[3]
+if verdict == 'SUCCESS' and ARGV[12] ~= '' then
+  verdict, denial, retryable = 'DENIED', ARGV[12], ARGV[17]
+elseif verdict == 'SUCCESS' and ip == 'differs' and ARGV[15] == 'deny' then
+  verdict, denial, retryable = 'DENIED', 'IP_MISMATCH', ARGV[18]
+end
 local state, outcome = 'APPROVED', c[5]
-if ARGV[1] == 'SUCCESS' then
-  redis.call('HSET', KEYS[1], 'state', state, 'auth_time', ARGV[7], 'webhook_id', ARGV[11])
+if verdict == 'SUCCESS' then
+  local fields = {'state', state, 'auth_time', ARGV[7], 'webhook_id', ARGV[11]}
+  if ARGV[13] ~= '' then
+    fields[#fields + 1] = 'risk'
+    fields[#fields + 1] = ARGV[13]
+  end
+  if ip == 'differs' then
+    fields[#fields + 1] = 'ip_differs'
+    fields[#fields + 1] = '1'
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
 else
-  state, outcome = 'DENIED', ARGV[2]
-  redis.call('HSET', KEYS[1], 'state', state, 'outcome', outcome, 'retryable', ARGV[3],
+  state, outcome = 'DENIED', denial
+  redis.call('HSET', KEYS[1], 'state', state, 'outcome', outcome, 'retryable', retryable,
              'webhook_id', ARGV[11], 'denied_at', ARGV[7])
 end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
@@ -143,8 +172,11 @@ return 1
 # SHA-256, 3 the access token's lifetime (s), 4 now. The code and the access token live in the
 # challenge they came from. A second redemption revokes what the first one issued (RFC 6749
 # §4.1.2, §10.5); the record then outlives the access token, so a replay is always caught.
+# Returns {'ok', request, auth_time, allowed riskTags (space-separated), ip_differs ('1'|'')}
+# or {'missing'} | {'reused'}.
 REDEEM_CODE = """
-local c = redis.call('HMGET', KEYS[1], 'code', 'code_exp', 'at', 'auth_time')
+local c = redis.call('HMGET', KEYS[1], 'code', 'code_exp', 'at', 'auth_time', 'risk',
+                     'ip_differs')
 if not c[1] or c[1] ~= ARGV[1] then return {'missing'} end
 if c[3] then
   redis.call('HSET', KEYS[1], 'at', 'revoked')
@@ -159,7 +191,7 @@ if redis.call('TTL', KEYS[1]) < lifetime then
   redis.call('EXPIRE', KEYS[1], lifetime)
   redis.call('EXPIRE', KEYS[2], lifetime)
 end
-return {'ok', req, c[4]}
+return {'ok', req, c[4], c[5] or '', c[6] or ''}
 """
 
 # KEYS[1] a new challenge's hash, KEYS[2] its request. ARGV: 1 ttl in seconds, 2 the request

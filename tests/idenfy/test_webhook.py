@@ -175,6 +175,7 @@ def test_happy_body_parses() -> None:
         fail_reason=None,
         type="AUTHENTICATION",
         method="FACE_MATCHING",
+        ip_address="203.0.113.9",
     )
     assert event.success and event.final
     with pytest.raises(dataclasses.FrozenInstanceError):

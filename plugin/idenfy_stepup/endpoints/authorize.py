@@ -349,6 +349,9 @@ async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str) -> tuple[Res
             return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"]), False
         check_type = await rt.vendor.check_status(scan_ref, req.method)
         req = replace(req, scan_ref=scan_ref, check_type=check_type)
+        if check_type == "ENROLLMENT" and not rt.settings.idenfy.allow_enrollment:
+            # A first capture proves less than a comparison: refused before any vendor session.
+            return outcome_redirect(rt, req, rt.outcomes["ENROLLMENT_REFUSED"]), False
         lifetime = rt.settings.idenfy.token_lifetime
         token = await rt.vendor.create_authentication(
             scan_ref, check_type, req.method, lifetime, rt.settings.idenfy.locale

@@ -12,6 +12,10 @@ from ..runtime import Runtime
 from ..store import StoreUnavailable
 from .common import BadForm, json_error, read_form, runtime
 
+# The stepup_ claims appear only when they apply (oidc/server.py:IdToken).
+CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
+                    "stepup_risk", "stepup_ip", "stepup_enrollment")  # fmt: skip
+
 
 def metadata(rt: Runtime) -> dict[str, object]:
     issuer = rt.settings.issuer
@@ -35,7 +39,7 @@ def metadata(rt: Runtime) -> dict[str, object]:
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
         "code_challenge_methods_supported": ["S256"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr"],
+        "claims_supported": list(CLAIMS_SUPPORTED),
         "claims_parameter_supported": True,
         "request_parameter_supported": True,
         "request_uri_parameter_supported": False,

@@ -14,10 +14,13 @@ lock cannot be written the answer is 503, and the vendor's retry (a duplicate) s
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..idenfy.outcomes import FAIL_REASONS, LOCKOUT_OUTCOMES
+from ..idenfy.risk import RiskDecision, decide
 from ..idenfy.webhook import (
     EVENT_TYPE,
     WebhookEvent,
@@ -26,7 +29,7 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
-from ..limits import ended
+from ..limits import address_identity, ended
 from ..netpolicy import allowed
 from ..runtime import Runtime
 from ..stepup import StepUpRequest
@@ -78,7 +81,11 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
         verdict, outcome = "DENIED", rt.outcomes.for_webhook(event.status, event.fail_reason).name
     retryable = verdict == "DENIED" and rt.outcomes[outcome].retryable
     ttl = rt.settings.idenfy.token_lifetime + rt.settings.challenge.grace_seconds
-    return await rt.store.webhook_transition(
+    # What the vendor flagged and where the check was finished can turn a SUCCESS into a
+    # denial: decided inside the transition script, so no redelivery can approve it instead.
+    risk = decide(event.risk_tags, rt.settings.idenfy.risk_policy())
+    ip_policy = rt.settings.idenfy.webhook_ip_policy
+    applied = await rt.store.webhook_transition(
         token=event.token,
         webhook_id=event.id,
         verdict=verdict,
@@ -88,7 +95,59 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
         check_type=event.type,
         method=event.method,
         marker_ttl=ttl,
+        risk_denial=risk.outcome if event.success else "",
+        risk_allowed=risk.allowed if event.success else (),
+        ip=None if ip_policy == "off" else _address(event.ip_address),
+        ip_policy=ip_policy,
+        risk_retryable=bool(risk.outcome) and rt.outcomes[risk.outcome].retryable,
+        ip_retryable=rt.outcomes["IP_MISMATCH"].retryable,
     )
+    if applied.result == "applied":
+        _log_flags(event, risk, applied, ip_policy)
+    return applied
+
+
+def _address(raw: str | None) -> str | None:
+    """The webhook's ipAddress as limits count an address (an IPv6 host as its /64, so a
+    privacy address rotating inside one network is not "another address"); None: unknown."""
+    value = (raw or "").strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return address_identity(value)
+
+
+def _log_flags(
+    event: WebhookEvent, risk: RiskDecision, applied: WebhookResult, policy: str
+) -> None:
+    """Tag names, decisions and "differs"/"unknown" only: never an address."""
+    hint = event.token[:6]
+    if event.risk_tags:
+        decision = risk.action if event.success else "not_a_success"
+        level = log.warning if risk.denied and event.success else log.info
+        level(
+            "webhook riskTags %s: %s",
+            " ".join(event.risk_tags),
+            decision,
+            extra={"event": "webhook.risk", "risk_tags": list(event.risk_tags),
+                   "decision": decision, "outcome": applied.outcome, "token_hint": hint},
+        )  # fmt: skip
+    if policy == "off" or applied.ip == "same":
+        return
+    denied = applied.outcome == "IP_MISMATCH"
+    if applied.ip == "differs":
+        log.warning(
+            "webhook ipAddress differs from the address that opened the challenge (%s)",
+            "denied" if denied else f"policy {policy}",
+            extra={"event": "webhook.ip", "ip": "differs", "policy": policy,
+                   "denied": denied, "token_hint": hint},
+        )  # fmt: skip
+    else:
+        log.info(
+            "webhook ipAddress unknown: not compared",
+            extra={"event": "webhook.ip", "ip": "unknown", "policy": policy, "token_hint": hint},
+        )  # fmt: skip
 
 
 async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> StepUpRequest | None:
@@ -127,7 +186,11 @@ async def _count_ending(
         return
     try:
         await ended(
-            rt, applied.ip, event.token, failure=applied.state != "APPROVED", failed_check=request
+            rt,
+            applied.opened_by,
+            event.token,
+            failure=applied.state != "APPROVED",
+            failed_check=request,
         )
     except StoreUnavailable:
         log.warning("abuse-limit counters not updated: Redis unavailable")

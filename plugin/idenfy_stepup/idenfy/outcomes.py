@@ -211,6 +211,38 @@ _ROWS = [
         "Too many step-up requests; try again later.",
         "There were too many attempts. Wait a few minutes, then try again.",
     ),
+    # A SUCCESS the vendor flagged (riskTags) or finished from another address than the one
+    # that opened the challenge: denied under idenfy.risk_tags / idenfy.webhook_ip_policy.
+    _row(
+        "RISK_UNTRUSTED_ENVIRONMENT",
+        DENIED,
+        "risk_untrusted_environment",
+        "The face check passed in an environment the vendor does not trust.",
+        "The check could not be trusted on this device. Close remote-access, emulator or "
+        "screen-sharing tools, then start again from the service you came from.",
+    ),
+    _row(
+        "RISK_FLAGGED",
+        DENIED,
+        "risk_flagged",
+        "The face check passed but the vendor flagged a risk.",
+        "The check could not be trusted. Start again from the service you came from.",
+    ),
+    _row(
+        "IP_MISMATCH",
+        DENIED,
+        "ip_mismatch",
+        "The face check was completed from another network address than the one that started it.",
+        "The check was completed on another device or network than the one that started it. "
+        "Start again, and finish the check on this device.",
+    ),
+    _row(
+        "ENROLLMENT_REFUSED",
+        UNMET,
+        "enrollment_required",
+        "The user has no face reference yet; an enrollment is not accepted as a step-up.",
+        "Your face is not registered for face checks yet. Contact the service you came from.",
+    ),
     _row(
         "SUBJECT_LOCKED",
         DENIED,
@@ -222,11 +254,13 @@ _ROWS = [
 
 DEFAULTS: Mapping[str, Outcome] = {row.name: row for row in _ROWS}
 OUTCOME_NAMES = frozenset(DEFAULTS)
+# Denials that are our own decisions, not a webhook's failReason.
+_OWN_DENIALS = frozenset(
+    {"CANCELED", "EXPIRED", "UNKNOWN", "SUBJECT_LOCKED", "RISK_UNTRUSTED_ENVIRONMENT",
+     "RISK_FLAGGED", "IP_MISMATCH"}
+)  # fmt: skip
 FAIL_REASONS = tuple(
-    name
-    for name in DEFAULTS
-    if name not in {"CANCELED", "EXPIRED", "UNKNOWN", "SUBJECT_LOCKED"}
-    and DEFAULTS[name].error == DENIED
+    name for name in DEFAULTS if name not in _OWN_DENIALS and DEFAULTS[name].error == DENIED
 )
 # Spoofing signals: a webhook with one of these locks its subject out for
 # ``challenge.limits.spoof_lockout_seconds`` (by outcome name, so overrides do not change it).

@@ -19,6 +19,12 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # application/json or any structured-syntax +json type (RFC 6839 §3.1), parameters ignored.
 _JSON_TYPE = re.compile(r"application/(?:json|[a-z0-9!#$&^_.-]+\+json)")
 _MAX_ID = 255
+# riskTags: enum values are upper-case identifiers (the only documented one: UNTRUSTED_ENVIRONMENT).
+_RISK_TAG = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_MAX_RISK_TAGS = 32
+# A tag of another shape is kept as this placeholder: still a flag (denied by default), but
+# nothing the vendor sent in it reaches a log line or a token.
+MALFORMED_TAG = "MALFORMED_TAG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,10 @@ class WebhookEvent:
     fail_reason: str | None
     type: str | None
     method: str | None
+    # What the vendor flagged (riskTags, normalised by _risk_tags) and the end user's address
+    # as it saw it (ipAddress): see idenfy/risk.py and endpoints/webhook.py.
+    risk_tags: tuple[str, ...] = ()
+    ip_address: str | None = None
 
     @property
     def final(self) -> bool:
@@ -99,6 +109,8 @@ def parse_event(body: bytes) -> WebhookEvent:
         fail_reason=_upper(_optional(data, "failReason")),
         type=_upper(_optional(data, "type")),
         method=_upper(_optional(data, "method")),
+        risk_tags=_risk_tags(data),
+        ip_address=_optional(data, "ipAddress"),
     )
 
 
@@ -160,3 +172,28 @@ def _upper(value: str | None) -> str | None:
     if value is None:
         return None
     return value.strip().upper() or None
+
+
+def _risk_tags(data: dict[str, object]) -> tuple[str, ...]:
+    """``riskTags``: null or an array of strings; upper-cased, de-duplicated, order kept.
+
+    Unknown values are tolerated (they are flags we do not know yet); only the shape is
+    refused, like any other mistyped field.
+    """
+    value = data.get("riskTags")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > _MAX_RISK_TAGS:
+        raise WebhookRejected(400, f"riskTags must be null or at most {_MAX_RISK_TAGS} strings")
+    tags: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise WebhookRejected(400, "riskTags must contain strings")
+        tag = item.strip().upper()
+        if not tag:
+            continue
+        if _RISK_TAG.fullmatch(tag) is None:
+            tag = MALFORMED_TAG
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)

@@ -94,7 +94,10 @@ class AuthCode(AuthorizationCodeMixin):  # type: ignore[misc]
         return self.grant.acr
 
     def get_amr(self) -> list[str]:
-        return ["face"]
+        # "face" (RFC 8176 §2): a live face was captured and checked by the vendor. An
+        # enrollment adds "enroll", a value of ours (OIDC Core §2 leaves amr values to the
+        # parties): the face became the reference instead of being compared with one.
+        return ["face", "enroll"] if self.grant.enrollment else ["face"]
 
 
 class User:

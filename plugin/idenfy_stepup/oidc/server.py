@@ -120,6 +120,16 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         }
         if code.get_nonce():
             claims["nonce"] = code.get_nonce()
+        # Present only when true: what the vendor flagged and the policy let through, a face
+        # seen from another address than the one that opened the challenge (webhook_ip_policy
+        # log), and an enrollment instead of a comparison. The RP decides what they mean for
+        # its action.
+        if code.grant.risk:
+            claims["stepup_risk"] = list(code.grant.risk)
+        if code.grant.ip_differs:
+            claims["stepup_ip"] = "differs"  # never an address
+        if code.grant.enrollment:
+            claims["stepup_enrollment"] = True
         at_hash = create_half_hash(token["access_token"], alg)
         if at_hash is not None:
             claims["at_hash"] = at_hash.decode()

@@ -20,8 +20,10 @@ below, then posts ``{status: "APPROVED" | "FAILED"}`` to the parent window.
 Scripting endpoints (no authentication: never expose the simulator publicly):
 
 - ``POST /_simulator/sessions/{token}/outcome`` ``{"status": "SUCCESS" | "FAILED" | "EXPIRED" |
-  "CANCELED", "failReason"?: str, "force"?: bool}`` → ``{"delivered": <provider's HTTP status or
-  null>, "attempts": n, "id": <webhook id>}`` after delivery (up to 10 retries). The first outcome
+  "CANCELED", "failReason"?: str, "riskTags"?: [str] | null, "ipAddress"?: str | null,
+  "force"?: bool}`` → ``{"delivered": <provider's HTTP status or null>, "attempts": n, "id":
+  <webhook id>}`` after delivery (up to 10 retries). ``riskTags`` and ``ipAddress`` go into the
+  webhook as given (both null by default), e.g. ``["UNTRUSTED_ENVIRONMENT"]``. The first outcome
   wins: later calls get 409 ``{"error": "already_finished"}`` unless ``force`` is true, which sends
   a further webhook with a fresh id (a conflicting vendor duplicate) and keeps the first outcome.
 - ``GET /_simulator/sessions/{token}`` → the session, its outcome and every webhook sent.

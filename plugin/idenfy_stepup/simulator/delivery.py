@@ -39,9 +39,9 @@ def webhook_body(
         "type": session.type,
         "method": session.method,
         "facePhoto": photo_url(base_url, session.token, outcome.status),
-        "ipAddress": None,
+        "ipAddress": outcome.ip_address,
         "failReason": outcome.fail_reason if outcome.status == "FAILED" else None,
-        "riskTags": None,
+        "riskTags": None if outcome.risk_tags is None else list(outcome.risk_tags),
     }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

@@ -14,6 +14,8 @@ from .state import Outcome, Session, WebhookRecord
 
 STATUSES = ("SUCCESS", "FAILED", "EXPIRED", "CANCELED")  # idenfy-api.md §2.2
 MAX_FAIL_REASON = 255  # §2.1: failReason is a free string of at most 255 characters
+MAX_FIELD = 255  # riskTags entries and ipAddress
+MAX_RISK_TAGS = 16
 SCAN_REF_TYPES: tuple[str, ...] = get_args(CheckStatusType)
 
 
@@ -43,7 +45,17 @@ def parse_outcome(data: dict[str, Any]) -> Outcome | str:
         return f"failReason must be a non-empty string of at most {MAX_FAIL_REASON} characters."
     if not isinstance(data.get("force", False), bool):
         return "force must be a boolean."
-    return Outcome(status, reason)
+    tags, ip = data.get("riskTags"), data.get("ipAddress")
+    # Any tag string is allowed (unknown ones included), like failReason.
+    if tags is not None and not (
+        isinstance(tags, list)
+        and len(tags) <= MAX_RISK_TAGS
+        and all(isinstance(t, str) and 0 < len(t) <= MAX_FIELD for t in tags)
+    ):
+        return f"riskTags must be null or a list of at most {MAX_RISK_TAGS} non-empty strings."
+    if ip is not None and not (isinstance(ip, str) and 0 < len(ip) <= MAX_FIELD):
+        return f"ipAddress must be null or a non-empty string of at most {MAX_FIELD} characters."
+    return Outcome(status, reason, None if tags is None else tuple(tags), ip)
 
 
 class ScriptingApi:

@@ -32,6 +32,9 @@ class Outcome:
 
     status: str
     fail_reason: str | None = None
+    # The webhook's riskTags and ipAddress (null unless a scripted outcome sets them).
+    risk_tags: tuple[str, ...] | None = None
+    ip_address: str | None = None
 
 
 @dataclass(slots=True)
