@@ -16,6 +16,7 @@ from .idenfy.outcomes import OutcomeTable
 from .netpolicy import Network, networks
 from .oidc.keys import KeyRing
 from .oidc.server import StepUpServer
+from .push_slots import PushSlots
 from .store import Store
 from .store_events import Notifier
 
@@ -32,6 +33,7 @@ class Runtime:
     binder: Binder
     templates: Environment
     webhook_keys: tuple[str, ...]
+    push_slots: PushSlots
     webhook_allowlist: tuple[Network, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -81,6 +83,9 @@ async def build_runtime(
         binder=Binder(secret, settings),
         templates=template_env(),
         webhook_keys=webhook_keys(settings),
+        push_slots=PushSlots(
+            settings.challenge.push_streams_per_challenge, settings.challenge.push_streams_per_ip
+        ),
         webhook_allowlist=networks(settings.idenfy.webhook_allowed_ips),
         trusted_proxies=networks(settings.server.trusted_proxies),
     )
