@@ -276,6 +276,19 @@ class Store:
     # -- codes and access tokens --------------------------------------------------------------
     # Both are ``<challenge token>.<random>``: they are found through the challenge they come
     # from, stored there only as SHA-256 (design-notes: "Codes and access tokens").
+    async def code_client(self, code: str) -> str | None:
+        """The client_id of the request a code names (None: no such request, or unreadable).
+        Reads only: /token checks it before spending the code, so that another client's
+        attempt leaves the code to its own client."""
+        token = _challenge_of(code)
+        if token is None:
+            return None
+        raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
+        try:
+            return StepUpRequest.from_json(raw).client_id if raw else None
+        except (ValueError, TypeError):
+            return None
+
     async def redeem_code(
         self, code: str, access_token: str, ttl: int
     ) -> tuple[str, CodeGrant | None]:
