@@ -16,6 +16,7 @@ from .idenfy.outcomes import OutcomeTable
 from .netpolicy import Network, networks
 from .oidc.keys import KeyRing
 from .oidc.server import StepUpServer
+from .push_slots import PushSlots
 from .secrets_at_rest import Sealer, SharedSecrets, live_problems
 from .startup import StartupError
 from .store import Store
@@ -34,6 +35,7 @@ class Runtime:
     binder: Binder
     templates: Environment
     webhook_keys: tuple[str, ...]
+    push_slots: PushSlots
     webhook_allowlist: tuple[Network, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
     shared: SharedSecrets | None = None  # the generated secrets, compared with Redis
@@ -96,6 +98,9 @@ async def build_runtime(
         binder=Binder(secret, settings),
         templates=template_env(),
         webhook_keys=webhook_keys(settings),
+        push_slots=PushSlots(
+            settings.challenge.push_streams_per_challenge, settings.challenge.push_streams_per_ip
+        ),
         webhook_allowlist=networks(settings.idenfy.webhook_allowed_ips),
         trusted_proxies=networks(settings.server.trusted_proxies),
         shared=shared,

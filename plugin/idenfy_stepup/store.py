@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,14 @@ T = TypeVar("T")
 # opened by one has no address to compare a webhook's ipAddress with.
 UNKNOWN_ADDRESS = "unknown"
 TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
+# How long after the vendor session's expiry a still-PENDING challenge is reported as expired
+# (the finish script's ``expired``, and the moment the push stream says "done"). iDenfy stops
+# accepting the face check at the expiry, so the wait only lets the webhook of a check finished
+# in its last seconds land (the vendor sends it as soon as it has decided; the simulator within
+# milliseconds). 5 s covers that delivery; each further second is a second an abandoned page
+# shows "Waiting…" for a session that can no longer succeed. A webhook later than this finds
+# the challenge expired (the user starts again): the safe side.
+EXPIRY_SKEW_SECONDS = 5
 
 
 class StoreUnavailable(Exception):
@@ -92,6 +101,13 @@ class Peek:
     bound: bool
     request: StepUpRequest | None = None
     attempt: int = 1
+    # The vendor session's expiry (unix time); None when missing or unreadable.
+    expires_at: float | None = None
+
+    @property
+    def expired_at(self) -> float | None:
+        """When the finish script starts answering ``expired`` (None: no readable expiry)."""
+        return None if self.expires_at is None else self.expires_at + EXPIRY_SKEW_SECONDS
 
 
 class Store:
@@ -187,31 +203,35 @@ class Store:
         await self._call(lambda: self._run(self._create, keys, args))
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
-        """State and whether ``binding`` owns the challenge; with ``full``, its request too."""
+        """State, whether ``binding`` owns the challenge and its expiry; with ``full``, its
+        request too. One HMGET (and, with ``full``, a GET in the same write)."""
         key, rkey = self.challenge_key(token), self.request_key(token)
+        fields = ("state", "binding", "expires_at", "attempt")
         if not full:
-            reply = await self._call(lambda: self._cmd("HMGET", key, "state", "binding"))
-            return Peek(_text(reply[0]), bool(binding) and _text(reply[1]) == binding)
+            reply = await self._call(lambda: self._cmd("HMGET", key, *fields[:3]))
+            bound = bool(binding) and _text(reply[1]) == binding
+            return Peek(_text(reply[0]), bound, expires_at=_number(reply[2]))
 
         async def read() -> list[Any]:
             if self.wire is not None:  # both leave in one write
-                fields = self.wire.execute("HMGET", key, "state", "binding", "attempt")
-                return list(await asyncio.gather(fields, self.wire.execute("GET", rkey)))
+                hmget = self.wire.execute("HMGET", key, *fields)
+                return list(await asyncio.gather(hmget, self.wire.execute("GET", rkey)))
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(key, ["state", "binding", "attempt"])
+                pipe.hmget(key, list(fields))
                 pipe.get(rkey)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        (state, owner, attempt), raw = await self._call(read)
+        (state, owner, expires_at, attempt), raw = await self._call(read)
         bound = bool(binding) and _text(owner) == binding
         if not (bound and raw):
             return Peek(_text(state) if raw or not bound else None, bound)
         try:
             request = StepUpRequest.from_json(raw)
         except (ValueError, TypeError):
-            return Peek(None, False)  # unreadable means "start again" (invariant 6)
-        return Peek(_text(state), bound, request, int(_text(attempt) or 1))
+            return Peek(None, False)  # unreadable means "start again"
+        attempts = int(_text(attempt) or 1)
+        return Peek(_text(state), bound, request, attempts, _number(expires_at))
 
     async def finish(
         self,
@@ -222,7 +242,7 @@ class Store:
         max_attempts: int,
         code: str = "",
         code_lifetime: int = 60,
-        expiry_skew: int = 15,
+        expiry_skew: int = EXPIRY_SKEW_SECONDS,
         stale_retry: int = 30,
     ) -> Verdict:
         """Finish (or cancel, or give up) a challenge; consumes it unless a retry is offered.
@@ -254,6 +274,19 @@ class Store:
     # -- codes and access tokens --------------------------------------------------------------
     # Both are ``<challenge token>.<random>``: they are found through the challenge they come
     # from, stored there only as SHA-256 (design-notes: "Codes and access tokens").
+    async def code_client(self, code: str) -> str | None:
+        """The client_id of the request a code names (None: no such request, or unreadable).
+        Reads only: /token checks it before spending the code, so that another client's
+        attempt leaves the code to its own client."""
+        token = _challenge_of(code)
+        if token is None:
+            return None
+        raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
+        try:
+            return StepUpRequest.from_json(raw).client_id if raw else None
+        except (ValueError, TypeError):
+            return None
+
     async def redeem_code(
         self, code: str, access_token: str, ttl: int
     ) -> tuple[str, CodeGrant | None]:
@@ -466,6 +499,17 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    """A numeric field as Redis returns it (Lua's ``tonumber`` reads the same); None when
+    missing or not a finite number."""
+    text = _text(value)
+    try:
+        number = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _verdict(reply: list[Any]) -> Verdict:

@@ -2,14 +2,21 @@
 
 No polling: the stream registers with the process's :class:`Notifier` first, then reads the
 state once; it waits for the wake-up published by whichever instance received the webhook,
-and says "done" (a wake-up from a reconnected subscription re-reads the state first). After
+and says "done" (a wake-up from a reconnected subscription re-reads the state first). It also
+says "done" once the vendor session has expired (``expires_at`` + ``EXPIRY_SKEW_SECONDS``, the
+moment the finish script starts answering ``expired``), so an abandoned page, or one whose
+EXPIRED webhook never comes, goes back to the RP with ``challenge_expired``. After
 ``push_timeout`` seconds it ends, and EventSource reconnects by itself.
+
+Each stream holds a slot of :class:`PushSlots` (per challenge and per client address) from its
+first byte to its end, whatever ends it; over a cap the answer is a 429.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -17,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..idenfy.client import valid_token
+from ..limits import ip_identity
 from ..runtime import Runtime
 from ..store import StoreUnavailable
 from .common import json_error, runtime
@@ -32,7 +40,7 @@ async def events(request: Request) -> Response:
     binding = rt.binder.binding_of(request, token)
     if not binding:
         return json_error(403, "access_denied", "This check belongs to another browser.")
-    return PushStream(rt, token, binding)
+    return PushStream(rt, token, binding, ip_identity(request, rt))
 
 
 class PushStream(Response):
@@ -41,24 +49,42 @@ class PushStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, rt: Runtime, token: str, binding: str) -> None:
+    def __init__(self, rt: Runtime, token: str, binding: str, address: str) -> None:
         # As StreamingResponse does: no body, hence no Content-Length.
         self.status_code = 200
         self.background = None
         self.init_headers(SSE_HEADERS)
-        self.rt, self.token, self.binding = rt, token, binding
+        self.rt, self.token, self.binding, self.address = rt, token, binding, address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        await send(start)
-        gone = asyncio.ensure_future(_disconnected(receive))
+        # The slot is taken here, not in the endpoint, so that one try/finally pairs taking
+        # and giving back: done, timeout, browser gone, server stopping, Redis down or an error.
+        slots = self.rt.push_slots
+        refused = slots.take(self.token, self.address)
+        if refused is not None:
+            await _too_many(self.rt, refused)(scope, receive, send)
+            return
+        gone: asyncio.Future[None] | None = None
         try:
+            start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+            await send(start)
+            gone = asyncio.ensure_future(_disconnected(receive))
             async for chunk in _stream(self.rt, self.token, self.binding, gone):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if not gone.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            gone.cancel()
+            if gone is not None:
+                gone.cancel()
+            slots.give_back(self.token, self.address)
+
+
+def _too_many(rt: Runtime, cap: str) -> Response:
+    """429: a held slot is free again at the latest when its stream ends (``push_timeout``)."""
+    whose = "this check" if cap == "challenge" else "this address"
+    retry_after = str(rt.settings.challenge.push_timeout)
+    return json_error(429, "too_many_streams", f"Too many open push streams for {whose}.",
+                      **{"Retry-After": retry_after})  # fmt: skip
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -90,8 +116,15 @@ async def _stream(
             except StoreUnavailable:
                 yield b": store unavailable\n\n"
                 return
-            if peek.state != "PENDING" or not peek.bound:
-                # Terminal, gone or not ours: the finish URL tells the browser which.
+            expired_at = peek.expired_at
+            if peek.state != "PENDING" or not peek.bound or expired_at is None:
+                # Terminal, gone, not ours or unreadable: the finish URL tells the browser which.
+                yield done
+                return
+            until_expired = expired_at - time.time()
+            if until_expired <= 0:
+                # The same clock and comparison as the finish script (now >= expires_at + skew):
+                # the finish URL now answers challenge_expired, not "pending".
                 yield done
                 return
             remaining = deadline - loop.time()
@@ -99,10 +132,12 @@ async def _stream(
                 yield b": keep-alive\n\n"
                 return
             woke = woken.future()
+            timeout = min(remaining, 15.0, until_expired)
             finished, _ = await asyncio.wait(
-                (woke, gone), timeout=min(remaining, 15.0), return_when=asyncio.FIRST_COMPLETED
+                (woke, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if gone in finished:
                 return  # the browser left: nothing to say, nobody to say it to
-            if woke not in finished:
+            if woke not in finished and time.time() < expired_at:
                 yield b": keep-alive\n\n"
+            # At the expiry, the state is read once more: a webhook may have just decided it.

@@ -1,25 +1,34 @@
 """``POST /token``: redeem a code for an id_token and access token (OIDC Core §3.1.3).
 
-The code is consumed atomically *before* authlib checks the client and PKCE, and bound to the
-access token about to be issued: a second redemption — concurrent or later — fails with
-``invalid_grant`` and revokes that access token (RFC 6749 §4.1.2, invariant 3).
+The client is authenticated first (client_secret_basic, client_secret_post, private_key_jwt
+with its ``jti`` replay check), on its own: a request that fails it reads and changes nothing
+of the code, so a stolen code posted without the client's credentials is not burnt. Failed
+authentications are throttled per address and per client (:mod:`.token_limits`). Only then,
+and only for the client the code was issued to, is the code consumed atomically and bound to
+the access token about to be issued; authlib then checks redirect_uri and PKCE. A second
+redemption by that client — concurrent or later — fails with ``invalid_grant`` and revokes
+that access token (RFC 6749 §4.1.2).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import time
-from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..limits import ip_identity
+from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
 from ..runtime import Runtime
 from ..stepup import CodeGrant
 from ..store import StoreUnavailable, new_secret_for
 from .common import NO_STORE, BadForm, json_error, log, read_form, runtime
+from .token_limits import TokenThrottle, claimed_clients
 
 
 async def token(request: Request) -> Response:
@@ -28,22 +37,57 @@ async def token(request: Request) -> Response:
         form = await read_form(request, rt.settings.server.max_form_bytes)
     except BadForm as exc:
         return json_error(exc.status_code, "invalid_request", exc.description)
+    oauth = AuthlibRequest("POST", f"{rt.settings.issuer}/token", form, request.headers, form=True)
+    if not rt.server.is_code_grant(oauth):
+        # unsupported_grant_type or invalid_request: no client is authenticated, no code read.
+        return _authlib_response(rt, oauth)
+    throttle = TokenThrottle(rt, ip_identity(request, rt), claimed_clients(rt, request, form))
+    try:
+        wait = await throttle.wait()
+        if wait > 0:
+            return _throttled(wait)
+        client = await _authenticate(rt, request, oauth)
+        if isinstance(client, Response):
+            await throttle.failed()
+            return client
+        code = _single(form, "code")
+        # Named after the code's challenge, where redeeming the code records its SHA-256.
+        access_token = new_secret_for((code or "").rpartition(".")[0] or "none")
+        oauth.stepup_client = client
+        oauth.stepup_code = await _redeem(rt, client, code, access_token)
+        oauth.stepup_access_token = access_token
+    except StoreUnavailable:
+        return json_error(503, "temporarily_unavailable", "The service is unavailable.")
+    return _authlib_response(rt, oauth)
+
+
+async def _authenticate(rt: Runtime, request: Request, oauth: AuthlibRequest) -> Client | Response:
+    """The authenticated client, or the error response of a failed authentication."""
     if not _basic_readable(request):
         return json_error(401, "invalid_client", "The Basic credentials are not valid UTF-8.",
                           **{"WWW-Authenticate": 'Basic error="invalid_client"'})  # fmt: skip
-    code = _single(form, "code")
-    # Named after the code's challenge, where redeeming the code records its SHA-256.
-    access_token = new_secret_for((code or "").rpartition(".")[0] or "none")
     try:
-        grant = await _redeem(rt, code, access_token, form)
-        status, body, headers = _authlib_response(rt, request, form, grant, access_token)
-        if status == 200:
-            replay = await _assertion_replayed(rt)
-            if replay is not None:
-                return replay
-    except StoreUnavailable:
-        return json_error(503, "temporarily_unavailable", "The service is unavailable.")
-    return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
+        client, pending_jti = rt.server.authenticate_token_client(oauth)
+    except OAuth2Error as error:
+        status, body, headers = rt.server.handle_error_response(oauth, error)
+        return JSONResponse(body, status_code=int(status), headers={**dict(headers), **NO_STORE})
+    if pending_jti is not None:
+        # RFC 7523 §3: a client assertion's ``jti`` may be used once.
+        jti, exp = pending_jti
+        ttl = max(exp - int(time.time()), 0) + 120
+        if not await rt.store.first_use(f"jti:{jti}", ttl):
+            return json_error(401, "invalid_client", "The client assertion was already used.")
+    return client
+
+
+def _throttled(wait: float) -> Response:
+    """429 with Retry-After. RFC 6749 §5.2 has no code for it; ``temporarily_unavailable``
+    (the one /token already answers when the store is down) says "try again later" without
+    telling a rightful client its credentials are wrong, as ``invalid_client`` would."""
+    seconds = str(max(1, math.ceil(wait)))
+    return json_error(429, "temporarily_unavailable",
+                      f"Too many failed client authentications. Try again in {seconds} s.",
+                      **{"Retry-After": seconds})  # fmt: skip
 
 
 def _basic_readable(request: Request) -> bool:
@@ -66,9 +110,13 @@ def _single(form: dict[str, list[str]], name: str) -> str | None:
 
 
 async def _redeem(
-    rt: Runtime, code: str | None, access_token: str, form: dict[str, list[str]]
+    rt: Runtime, client: Client, code: str | None, access_token: str
 ) -> CodeGrant | None:
-    if code is None or _single(form, "grant_type") != "authorization_code" or len(code) > 512:
+    """Consume the code for the authenticated ``client``; another client's code is left alone
+    (authlib then answers invalid_grant, and its own client can still redeem it)."""
+    if code is None or len(code) > 512:
+        return None
+    if await rt.store.code_client(code) != client.client_id:
         return None
     ttl = rt.settings.keys.access_token_lifetime
     kind, grant = await rt.store.redeem_code(code, access_token, ttl)
@@ -78,24 +126,6 @@ async def _redeem(
     return grant
 
 
-def _authlib_response(
-    rt: Runtime, request: Request, form: dict[str, list[str]], grant: CodeGrant | None, at: str
-) -> tuple[int, Any, list[tuple[str, str]]]:
-    oauth = AuthlibRequest("POST", f"{rt.settings.issuer}/token", form, request.headers, form=True)
-    oauth.stepup_code = grant
-    oauth.stepup_access_token = at
-    rt.server.pending_jti = None  # set by PrivateKeyJWT during this synchronous call only
+def _authlib_response(rt: Runtime, oauth: AuthlibRequest) -> Response:
     status, body, headers = rt.server.create_token_response(oauth)
-    return int(status), body, list(headers)
-
-
-async def _assertion_replayed(rt: Runtime) -> Response | None:
-    """RFC 7523 §3: a client assertion's ``jti`` may be used once."""
-    pending = rt.server.pending_jti
-    if pending is None:
-        return None
-    jti, exp = pending
-    ttl = max(exp - int(time.time()), 0) + 120
-    if await rt.store.first_use(f"jti:{jti}", ttl):
-        return None
-    return json_error(401, "invalid_client", "The client assertion was already used.")
+    return JSONResponse(body, status_code=int(status), headers={**dict(headers), **NO_STORE})

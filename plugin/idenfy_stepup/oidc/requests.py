@@ -45,6 +45,7 @@ class AuthlibRequest(OAuth2Request):  # type: ignore[misc]
         self.payload = Payload(params)
         self._form = self.payload.data if form else {}
         self._args = {} if form else self.payload.data
+        self.stepup_client: Any = None  # set by /token once the client is authenticated
         self.stepup_code: Any = None
         self.stepup_request_object: dict[str, Any] | None = None  # verified claims, if any
         self.stepup_access_token: str = ""

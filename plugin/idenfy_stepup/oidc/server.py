@@ -67,6 +67,16 @@ class CodeFlow(AuthorizationCodeGrant):  # type: ignore[misc]
         "client_assertion_jwt",
     ]
 
+    def authenticate_token_endpoint_client(self) -> Client:
+        """The client the token endpoint authenticated before it looked the code up
+        (:meth:`StepUpServer.authenticate_token_client`); it is not authenticated twice."""
+        client: Client | None = getattr(self.request, "stepup_client", None)
+        if client is None:
+            raise InvalidClientError(
+                status_code=401, description="The client is not authenticated."
+            )
+        return client
+
     def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
         grant = getattr(self.request, "stepup_code", None)
         if grant is None or grant.client_id != client.client_id:
@@ -74,7 +84,8 @@ class CodeFlow(AuthorizationCodeGrant):  # type: ignore[misc]
         return AuthCode(grant)
 
     def delete_authorization_code(self, authorization_code: AuthCode) -> None:
-        """Nothing to do: the code was consumed atomically before authlib saw it."""
+        """Nothing to do: the code was consumed atomically (once the client was authenticated)
+        before authlib saw it."""
 
     def authenticate_user(self, authorization_code: AuthCode) -> User:
         return User(authorization_code.grant.subject)
@@ -137,10 +148,12 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
 
 
 MAX_ASSERTION_LIFETIME = 3600
+PendingJti = tuple[str, int] | None  # (issuer:jti, exp) of a verified client assertion
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
-    """private_key_jwt (OIDC Core §9, RFC 7523 §2.2); each ``jti`` is checked in Redis after."""
+    """private_key_jwt (OIDC Core §9, RFC 7523 §2.2); each ``jti`` is then checked in Redis,
+    before the code is looked up."""
 
     def __init__(self, server: StepUpServer) -> None:
         super().__init__(validate_jti=True, leeway=30)
@@ -164,7 +177,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         # authlib is synchronous: remember the jti; the token endpoint checks it in Redis
-        # before anything is issued.
+        # before the code is looked up (a replayed assertion is a failed authentication).
         self.server.pending_jti = (f"{claims['iss']}:{jti}", int(claims["exp"]))
         return True
 
@@ -187,13 +200,29 @@ class StepUpServer(AuthorizationServer):  # type: ignore[misc]
         self.keys = keys
         _check_client_algorithms(settings, keys)
         self.clients = {c.client_id: Client(c) for c in settings.clients}
-        self.pending_jti: tuple[str, int] | None = None
+        self.pending_jti: PendingJti = None
         self.register_grant(CodeFlow, [S256Challenge(required=False), IdToken(self)])
         self.register_client_auth_method("client_assertion_jwt", PrivateKeyJWT(self))
         self.register_extension(RequestObjects(self))
 
     def query_client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
+
+    def is_code_grant(self, request: OAuth2Request) -> bool:
+        """A token request for the authorization_code grant (others: unsupported_grant_type)."""
+        return bool(CodeFlow.check_token_endpoint(request))
+
+    def authenticate_token_client(self, request: OAuth2Request) -> tuple[Client, PendingJti]:
+        """Authenticate the client of a token request (client_secret_basic, client_secret_post
+        or private_key_jwt) on its own, before the code is looked up; raises authlib's
+        ``OAuth2Error`` (``invalid_client``). Also returns the assertion's ``jti`` and expiry
+        for the endpoint's replay check (None for the secret methods)."""
+        self.pending_jti = None  # set by PrivateKeyJWT during this synchronous call only
+        try:
+            client: Client = self.authenticate_client(request, CodeFlow.TOKEN_ENDPOINT_AUTH_METHODS)
+            return client, self.pending_jti
+        finally:
+            self.pending_jti = None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Stored by the token endpoint once authlib has built the response."""
