@@ -261,12 +261,12 @@ return verdict
 # session's expiry (unix s), so an abandoned one stops counting by itself.
 # ARGV: 1 now, 2 op (count | add | remove), 3 token, 4 its expiry. Returns how many are open.
 OPEN_CHALLENGES = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if ARGV[2] == 'add' then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 elseif ARGV[2] == 'remove' then
   redis.call('ZREM', KEYS[1], ARGV[3])
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local open = redis.call('ZCARD', KEYS[1])
 if ARGV[2] ~= 'count' and open > 0 then
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')

@@ -192,7 +192,8 @@ async def test_another_authenticated_client_cannot_spend_a_code(stack: Stack) ->
 
 async def test_a_replayed_client_assertion_leaves_the_code_unspent(stack: Stack) -> None:
     signed = assertion(aud=stack.issuer)
-    form = {"client_id": "jwt", "client_assertion_type": ASSERTION_TYPE}
+    # An address of its own: the loopback one's failure counter is shared with other tests.
+    form = {"client_id": "jwt", "client_assertion_type": ASSERTION_TYPE, "source": address()}
     code, verifier = await issue_code(stack, "jwt")
     used = await post_token(stack, code, verifier, client_assertion=signed, **form)
     assert used.status_code == 200, used.text

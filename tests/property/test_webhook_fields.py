@@ -37,8 +37,9 @@ def provider(live: Live) -> Live:  # noqa: F811
 # -- the webhook's rules, restated ---------------------------------------------------------------
 
 TOKEN = re.compile(r"(?=.*[^.])[A-Za-z0-9._~-]{1,64}")  # the vendor's token format
-OPTIONAL_STRINGS = ("scanRef", "clientId", "failReason", "type", "method")
-KNOWN = ("id", "token", "status", *OPTIONAL_STRINGS, "facePhoto", "ipAddress", "riskTags")
+OPTIONAL_STRINGS = ("scanRef", "clientId", "failReason", "type", "method", "ipAddress")
+MAX_RISK_TAGS = 32
+KNOWN = ("id", "token", "status", *OPTIONAL_STRINGS, "facePhoto", "riskTags")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ def well_formed(fields: dict[str, Any]) -> bool:
         return False
     if not isinstance(status, str):
         return False
+    tags = fields.get("riskTags")
+    if tags is not None and not (
+        isinstance(tags, list)
+        and len(tags) <= MAX_RISK_TAGS
+        and all(isinstance(tag, str) for tag in tags)
+    ):
+        return False  # null or an array of strings
     return all(fields.get(name) is None or isinstance(fields[name], str)
                for name in OPTIONAL_STRINGS)  # fmt: skip
 
