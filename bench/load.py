@@ -100,7 +100,7 @@ def executable() -> str:
 
 def redis_binary() -> str:
     sys.path.insert(0, str(ROOT / "plugin"))
-    from idenfy_stepup.store_redis import redis_server_binary
+    from idenfy_stepup.store import redis_server_binary
 
     return redis_server_binary()
 

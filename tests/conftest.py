@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from redis import Redis
 
-from idenfy_stepup.store_redis import redis_server_binary
+from idenfy_stepup.store import redis_server_binary
 
 from .stack import Stack, StackPool, free_socket, start_stack, stop_process
 

@@ -1,4 +1,4 @@
-"""``WireRedis`` (store_wire.py) against real redis-server processes.
+"""``WireRedis`` (store/wire.py) against real redis-server processes.
 
 Nothing of ours is faked: every test talks to a real redis-server (over TCP or a Unix socket),
 stops it, restarts it or freezes it with SIGSTOP. The only stand-in is a loopback server that
@@ -24,10 +24,9 @@ from redis import Redis
 from redis import exceptions as rexc
 from redis.asyncio import Redis as AsyncRedis
 
-from idenfy_stepup import store_wire
 from idenfy_stepup.stepup import StepUpRequest
-from idenfy_stepup.store import Store, StoreUnavailable, tag
-from idenfy_stepup.store_wire import WireRedis
+from idenfy_stepup.store import Store, StoreUnavailable, WireRedis, tag
+from idenfy_stepup.store import wire as store_wire
 
 from .conftest import RedisProcess
 from .stack import free_socket

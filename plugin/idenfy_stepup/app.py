@@ -26,10 +26,7 @@ from .idenfy.transport import AiohttpTransport
 from .oidc.keys import KeyLoadError
 from .runtime import Runtime, build_runtime
 from .startup import StartupError, with_redis
-from .store import Store
-from .store_events import Notifier
-from .store_redis import EmbeddedRedis, connect
-from .store_wire import WireRedis
+from .store import EmbeddedRedis, Notifier, Store, WireRedis, connect
 
 log = logging.getLogger("idenfy_stepup")
 STATIC = Path(__file__).parent / "static"

@@ -19,8 +19,7 @@ from . import checks, http_edge, logs
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .startup import StartupError, preflight, unreachable
-from .store import Store, StoreUnavailable
-from .store_redis import EmbeddedRedis, connect
+from .store import EmbeddedRedis, Store, StoreUnavailable, connect
 
 
 def with_simulator_key(settings: Settings) -> Settings:

@@ -19,8 +19,7 @@ from .oidc.server import StepUpServer
 from .push_slots import PushSlots
 from .secrets_at_rest import Sealer, SharedSecrets, live_problems
 from .startup import StartupError
-from .store import Store
-from .store_events import Notifier
+from .store import Notifier, Store
 
 
 @dataclass

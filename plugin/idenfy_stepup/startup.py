@@ -85,8 +85,7 @@ async def preflight(settings: Settings) -> None:
     if settings.redis.url == "embedded":
         return  # started by the service itself: checked by its lifespan
     from .runtime import load_secrets
-    from .store import Store
-    from .store_redis import connect
+    from .store import Store, connect
 
     redis = connect(settings.redis)
     try:

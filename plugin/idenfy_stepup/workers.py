@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from .config import Settings
-from .store_redis import EmbeddedRedis
+from .store import EmbeddedRedis
 
 log = logging.getLogger("idenfy_stepup")
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 import pytest
 from redis import Redis
 
-from idenfy_stepup.store_redis import redis_server_binary
+from idenfy_stepup.store import redis_server_binary
 
 from ..stack import Attempt, stop_process
 from ..test_push import events_url, finish_url_of, next_event, wait_for_done

@@ -24,10 +24,10 @@ from redis import exceptions as rexc
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from . import store_lua
-from .idenfy.client import valid_token
-from .stepup import CodeGrant, StepUpRequest
-from .store_wire import WireRedis
+from ..idenfy.client import valid_token
+from ..stepup import CodeGrant, StepUpRequest
+from . import scripts
+from .wire import WireRedis
 
 T = TypeVar("T")
 # The identity of a request with no peer address (limits.address_identity("")); a challenge
@@ -118,14 +118,14 @@ class Store:
         self.wire = wire  # the hot path's pipelined connection, for a single server
         self.prefix = prefix
         self.channel = f"{prefix}:events"
-        self._webhook: AsyncScript = redis.register_script(store_lua.WEBHOOK)
-        self._finish: AsyncScript = redis.register_script(store_lua.FINISH)
-        self._retry_claim: AsyncScript = redis.register_script(store_lua.RETRY_CLAIM)
-        self._retry_link: AsyncScript = redis.register_script(store_lua.RETRY_LINK)
-        self._redeem: AsyncScript = redis.register_script(store_lua.REDEEM_CODE)
-        self._create: AsyncScript = redis.register_script(store_lua.CREATE)
-        self._limits: AsyncScript = redis.register_script(store_lua.LIMITS)
-        self._open: AsyncScript = redis.register_script(store_lua.OPEN_CHALLENGES)
+        self._webhook: AsyncScript = redis.register_script(scripts.WEBHOOK)
+        self._finish: AsyncScript = redis.register_script(scripts.FINISH)
+        self._retry_claim: AsyncScript = redis.register_script(scripts.RETRY_CLAIM)
+        self._retry_link: AsyncScript = redis.register_script(scripts.RETRY_LINK)
+        self._redeem: AsyncScript = redis.register_script(scripts.REDEEM_CODE)
+        self._create: AsyncScript = redis.register_script(scripts.CREATE)
+        self._limits: AsyncScript = redis.register_script(scripts.LIMITS)
+        self._open: AsyncScript = redis.register_script(scripts.OPEN_CHALLENGES)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
@@ -382,7 +382,7 @@ class Store:
         risk_retryable: bool = False,
         ip_retryable: bool = False,
     ) -> WebhookResult:
-        """Move PENDING → APPROVED/DENIED once (store_lua.WEBHOOK), and return what the handler
+        """Move PENDING → APPROVED/DENIED once (scripts.WEBHOOK), and return what the handler
         needs next: the challenge's state, outcome, the tag of the address that opened it, and
         how ``ip`` compared with that address.
 

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
-from .store_wire import WireRedis
+from .wire import WireRedis
 
 log = logging.getLogger(__name__)
 
