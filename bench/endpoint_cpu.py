@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import importlib
 import json
 import os
 import sys
@@ -20,7 +21,6 @@ from collections.abc import Coroutine, Generator
 from typing import Any
 
 from idenfy_stepup import app as app_module
-from idenfy_stepup import cli
 
 spent: collections.Counter[str] = collections.Counter()
 calls: collections.Counter[str] = collections.Counter()
@@ -85,9 +85,11 @@ def dump() -> None:
             json.dump(report, out, indent=2, sort_keys=True)
 
 
-cli.create_app = create_app
+# ``idenfy_stepup.cli.main`` the module (the package's ``main`` attribute is the function)
+commands = importlib.import_module("idenfy_stepup.cli.main")
+commands.create_app = create_app
 atexit.register(dump)
 
 if __name__ == "__main__":
     sys.argv = ["idenfy-stepup", *sys.argv[1:]]
-    sys.exit(cli.main())
+    sys.exit(commands.main())

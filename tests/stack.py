@@ -27,8 +27,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from idenfy_stepup.app import create_app
-from idenfy_stepup.config import Settings, parse_settings
 from idenfy_stepup.idenfy.webhook import sign as sign_webhook
+from idenfy_stepup.settings import Settings, parse_settings
 from idenfy_stepup.simulator import create_simulator_app
 
 SIGNING_KEY = "test-webhook-signing-key-0123456789abcdef"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from idenfy_stepup.checks import unsafe_settings
-from idenfy_stepup.config import ConfigError, load_settings, parse_settings
+from idenfy_stepup.settings import ConfigError, load_settings, parse_settings
+from idenfy_stepup.settings.lint import unsafe_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {

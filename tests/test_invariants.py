@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from idenfy_stepup.cli.logs import JsonFormatter, TextFormatter
 from idenfy_stepup.idenfy.webhook import sign
-from idenfy_stepup.logs import JsonFormatter, TextFormatter
 
 from .conftest import RedisProcess
 from .stack import (
@@ -703,7 +703,7 @@ async def test_invariant_8_no_secrets_in_logs(
 async def test_invariant_8_no_tokens_in_authlib_debug_logs(
     stack: Stack, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from idenfy_stepup.logs import configure
+    from idenfy_stepup.cli.logs import configure
 
     root, quiet = logging.getLogger(), logging.getLogger("httpx")
     vendor = logging.getLogger("authlib")

@@ -21,7 +21,7 @@ import yaml
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from idenfy_stepup.config import ConfigError, LimitSettings, parse_settings
+from idenfy_stepup.settings import ConfigError, LimitSettings, parse_settings
 from idenfy_stepup.store import tag
 
 from .conftest import RedisProcess

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from idenfy_stepup.logs import TextFormatter
+from idenfy_stepup.cli.logs import TextFormatter
 
 from .stack import Stack, open_authorize
 

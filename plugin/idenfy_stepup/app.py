@@ -19,12 +19,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .config import Settings
 from .endpoints import authorize, challenge, discovery, events, token, webhook
 from .endpoints.common import error_page, json_error, wants_json
 from .idenfy.transport import AiohttpTransport
 from .oidc.keys import KeyLoadError
 from .runtime import Runtime, build_runtime
+from .settings import Settings
 from .startup import StartupError, with_redis
 from .store import EmbeddedRedis, Notifier, Store, WireRedis, connect
 

@@ -17,9 +17,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .config import ClientSettings, Settings, TrustedIssuer
 from .jsontext import has_lone_surrogate
 from .oidc.keys import KeyRing
+from .settings import ClientSettings, Settings, TrustedIssuer
 
 
 class Refusal(Exception):

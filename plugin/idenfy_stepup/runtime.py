@@ -10,7 +10,6 @@ import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .browser import Binder
-from .config import Settings
 from .idenfy.client import IdenfyClient, default_timeout
 from .idenfy.outcomes import OutcomeTable
 from .netpolicy import Network, networks
@@ -18,6 +17,7 @@ from .oidc.keys import KeyRing
 from .oidc.server import StepUpServer
 from .push_slots import PushSlots
 from .secrets_at_rest import Sealer, SharedSecrets, live_problems
+from .settings import Settings
 from .startup import StartupError
 from .store import Notifier, Store
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .config import KeysSettings, Settings, kek_bytes
+from .settings import KeysSettings, Settings, kek_bytes
 from .startup import BAD_CONFIG, StartupError
 from .store import Store, StoreUnavailable
 

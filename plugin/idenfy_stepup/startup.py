@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .settings import Settings
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ async def with_redis(
 
 def config_problems(settings: Settings) -> list[str]:
     """What makes the service fail at start-up whatever Redis holds (``check-config`` too)."""
-    from .checks import load_errors
+    from .settings.lint import load_errors
 
     return load_errors(settings)
 

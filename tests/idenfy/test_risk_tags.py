@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from idenfy_stepup.config import ConfigError, parse_settings
 from idenfy_stepup.idenfy.risk import decide, effective_policy
 from idenfy_stepup.idenfy.webhook import MALFORMED_TAG, WebhookRejected, parse_event
+from idenfy_stepup.settings import ConfigError, parse_settings
 
 
 def _event(**fields: object) -> bytes:

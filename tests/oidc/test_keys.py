@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 
 from idenfy_stepup.app import create_app
-from idenfy_stepup.config import parse_settings
+from idenfy_stepup.settings import parse_settings
 
 from ..conftest import RedisProcess
 from ..stack import (

@@ -29,7 +29,7 @@ import yaml
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idenfy_stepup.config import SimulatorSettings
+from idenfy_stepup.settings import SimulatorSettings
 from idenfy_stepup.simulator import create_simulator_app
 
 from ..conftest import RedisProcess

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from idenfy_stepup.config import SimulatorSettings
 from idenfy_stepup.idenfy.outcomes import FAIL_REASONS
+from idenfy_stepup.settings import SimulatorSettings
 from idenfy_stepup.simulator import create_simulator_app
 
 KEY = "test-signing-key-0123456789abcdef"

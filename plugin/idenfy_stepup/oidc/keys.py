@@ -15,7 +15,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey, import_key
 
-from ..config import KeysSettings, SigningAlg, SigningKey
+from ..settings import KeysSettings, SigningAlg, SigningKey
 
 ALGS: tuple[SigningAlg, ...] = ("RS256", "ES256")
 

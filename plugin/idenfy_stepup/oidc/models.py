@@ -8,7 +8,7 @@ from typing import Any
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin
 from joserfc.jwk import Key, KeySet, OctKey
 
-from ..config import ClientSettings
+from ..settings import ClientSettings
 from ..stepup import CodeGrant
 
 # authlib names RFC 7523 client authentication "client_assertion_jwt"; OIDC calls it

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 
-from ..config import SimulatorSettings
+from ..settings import SimulatorSettings
 from .core import Simulator
 from .iframe import IframePages, templates
 from .scripting import ScriptingApi

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from starlette.requests import ClientDisconnect, Request
 
-from ..config import SimulatorSettings
+from ..settings import SimulatorSettings
 from .delivery import Deliverer, webhook_body
 from .state import Outcome, Registry, Session, WebhookRecord
 

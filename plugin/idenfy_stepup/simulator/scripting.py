@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..config import CheckStatusType
+from ..settings import CheckStatusType
 from .core import Simulator, read_object
 from .state import Outcome, Session, WebhookRecord
 

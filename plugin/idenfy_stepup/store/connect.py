@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from ..config import RedisSettings
+from ..settings import RedisSettings
 
 
 class SentinelRedis(Redis):

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import secrets
-import signal
 import sys
-from collections.abc import Iterator, Sequence
-from types import FrameType
+from collections.abc import Sequence
 
-import uvicorn
 from pydantic import SecretStr
-from starlette.types import ASGIApp
 
-from . import checks, http_edge, logs
-from .app import create_app
-from .config import ConfigError, Settings, load_settings
-from .startup import StartupError, preflight, unreachable
-from .store import EmbeddedRedis, Store, StoreUnavailable, connect
+from ..app import create_app
+from ..settings import ConfigError, Settings, lint, load_settings
+from ..startup import StartupError, preflight, unreachable
+from ..store import EmbeddedRedis, Store, StoreUnavailable, connect
+from . import logs
+from .serving import demo_server, run_servers, server_for, simulator_server
 
 
 def with_simulator_key(settings: Settings) -> Settings:
@@ -31,102 +27,6 @@ def with_simulator_key(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"idenfy": idenfy.model_copy(update={"webhook_signing_key": key})}
     )
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to ``_serve_all``, which stops all servers at once."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class WorkerServer(uvicorn.Server):
-    """A uvicorn server handling its own signals (a worker process), ending push streams first."""
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        closing(self)
-        super().handle_exit(sig, frame)
-
-
-def closing(server: uvicorn.Server) -> None:
-    """Tell the provider app behind ``server`` that it is stopping (see Notifier)."""
-    state = getattr(server.config.app, "state", None)
-    runtime = getattr(state, "runtime", None)
-    if runtime is not None:
-        runtime.notifier.close_waiters()
-
-
-# On SIGTERM, requests in flight get this long; open push streams (which would otherwise last
-# up to challenge.push_timeout) are then closed, and the browser's EventSource reconnects.
-GRACEFUL_SHUTDOWN_SECONDS = 5
-
-
-def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Config:
-    """uvloop and httptools (``uvicorn[standard]``) behind the edge's limits, no access log.
-
-    Every server (provider, worker, simulator, demo app) is configured here, so each gets the
-    ``server:`` edge limits; the connection cap stays below this process' file descriptors.
-    """
-    server = settings.server
-    limits = http_edge.EdgeLimits(
-        header_timeout=server.header_timeout,
-        body_timeout=server.body_timeout,
-        max_header_bytes=server.max_header_bytes,
-        max_request_line_bytes=server.max_request_line_bytes,
-        max_connections=http_edge.connection_cap(server.max_connections,
-                                                 http_edge.raise_fd_limit()),
-    )  # fmt: skip
-    return uvicorn.Config(
-        app, host=host, port=port, log_level=server.log_level, access_log=False,
-        log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
-        http=http_edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        ws="none",  # no WebSocket route anywhere: an upgrade would only leave the edge's watch
-    )  # fmt: skip
-
-
-def _server(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Server:
-    return _Server(uvicorn_config(app, host, port, settings))
-
-
-def simulator_server(
-    settings: Settings,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    own_signals: bool = False,
-) -> uvicorn.Server:
-    from .simulator import create_simulator_app
-
-    sim = settings.idenfy.simulator
-    key = settings.idenfy.webhook_signing_key
-    app = create_simulator_app(
-        sim,
-        webhook_url=sim.webhook_url or f"{settings.issuer}/webhooks/idenfy",
-        signing_key=key.get_secret_value() if key is not None else None,
-    )
-    config = uvicorn_config(app, host or sim.host, sim.port if port is None else port, settings)
-    return uvicorn.Server(config) if own_signals else _Server(config)
-
-
-async def _serve_all(servers: list[uvicorn.Server]) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stop, servers)
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server in servers:
-        server.should_exit = True
-    await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        task.result()
-
-
-def _stop(servers: list[uvicorn.Server]) -> None:
-    for server in servers:
-        closing(server)
-        server.should_exit = True
 
 
 def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
@@ -143,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
         settings = settings.model_copy(update={"server": server.model_copy(update=update)})
         return Supervisor(settings, bind(host, port), workers).run()
     app = create_app(settings)
-    servers = [_server(app, host, port, settings)]
+    servers = [server_for(app, host, port, settings)]
     if settings.idenfy.mode == "simulator":
         servers.append(simulator_server(settings))
     if demo:
@@ -159,31 +59,6 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
     return 0
 
 
-def run_servers(servers: list[uvicorn.Server]) -> None:
-    """Serve on uvloop (``uvicorn.Server.serve`` leaves the loop to its caller)."""
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_all(servers))
-
-
-def demo_server(settings: Settings, port: int) -> uvicorn.Server:
-    from .demo.app import create_demo_app
-
-    client = next((c for c in settings.clients if f":{port}/" in c.redirect_uris[0]), None)
-    if client is None or client.client_secret is None:
-        raise ConfigError([("clients", f"no client with a redirect_uri on port {port}")])
-    app = create_demo_app(
-        issuer=settings.issuer,
-        client_id=client.client_id,
-        client_secret=client.client_secret.get_secret_value(),
-        redirect_uri=client.redirect_uris[0],
-        subject=next(iter(settings.directory.static), "alice"),
-        session_secret=secrets.token_urlsafe(32),
-    )
-    return _server(app, settings.server.host, port, settings)
-
-
 def cmd_simulator(args: argparse.Namespace) -> int:
     """The simulator alone, for a provider (or several) running elsewhere in ``live`` mode."""
     settings = load_settings(args.config)
@@ -197,12 +72,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = load_settings(args.file)
-    errors = checks.load_errors(settings)
+    errors = lint.load_errors(settings)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if errors:
         return 2
-    warnings = checks.unsafe_settings(settings)
+    warnings = lint.unsafe_settings(settings)
     for warning in warnings:
         print(f"warning: {warning}")
     print(f"{args.file}: OK ({len(settings.clients)} client(s), mode {settings.idenfy.mode})")
@@ -292,7 +167,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,8 +18,8 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from .config import Settings
-from .store import EmbeddedRedis
+from ..settings import Settings
+from ..store import EmbeddedRedis
 
 log = logging.getLogger("idenfy_stepup")
 
@@ -41,9 +41,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run_worker(settings: Settings, redis_url: str | None, sock: socket.socket) -> None:
     """One worker: the provider app on the shared socket (runs in a spawned process)."""
+    from ..app import create_app
     from . import logs
-    from .app import create_app
-    from .cli import WorkerServer, uvicorn_config
+    from .serving import WorkerServer, uvicorn_config
 
     logs.configure(settings.server.log_format, settings.server.log_level)
     app = create_app(settings, redis_url=redis_url)
@@ -54,7 +54,7 @@ def run_worker(settings: Settings, redis_url: str | None, sock: socket.socket) -
 def run_simulator(settings: Settings) -> None:
     """The simulator beside the workers in simulator mode: one process, its state in memory."""
     from . import logs
-    from .cli import simulator_server
+    from .serving import simulator_server
 
     logs.configure(settings.server.log_format, settings.server.log_level)
     simulator_server(settings, own_signals=True).run()

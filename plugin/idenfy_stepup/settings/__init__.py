@@ -1,0 +1,67 @@
+"""The settings: typed, frozen models (``models``) read once from one YAML file (``loading``).
+
+``lint`` (what ``check-config`` reports) is imported by its own name: it loads keys and
+secrets, so it depends on modules that themselves import the settings.
+"""
+
+from .loading import ConfigError, load_settings, parse_settings
+from .models import (
+    DEFAULT_ACR,
+    AcrLevel,
+    AcrSettings,
+    AuthMethod,
+    ChallengeSettings,
+    CheckStatusType,
+    ClientSettings,
+    CookieSettings,
+    DirectorySettings,
+    ErrorOverride,
+    FaceMethod,
+    IdenfySettings,
+    KeysSettings,
+    LimitSettings,
+    OptionalLimit,
+    RateLimit,
+    RedisSettings,
+    ServerSettings,
+    Settings,
+    SigningAlg,
+    SigningKey,
+    SimulatorSettings,
+    SubjectHint,
+    TrustedIssuer,
+    is_loopback_host,
+    kek_bytes,
+)
+
+__all__ = [
+    "DEFAULT_ACR",
+    "AcrLevel",
+    "AcrSettings",
+    "AuthMethod",
+    "ChallengeSettings",
+    "CheckStatusType",
+    "ClientSettings",
+    "ConfigError",
+    "CookieSettings",
+    "DirectorySettings",
+    "ErrorOverride",
+    "FaceMethod",
+    "IdenfySettings",
+    "KeysSettings",
+    "LimitSettings",
+    "OptionalLimit",
+    "RateLimit",
+    "RedisSettings",
+    "ServerSettings",
+    "Settings",
+    "SigningAlg",
+    "SigningKey",
+    "SimulatorSettings",
+    "SubjectHint",
+    "TrustedIssuer",
+    "is_loopback_host",
+    "kek_bytes",
+    "load_settings",
+    "parse_settings",
+]
