@@ -16,8 +16,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from idenfy_stepup.push_slots import PushSlots
 from idenfy_stepup.store import EXPIRY_SKEW_SECONDS
+from idenfy_stepup.web.push_slots import PushSlots
 
 from .conftest import RedisProcess
 from .stack import Attempt, Stack, StackPool, challenge, challenge_key, running_stack

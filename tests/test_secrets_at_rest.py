@@ -15,8 +15,8 @@ import httpx
 import pytest
 from redis import Redis
 
-from idenfy_stepup.secrets_at_rest import Sealer, kek_id
-from idenfy_stepup.startup import StartupError
+from idenfy_stepup.boot.sealed_secrets import Sealer, kek_id
+from idenfy_stepup.boot.startup import StartupError
 
 from .conftest import RedisProcess
 from .stack import TLS, Stack, open_authorize, redeem_code, running_stack

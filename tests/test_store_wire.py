@@ -24,7 +24,7 @@ from redis import Redis
 from redis import exceptions as rexc
 from redis.asyncio import Redis as AsyncRedis
 
-from idenfy_stepup.stepup import StepUpRequest
+from idenfy_stepup.stepup.records import StepUpRequest
 from idenfy_stepup.store import Store, StoreUnavailable, WireRedis, tag
 from idenfy_stepup.store import wire as store_wire
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from playwright.async_api import Page
 
-from idenfy_stepup.idenfy.outcomes import DEFAULTS
+from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..stack import Stack, free_socket
 from .apache import (

@@ -33,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from idenfy_stepup.browser import COOKIE
 from idenfy_stepup.demo.app import create_demo_app
-from idenfy_stepup.idenfy.outcomes import DEFAULTS
+from idenfy_stepup.stepup.binding import COOKIE
+from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..stack import (
     Stack,

@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from redis import Redis
 
-from idenfy_stepup.browser import COOKIE
 from idenfy_stepup.idenfy.webhook import sign
+from idenfy_stepup.stepup.binding import COOKIE
 
 from ..conftest import RedisProcess
 from ..stack import (

@@ -33,8 +33,8 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from idenfy_stepup.idenfy.outcomes import FAIL_REASONS, OutcomeTable
-from idenfy_stepup.stepup import StepUpRequest
+from idenfy_stepup.stepup.outcomes import FAIL_REASONS, OutcomeTable
+from idenfy_stepup.stepup.records import StepUpRequest
 from idenfy_stepup.store import Store, code_for, new_secret_for
 
 from ..conftest import RedisProcess

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from idenfy_stepup.idenfy.outcomes import FAIL_REASONS
 from idenfy_stepup.settings import SimulatorSettings
 from idenfy_stepup.simulator import create_simulator_app
+from idenfy_stepup.stepup.outcomes import FAIL_REASONS
 
 KEY = "test-signing-key-0123456789abcdef"
 WEBHOOK_URL = "http://provider.test/webhooks/idenfy"

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from ..app import create_app
+from ..boot.startup import StartupError, preflight, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
-from ..startup import StartupError, preflight, unreachable
 from ..store import EmbeddedRedis, Store, StoreUnavailable, connect
 from . import logs
 from .serving import demo_server, run_servers, server_for, simulator_server

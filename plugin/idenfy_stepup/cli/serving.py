@@ -13,8 +13,8 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from .. import http_edge
 from ..settings import ConfigError, Settings
+from ..web import edge
 
 
 class _Server(uvicorn.Server):
@@ -53,18 +53,18 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uv
     ``server:`` edge limits; the connection cap stays below this process' file descriptors.
     """
     server = settings.server
-    limits = http_edge.EdgeLimits(
+    limits = edge.EdgeLimits(
         header_timeout=server.header_timeout,
         body_timeout=server.body_timeout,
         max_header_bytes=server.max_header_bytes,
         max_request_line_bytes=server.max_request_line_bytes,
-        max_connections=http_edge.connection_cap(server.max_connections,
-                                                 http_edge.raise_fd_limit()),
+        max_connections=edge.connection_cap(server.max_connections,
+                                            edge.raise_fd_limit()),
     )  # fmt: skip
     return uvicorn.Config(
         app, host=host, port=port, log_level=server.log_level, access_log=False,
         log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
-        http=http_edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
+        http=edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ws="none",  # no WebSocket route anywhere: an upgrade would only leave the edge's watch
     )  # fmt: skip

@@ -24,23 +24,22 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
-from ..idenfy.outcomes import Outcome
-from ..limits import check, count_address_failure, ip_identity, open_wait, opened
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
-from ..policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
-from ..runtime import Runtime
-from ..stepup import StepUpRequest
+from ..stepup.limits import check, count_address_failure, ip_identity, open_wait, opened
+from ..stepup.outcomes import Outcome
+from ..stepup.policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
+from ..stepup.records import StepUpRequest
 from ..store import StoreUnavailable
-from .common import (
+from ..web.forms import BadForm, read_form
+from ..web.responses import (
     NO_STORE,
-    BadForm,
     error_page,
     error_params,
     log,
     outcome_redirect,
-    read_form,
     redirect_to_client,
     runtime,
 )

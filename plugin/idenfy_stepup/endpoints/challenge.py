@@ -16,12 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..boot.runtime import Runtime
 from ..idenfy.client import VendorError, valid_token
-from ..limits import check, ended, ip_identity, open_wait, opened
-from ..runtime import Runtime
-from ..stepup import StepUpRequest
+from ..stepup.limits import check, ended, ip_identity, open_wait, opened
+from ..stepup.records import StepUpRequest
 from ..store import StoreUnavailable, Verdict, code_for
-from .common import (
+from ..web.responses import (
     NO_STORE,
     error_page,
     log,

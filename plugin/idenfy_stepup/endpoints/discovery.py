@@ -7,10 +7,11 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..boot.runtime import Runtime
 from ..oidc.request_objects import SIGNED_ALGS
-from ..runtime import Runtime
 from ..store import StoreUnavailable
-from .common import BadForm, json_error, read_form, runtime
+from ..web.forms import BadForm, read_form
+from ..web.responses import json_error, runtime
 
 # The stepup_ claims appear only when they apply (oidc/server.py:IdToken).
 CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",

@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..boot.runtime import Runtime
 from ..idenfy.client import valid_token
-from ..limits import ip_identity
-from ..runtime import Runtime
+from ..stepup.limits import ip_identity
 from ..store import StoreUnavailable
-from .common import json_error, runtime
+from ..web.responses import json_error, runtime
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 

@@ -21,13 +21,14 @@ from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..limits import ip_identity
+from ..boot.runtime import Runtime
 from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
-from ..runtime import Runtime
-from ..stepup import CodeGrant
+from ..stepup.limits import ip_identity
+from ..stepup.records import CodeGrant
 from ..store import StoreUnavailable, new_secret_for
-from .common import NO_STORE, BadForm, json_error, log, read_form, runtime
+from ..web.forms import BadForm, read_form
+from ..web.responses import NO_STORE, json_error, log, runtime
 from .token_limits import TokenThrottle, claimed_clients
 
 

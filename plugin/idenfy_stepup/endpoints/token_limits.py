@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from starlette.requests import Request
 
-from ..runtime import Runtime
+from ..boot.runtime import Runtime
 
 # Fields of each identity's counter hash (one hash per address is shared with other limits,
 # hence names of their own); clients are namespaced so that no address or subject is one.

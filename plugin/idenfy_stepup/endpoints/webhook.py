@@ -19,7 +19,7 @@ import ipaddress
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..idenfy.outcomes import FAIL_REASONS, LOCKOUT_OUTCOMES
+from ..boot.runtime import Runtime
 from ..idenfy.risk import RiskDecision, decide
 from ..idenfy.webhook import (
     EVENT_TYPE,
@@ -29,12 +29,13 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
-from ..limits import address_identity, ended
-from ..netpolicy import allowed
-from ..runtime import Runtime
-from ..stepup import StepUpRequest
+from ..stepup.limits import address_identity, ended
+from ..stepup.outcomes import FAIL_REASONS, LOCKOUT_OUTCOMES
+from ..stepup.records import StepUpRequest
 from ..store import StoreUnavailable, WebhookResult
-from .common import BadForm, log, read_body, runtime
+from ..web.addresses import allowed
+from ..web.forms import BadForm, read_body
+from ..web.responses import log, runtime
 
 
 async def idenfy_webhook(request: Request) -> Response:

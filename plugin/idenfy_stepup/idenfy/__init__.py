@@ -1,1 +1,1 @@
-"""iDenfy face authentication: the vendor API client, webhook verification and outcomes."""
+"""iDenfy face authentication: the vendor API client and transport, webhook checks, risk tags."""

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..jsontext import has_lone_surrogate
+from ..web.jsontext import has_lone_surrogate
 from .client import valid_token
 
 EVENT_TYPE = "FACIAL_AUTHENTICATION"

@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin
 from joserfc.jwk import Key, KeySet, OctKey
 
 from ..settings import ClientSettings
-from ..stepup import CodeGrant
+from ..stepup.records import CodeGrant
 
 # authlib names RFC 7523 client authentication "client_assertion_jwt"; OIDC calls it
 # private_key_jwt (OIDC Core §9).

@@ -33,7 +33,7 @@ from joserfc import jwt
 from joserfc.errors import UnsupportedAlgorithmError
 from joserfc.jwk import Key, KeySet
 
-from ..jsontext import has_lone_surrogate
+from ..web.jsontext import has_lone_surrogate
 
 if TYPE_CHECKING:
     from .models import Client

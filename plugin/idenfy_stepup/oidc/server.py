@@ -24,8 +24,8 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from joserfc.jwk import Key, KeySet
 
-from ..jsontext import has_lone_surrogate
 from ..settings import Settings
+from ..web.jsontext import has_lone_surrogate
 from .keys import KeyRing
 from .models import AuthCode, Client, User
 from .request_objects import RequestObjects

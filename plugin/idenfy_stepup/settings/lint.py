@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..boot.sealed_secrets import live_problems
 from ..oidc.keys import KeyLoadError, keys_from_config
-from ..secrets_at_rest import live_problems
 from .models import Settings, is_loopback_host
 
 MIN_SECRET = 32

@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..idenfy.outcomes import OUTCOME_NAMES
 from ..idenfy.risk import DEFAULT, DEFAULT_POLICY, RiskAction, effective_policy
+from ..stepup.outcomes import OUTCOME_NAMES
 
 FaceMethod = Literal["FACE_MATCHING", "ACTIVE_LIVENESS"]
 SigningAlg = Literal["RS256", "ES256"]
@@ -46,7 +46,7 @@ class ServerSettings(_Model):
     max_form_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
     trusted_proxies: tuple[str, ...] = ()
     workers: int = Field(1, ge=1, le=64)
-    # The HTTP edge (http_edge.py): slow and oversized requests are cut off before the app.
+    # The HTTP edge (web/edge.py): slow and oversized requests are cut off before the app.
     header_timeout: float = Field(15.0, ge=1.0, le=300.0)
     body_timeout: float = Field(30.0, ge=1.0, le=600.0)
     keep_alive_timeout: int = Field(5, ge=1, le=300)

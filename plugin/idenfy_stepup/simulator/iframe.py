@@ -8,7 +8,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..idenfy.outcomes import FAIL_REASONS
+from ..stepup.outcomes import FAIL_REASONS
 from .core import Simulator
 
 # The page is framed by the provider's origin, whatever it is, so no frame-ancestors and no

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from ..idenfy.client import valid_token
-from ..stepup import CodeGrant, StepUpRequest
+from ..stepup.records import CodeGrant, StepUpRequest
 from . import scripts
 from .wire import WireRedis
 

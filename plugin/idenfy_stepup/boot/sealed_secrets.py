@@ -29,9 +29,9 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .settings import KeysSettings, Settings, kek_bytes
+from ..settings import KeysSettings, Settings, kek_bytes
+from ..store import Store, StoreUnavailable
 from .startup import BAD_CONFIG, StartupError
-from .store import Store, StoreUnavailable
 
 log = logging.getLogger("idenfy_stepup")
 

@@ -19,10 +19,10 @@ import logging
 
 from starlette.requests import Request
 
-from .netpolicy import client_ip
-from .runtime import Runtime
-from .stepup import StepUpRequest
-from .store import LimitHit, tag
+from ..boot.runtime import Runtime
+from ..store import LimitHit, tag
+from ..web.addresses import client_ip
+from .records import StepUpRequest
 
 log = logging.getLogger("idenfy_stepup")
 

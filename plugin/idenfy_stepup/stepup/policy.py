@@ -17,9 +17,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .jsontext import has_lone_surrogate
-from .oidc.keys import KeyRing
-from .settings import ClientSettings, Settings, TrustedIssuer
+from ..oidc.keys import KeyRing
+from ..settings import ClientSettings, Settings, TrustedIssuer
+from ..web.jsontext import has_lone_surrogate
 
 
 class Refusal(Exception):

@@ -9,17 +9,17 @@ from urllib.parse import urlsplit
 import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .browser import Binder
-from .idenfy.client import IdenfyClient, default_timeout
-from .idenfy.outcomes import OutcomeTable
-from .netpolicy import Network, networks
-from .oidc.keys import KeyRing
-from .oidc.server import StepUpServer
-from .push_slots import PushSlots
-from .secrets_at_rest import Sealer, SharedSecrets, live_problems
-from .settings import Settings
+from ..idenfy.client import IdenfyClient, default_timeout
+from ..oidc.keys import KeyRing
+from ..oidc.server import StepUpServer
+from ..settings import Settings
+from ..stepup.binding import Binder
+from ..stepup.outcomes import OutcomeTable
+from ..store import Notifier, Store
+from ..web.addresses import Network, networks
+from ..web.push_slots import PushSlots
+from .sealed_secrets import Sealer, SharedSecrets, live_problems
 from .startup import StartupError
-from .store import Notifier, Store
 
 
 @dataclass
@@ -58,7 +58,7 @@ async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, 
     """The signing keys and cookie secret: configured, or generated once and kept in Redis
     (encrypted with ``keys.encryption_key`` when set). Raises StartupError, or
     KeyLoadError for a configured key that does not load."""
-    from .oidc.keys import load_keys
+    from ..oidc.keys import load_keys
 
     problems = live_problems(settings)
     if problems:

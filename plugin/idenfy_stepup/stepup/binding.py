@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .settings import Settings
+from ..settings import Settings
 
 COOKIE = "stepup_challenge"
 

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from .store import StoreUnavailable
+from ..store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ async def with_redis(
 
 def config_problems(settings: Settings) -> list[str]:
     """What makes the service fail at start-up whatever Redis holds (``check-config`` too)."""
-    from .settings.lint import load_errors
+    from ..settings.lint import load_errors
 
     return load_errors(settings)
 
@@ -84,8 +84,8 @@ async def preflight(settings: Settings) -> None:
         raise StartupError("\n".join(problems), BAD_CONFIG)
     if settings.redis.url == "embedded":
         return  # started by the service itself: checked by its lifespan
+    from ..store import Store, connect
     from .runtime import load_secrets
-    from .store import Store, connect
 
     redis = connect(settings.redis)
     try:

@@ -1,0 +1,2 @@
+"""The step-up itself: its records, the outcome table, the request policy, the abuse limits
+and the cookie binding a challenge to the browser that started it."""
