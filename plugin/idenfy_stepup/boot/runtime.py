@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..idenfy.client import IdenfyClient, default_timeout
 from ..oidc.keys import KeyRing
@@ -45,9 +46,22 @@ class Runtime:
         return f"{parts.scheme}://{parts.netloc}"
 
 
+# The provider's own pages: ``_templates`` inside an installed wheel (pyproject's force-include),
+# else the repository's ``templates/`` folder beside ``plugin/`` (a checkout, an editable install).
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def template_dir() -> Path:
+    packaged = PACKAGE / "_templates"
+    found = packaged if packaged.is_dir() else PACKAGE.parent.parent / "templates"
+    if not found.is_dir():  # a broken install: say so at start-up, not on the first page
+        raise StartupError(f"the provider's templates are missing ({packaged}, {found})")
+    return found
+
+
 def template_env() -> Environment:
     return Environment(
-        loader=PackageLoader("idenfy_stepup", "templates"),
+        loader=FileSystemLoader(template_dir()),
         autoescape=select_autoescape(default=True),
         enable_async=False,
         auto_reload=False,  # the templates ship with the package: no stat() per page

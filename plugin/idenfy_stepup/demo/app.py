@@ -104,7 +104,9 @@ class _Pages:
     ) -> None:
         self.stepup, self.issuer, self.client_id = stepup, issuer, client_id
         self.redirect_uri, self.subject, self.acr_values = redirect_uri, subject, acr_values
-        self.env = Environment(loader=PackageLoader("idenfy_stepup", "templates"), autoescape=True)
+        self.env = Environment(
+            loader=PackageLoader("idenfy_stepup.demo", "templates"), autoescape=True
+        )
 
     async def index(self, request: Request) -> Response:
         return self._render(request, "index.html")
@@ -195,7 +197,7 @@ class _Pages:
         return self._render(request, "error.html", status=status, **ctx)
 
     def _render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
-        html = self.env.get_template(f"demo/{name}").render(
+        html = self.env.get_template(name).render(
             css=request.url_for("static", path="demo.css"),
             icon=request.url_for("static", path="favicon.svg"),
             home=request.url_for("index"),

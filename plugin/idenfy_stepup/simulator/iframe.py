@@ -29,7 +29,9 @@ STATUS_TEXT = {
 
 def templates() -> Environment:
     return Environment(
-        loader=PackageLoader("idenfy_stepup", "templates"), autoescape=True, auto_reload=False
+        loader=PackageLoader("idenfy_stepup.simulator", "templates"),
+        autoescape=True,
+        auto_reload=False,
     )
 
 
@@ -42,8 +44,8 @@ class IframePages:
 
     def __init__(self, sim: Simulator, env: Environment) -> None:
         self._sim = sim
-        self._page = env.get_template("simulator/iframe.html")
-        self._missing = env.get_template("simulator/not_found.html")
+        self._page = env.get_template("iframe.html")
+        self._missing = env.get_template("not_found.html")
 
     def routes(self) -> list[BaseRoute]:
         static = StaticFiles(packages=[("idenfy_stepup.simulator", "static")])
