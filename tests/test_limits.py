@@ -80,14 +80,6 @@ def refusal(response: httpx.Response, attempt: Attempt) -> tuple[str, str]:
     return result["error"], result["stepup_error"]
 
 
-async def authorize_as(stack: Stack, headers: dict[str, str], **extra: str) -> httpx.Response:
-    _, code_challenge = pkce()
-    browser = stack.browser()
-    return await browser.get(
-        "/authorize", params=authorize_params(code_challenge, **extra), headers=headers
-    )
-
-
 async def approve(attempt: Attempt) -> dict[str, str]:
     delivered = await attempt.stack.outcome(attempt.token, "SUCCESS")
     assert delivered.json()["delivered"] == 200, delivered.text

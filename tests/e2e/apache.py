@@ -137,12 +137,6 @@ def require_apache() -> None:
         pytest.fail(f"{', '.join(missing)} missing: run `make system-deps` (make test does)")
 
 
-def mod_auth_openidc_version() -> str:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libapache2-mod-auth-openidc"],
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    return out.stdout.strip() or "unknown"
-
-
 @dataclass
 class Apache:
     root: Path

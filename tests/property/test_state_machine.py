@@ -61,7 +61,6 @@ EDGES: dict[str, set[str]] = {
     "RETRYING": {"CONSUMED"},
     "CONSUMED": set(),
 }
-TERMINAL = {"APPROVED", "DENIED", "RETRYING", "CONSUMED"}
 
 REDIS_URL = ""  # set by the test before the machine runs
 

@@ -1,4 +1,4 @@
-"""Start-up failures as one line naming the setting, and the checks run before serving.
+"""Start-up failures as one line naming the setting (the checks run before serving: preflight.py).
 
 Exit codes: 2, the configuration cannot work (a key that does not load, a secret that does
 not decrypt); 3, a dependency is unreachable (Redis).
@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ..store import StoreUnavailable
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 T = TypeVar("T")
 
@@ -64,32 +61,3 @@ async def with_redis(
                 on_wait()
             waited = True
             await asyncio.sleep(0.2)
-
-
-def config_problems(settings: Settings) -> list[str]:
-    """What makes the service fail at start-up whatever Redis holds (``check-config`` too)."""
-    from ..settings.lint import load_errors
-
-    return load_errors(settings)
-
-
-async def preflight(settings: Settings) -> None:
-    """Before serving: the configuration loads, Redis answers, and its secrets decrypt.
-
-    Run by ``serve``/``demo`` before any server (or worker) starts, so a failure is one line
-    and an exit code rather than a failed lifespan in every worker.
-    """
-    problems = config_problems(settings)
-    if problems:
-        raise StartupError("\n".join(problems), BAD_CONFIG)
-    if settings.redis.url == "embedded":
-        return  # started by the service itself: checked by its lifespan
-    from ..store import Store, connect
-    from .runtime import load_secrets
-
-    redis = connect(settings.redis)
-    try:
-        store = Store(redis, settings.redis.key_prefix)
-        await with_redis(lambda: load_secrets(settings, store), settings.redis.url)
-    finally:
-        await redis.aclose()

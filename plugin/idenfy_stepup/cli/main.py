@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from ..app import create_app
-from ..boot.startup import StartupError, preflight, unreachable
+from ..boot.preflight import preflight
+from ..boot.startup import StartupError, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
 from ..store import EmbeddedRedis, Store, StoreUnavailable, connect
 from . import logs

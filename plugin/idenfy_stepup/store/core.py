@@ -33,7 +33,6 @@ T = TypeVar("T")
 # The identity of a request with no peer address (limits.address_identity("")); a challenge
 # opened by one has no address to compare a webhook's ipAddress with.
 UNKNOWN_ADDRESS = "unknown"
-TERMINAL = ("APPROVED", "DENIED", "CONSUMED", "RETRYING")
 # How long after the vendor session's expiry a still-PENDING challenge is reported as expired
 # (the finish script's ``expired``, and the moment the push stream says "done"). iDenfy stops
 # accepting the face check at the expiry, so the wait only lets the webhook of a check finished
@@ -408,11 +407,8 @@ class Store:
         except (ValueError, TypeError):
             return None
 
-    def rate_key(self, identity: str) -> str:
-        """The hash of every counter of one identity (a client address or a subject)."""
-        return self.rate_key_of(tag(identity))
-
     def rate_key_of(self, identity_tag: str) -> str:
+        """The hash of every counter of one identity (a client address or a subject)."""
         return f"{self.prefix}:rl:{{{identity_tag}}}"
 
     def lock_key(self, subject: str) -> str:
