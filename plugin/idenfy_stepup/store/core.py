@@ -407,8 +407,11 @@ class Store:
         except (ValueError, TypeError):
             return None
 
-    def rate_key_of(self, identity_tag: str) -> str:
+    def rate_key(self, identity: str) -> str:
         """The hash of every counter of one identity (a client address or a subject)."""
+        return self.rate_key_of(tag(identity))
+
+    def rate_key_of(self, identity_tag: str) -> str:
         return f"{self.prefix}:rl:{{{identity_tag}}}"
 
     def lock_key(self, subject: str) -> str:

@@ -43,3 +43,11 @@ class PushSlots:
             counts[key] -= 1
             if counts[key] <= 0:
                 del counts[key]
+
+    def open_streams(self, token: str | None = None, address: str | None = None) -> int:
+        """Streams open for ``token`` or ``address`` (all of them, given neither)."""
+        if token is not None:
+            return self._by_challenge[token]
+        if address is not None:
+            return self._by_address[address]
+        return sum(self._by_challenge.values())
