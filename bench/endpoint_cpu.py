@@ -85,8 +85,8 @@ def dump() -> None:
             json.dump(report, out, indent=2, sort_keys=True)
 
 
-# ``idenfy_stepup.cli.main`` the module (the package's ``main`` attribute is the function)
-commands = importlib.import_module("idenfy_stepup.cli.main")
+# ``idenfy_stepup.cli.commands`` the module (the package's ``main`` attribute is the function)
+commands = importlib.import_module("idenfy_stepup.cli.commands")
 commands.create_app = create_app
 atexit.register(dump)
 

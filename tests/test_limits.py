@@ -231,6 +231,20 @@ async def test_a_retry_is_a_new_open_challenge(stack_factory: Factory) -> None:
     assert len(await vendor_sessions(stack)) == 2
 
 
+async def test_a_retry_refused_by_a_limit_is_repeated_as_that_refusal(
+    stack_factory: Factory,
+) -> None:
+    stack: Stack = await stack_factory(settings=limits(failures_per_ip=per(1, 600)))
+    attempt = await challenge(stack)
+    await stack.outcome(attempt.token, "FAILED", "FACE_TOO_SMALL")  # the address's one failure
+    assert (await attempt.finish()).status_code == 200  # the retry screen
+    refused = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
+    assert refusal(refused, attempt) == ("temporarily_unavailable", "rate_limited")
+    # A repeated finish says the same, not that the vendor was unavailable.
+    assert refusal(await attempt.finish(), attempt) == ("temporarily_unavailable", "rate_limited")
+    assert len(await vendor_sessions(stack)) == 1
+
+
 # -- per subject: only the subject's own face checks ---------------------------------------------
 
 

@@ -1,6 +1,6 @@
-"""The ``idenfy-stepup`` command: its commands (``main``), the servers they run, the worker
+"""The ``idenfy-stepup`` command: its commands (``commands.main``), the servers they run, the worker
 processes of ``serve --workers N`` and the log formats."""
 
-from .main import main
+from .commands import main
 
 __all__ = ["main"]

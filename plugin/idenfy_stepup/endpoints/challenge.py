@@ -215,7 +215,7 @@ async def retry(request: Request) -> Response:
         ip = ip_identity(request, rt)
         refused = await _retry_refused(rt, req, ip)
         if refused is not None:
-            await rt.store.link_retry(token, None)
+            await rt.store.link_retry(token, None, refused)
             return outcome_redirect(rt, req, rt.outcomes[refused])
         next_token = await _new_attempt(rt, req, binding, attempt, ip)
         await rt.store.link_retry(token, next_token)

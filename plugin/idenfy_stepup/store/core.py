@@ -264,9 +264,13 @@ class Store:
         reply = await self._call(lambda: self._run(self._retry_claim, keys, args))
         return _verdict(reply)
 
-    async def link_retry(self, token: str, next_token: str | None) -> bool:
+    async def link_retry(
+        self, token: str, next_token: str | None, refused: str = "VENDOR_UNAVAILABLE"
+    ) -> bool:
+        """Link a claimed retry to its next attempt; without one, end it with the outcome
+        ``refused`` (what a repeated finish then answers)."""
         key = self.challenge_key(token)
-        args = [next_token or "", self.channel, token]
+        args = [next_token or "", self.channel, token, refused]
         reply = await self._call(lambda: self._run(self._retry_link, [key], args))
         return bool(reply)
 

@@ -106,7 +106,7 @@ if state == 'CONSUMED' then
   if as == 'denied' then return out('denied', c[5] or 'UNKNOWN') end
   if as == 'expired' then return out('expired', 'EXPIRED') end
   if as == 'canceled' then return out('canceled', 'CANCELED') end
-  if as == 'retry_failed' then return out('denied', 'VENDOR_UNAVAILABLE') end
+  if as == 'retry_failed' then return out('denied', c[5] or 'VENDOR_UNAVAILABLE') end
   return out('consumed', c[7] or '')
 end
 if state == 'RETRYING' then
@@ -156,11 +156,13 @@ return {'claimed', req, c[3]}
 """
 
 # KEYS[1] challenge. ARGV: 1 next token ('' when the next attempt could not be created),
-# 2 channel, 3 token. The publish wakes a concurrent click waiting for the link.
+# 2 channel, 3 token, 4 without a next attempt, the outcome that ended it (a repeated finish
+# answers it). The publish wakes a concurrent click waiting for the link.
 RETRY_LINK = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'RETRYING' then return 0 end
 if ARGV[1] == '' then
-  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retry_failed')
+  redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retry_failed',
+             'outcome', ARGV[4])
 else
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'retried', 'next', ARGV[1])
 end
