@@ -74,7 +74,9 @@ async def _answer(
         if exc.params is not None:
             return _repeated(rt, exc.params, exc.description), True
         bad = rt.outcomes.resolve("INVALID_REQUEST", exc.description)
-        return error_page(rt, exc.status_code, "Bad request", bad.description, bad.stepup_error), True
+        return error_page(
+            rt, exc.status_code, "Bad request", bad.description, bad.stepup_error
+        ), True
     if blocked is not None:
         return _blocked(rt, params, blocked), False
     oauth = AuthlibRequest(
@@ -262,9 +264,7 @@ def _malformed(rt: Runtime, oauth: AuthlibRequest) -> Response:
     if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
         return _cannot_process(rt, outcome)
     state = oauth.payload.data.get("state")
-    return redirect_to_client(
-        rt, client_id, redirect_uri, error_params(outcome), state, error=True
-    )
+    return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
 def _cannot_process(rt: Runtime, outcome: Outcome) -> Response:
@@ -284,9 +284,7 @@ def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Res
         # "no grant for this response_type" (oidcc-response-type-missing).
         outcome = rt.outcomes.resolve("INVALID_REQUEST", "The response_type parameter is missing.")
     state = oauth.payload.data.get("state")
-    return redirect_to_client(
-        rt, client_id, redirect_uri, error_params(outcome), state, error=True
-    )
+    return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
 async def _open_challenge(rt: Runtime, pending: Pending) -> Response:
