@@ -65,6 +65,8 @@ import yaml
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idenfy_stepup.idenfy.webhook import event_body
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID = "bench"
 CLIENT_SECRET = "bench-client-secret-0123456789-0123456789"
@@ -419,12 +421,8 @@ class Driver:
         return t
 
     async def webhook(self, token: str, subject: str) -> float:
-        body = json.dumps({
-            "id": str(uuid.uuid4()), "scanRef": f"SCAN-{subject.upper()}", "clientId": "bench",
-            "status": "SUCCESS", "token": token, "type": "AUTHENTICATION",
-            "method": "FACE_MATCHING", "facePhoto": None, "ipAddress": None,
-            "failReason": None, "riskTags": None,
-        }, separators=(",", ":")).encode()  # fmt: skip
+        body = event_body(token, "SUCCESS", event_id=str(uuid.uuid4()),
+                          scan_ref=f"SCAN-{subject.upper()}", client_id="bench")  # fmt: skip
         signature = hmac.new(self.signing_key.encode(), body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "Idenfy-Event-Type":
                    "FACIAL_AUTHENTICATION", "Idenfy-Signature": signature}  # fmt: skip

@@ -39,6 +39,8 @@ from typing import Any
 
 import httpx
 
+from idenfy_stepup.idenfy.webhook import event_body
+
 KEY = "bench-webhook-signing-key-0123456789abcdef"
 MAX_SLOW = 18_000
 MAX_HOLD = 120.0
@@ -90,9 +92,7 @@ def start_provider(code: Path, folder: Path, port: int) -> subprocess.Popen[byte
 
 async def webhook(port: int) -> dict[str, Any]:
     """One signed delivery on a fresh connection (an unknown token: 200, result "unknown")."""
-    raw = json.dumps({"id": "bench-1", "token": "t" * 32, "scanRef": "SCAN-ALICE",
-                      "clientId": "c", "status": "SUCCESS", "type": "AUTHENTICATION",
-                      "method": "FACE_MATCHING", "failReason": None}).encode()  # fmt: skip
+    raw = event_body("t" * 32, "SUCCESS", event_id="bench-1", scan_ref="SCAN-ALICE", client_id="c")
     headers = {
         "Content-Type": "application/json",
         "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",

@@ -24,7 +24,8 @@ from .endpoints import authorize, challenge, discovery, events, token, webhook
 from .idenfy.transport import AiohttpTransport
 from .oidc.keys import KeyLoadError
 from .settings import Settings
-from .store import EmbeddedRedis, Notifier, Store, WireRedis, connect
+from .store import Notifier, Store, WireRedis, connect
+from .store.embedded import embedded_redis_async
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.responses import error_page, json_error, wants_json
 
@@ -102,11 +103,18 @@ def _say_limits_off(settings: Settings) -> None:
 async def _running(
     settings: Settings, redis_url: str | None, transport: httpx.AsyncBaseTransport | None
 ) -> AsyncIterator[Runtime]:
-    embedded = None
-    if redis_url is None and settings.redis.url == "embedded":
-        embedded = EmbeddedRedis(settings.redis.data_dir)
-        await asyncio.to_thread(embedded.start)
-        redis_url = embedded.url
+    own_redis = settings.redis.url if redis_url is None else ""
+    async with (
+        embedded_redis_async(own_redis, settings.redis.data_dir) as embedded_url,
+        _connected(settings, redis_url or embedded_url, transport) as rt,
+    ):
+        yield rt
+
+
+@contextlib.asynccontextmanager
+async def _connected(
+    settings: Settings, redis_url: str | None, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[Runtime]:
     redis = connect(settings.redis, redis_url)
     wire = WireRedis.for_url(redis_url or settings.redis.url, settings.redis.socket_timeout)
     store = Store(redis, settings.redis.key_prefix, wire)
@@ -130,8 +138,6 @@ async def _running(
         if own:
             await vendor.aclose()
         await redis.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 async def _build_with_retry(

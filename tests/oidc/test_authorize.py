@@ -175,7 +175,7 @@ async def test_claims_with_essential_acr_is_honoured(stack: Stack) -> None:
 
 REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing code_challenge", {"code_challenge": None, "code_challenge_method": None},
-     "invalid_request", ""),
+     "invalid_request", "pkce_required"),
     ("plain PKCE", {"code_challenge_method": "plain"}, "invalid_request", ""),
     ("PKCE without method", {"code_challenge_method": None}, "invalid_request", ""),
     ("PKCE with unknown method", {"code_challenge_method": "S512"}, "invalid_request", ""),

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
 
 from ..idenfy.client import IdenfyClient, default_timeout
 from ..oidc.keys import KeyRing
@@ -19,6 +19,7 @@ from ..stepup.outcomes import OutcomeTable
 from ..store import Notifier, Store
 from ..web.addresses import Network, networks
 from ..web.push_slots import PushSlots
+from ..web.templating import environment
 from .sealed_secrets import Sealer, SharedSecrets, live_problems
 from .startup import StartupError
 
@@ -60,12 +61,7 @@ def template_dir() -> Path:
 
 
 def template_env() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(template_dir()),
-        autoescape=select_autoescape(default=True),
-        enable_async=False,
-        auto_reload=False,  # the templates ship with the package: no stat() per page
-    )
+    return environment(FileSystemLoader(template_dir()))
 
 
 async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, SharedSecrets]:

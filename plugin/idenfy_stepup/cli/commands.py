@@ -14,7 +14,8 @@ from ..app import create_app
 from ..boot.preflight import preflight
 from ..boot.startup import StartupError, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
-from ..store import EmbeddedRedis, Store, StoreUnavailable, connect
+from ..store import Store, StoreUnavailable, connect
+from ..store.embedded import embedded_redis_async
 from . import logs
 from .serving import demo_server, run_servers, server_for, simulator_server
 
@@ -87,22 +88,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 async def _subjects(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    embedded = None
-    url = None
-    if settings.redis.url == "embedded":
-        embedded = EmbeddedRedis(settings.redis.data_dir)
-        await asyncio.to_thread(embedded.start)
-        url = embedded.url
-    redis = connect(settings.redis, url)
-    store = Store(redis, settings.redis.key_prefix)
-    try:
-        return await _subject_action(args, store)
-    except StoreUnavailable:
-        raise unreachable(settings.redis.url) from None
-    finally:
-        await redis.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+    async with embedded_redis_async(settings.redis.url, settings.redis.data_dir) as url:
+        redis = connect(settings.redis, url)
+        store = Store(redis, settings.redis.key_prefix)
+        try:
+            return await _subject_action(args, store)
+        except StoreUnavailable:
+            raise unreachable(settings.redis.url) from None
+        finally:
+            await redis.aclose()
 
 
 async def _subject_action(args: argparse.Namespace, store: Store) -> int:

@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from ..settings import Settings
-from ..store import EmbeddedRedis
+from ..store.embedded import embedded_redis
 
 log = logging.getLogger("idenfy_stepup")
 
@@ -85,26 +85,23 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._stop)
-        embedded = None
-        if self.settings.redis.url == "embedded":
-            embedded = EmbeddedRedis(self.settings.redis.data_dir)
-            embedded.start()
-            self.redis_url = embedded.url
-        helpers: list[BaseProcess] = []
-        workers: list[BaseProcess] = []
-        try:
-            if self.settings.idenfy.mode == "simulator":
-                sim = self.ctx.Process(target=run_simulator, args=(self.settings,),
-                                       name="idenfy-stepup-simulator")  # fmt: skip
-                sim.start()
-                helpers.append(sim)
-            workers = [self._spawn_worker(i) for i in range(self.count)]
-            log.info("started %d workers", self.count, extra={"event": "server.workers"})
-            return self._watch(workers, helpers)
-        finally:
-            _stop_all([*workers, *helpers])
-            if embedded is not None:
-                embedded.stop()
+        redis = self.settings.redis
+        # The embedded Redis is stopped last, after every process that uses it.
+        with embedded_redis(redis.url, redis.data_dir) as embedded_url:
+            self.redis_url = embedded_url or self.redis_url
+            helpers: list[BaseProcess] = []
+            workers: list[BaseProcess] = []
+            try:
+                if self.settings.idenfy.mode == "simulator":
+                    sim = self.ctx.Process(target=run_simulator, args=(self.settings,),
+                                           name="idenfy-stepup-simulator")  # fmt: skip
+                    sim.start()
+                    helpers.append(sim)
+                workers = [self._spawn_worker(i) for i in range(self.count)]
+                log.info("started %d workers", self.count, extra={"event": "server.workers"})
+                return self._watch(workers, helpers)
+            finally:
+                _stop_all([*workers, *helpers])
 
     def _watch(self, workers: list[BaseProcess], helpers: list[BaseProcess]) -> int:
         while not self.stopping.wait(0.5):

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
-from jinja2 import Environment, PackageLoader
+from jinja2 import PackageLoader
 from joserfc.errors import JoseError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from ..web.templating import environment
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,7 @@ class _Pages:
     ) -> None:
         self.stepup, self.issuer, self.client_id = stepup, issuer, client_id
         self.redirect_uri, self.subject, self.acr_values = redirect_uri, subject, acr_values
-        self.env = Environment(
-            loader=PackageLoader("idenfy_stepup.demo", "templates"), autoescape=True
-        )
+        self.env = environment(PackageLoader("idenfy_stepup.demo", "templates"))
 
     async def index(self, request: Request) -> Response:
         return self._render(request, "index.html")

@@ -1,8 +1,10 @@
 """``/authorize`` (GET and POST): validate, pick the subject and level, open a face challenge.
 
-OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is an error page
-(invariant 5); after that every refusal is a redirect with ``error``, ``stepup_error``,
-``state`` and ``iss``.
+OIDC Core §3.1.2. Until client_id and redirect_uri are validated every error is an error page;
+after that every refusal is a redirect with ``error``, ``stepup_error``, ``state`` and ``iss``.
+Every refusal, page or redirect, is a row of the outcome table looked up by name
+(``rt.outcomes``), so an operator's ``errors:`` override applies to it. The checks made once
+the client is validated, and their order, are the table ``stepup.checks.AUTHORIZE_CHECKS``.
 
 Abuse limits (``challenge.limits``, see ``limits``): an address with too many recent failures
 is refused first; then a request whose client_id and redirect_uri (plain query or form
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import OAuth2Error
@@ -26,12 +28,11 @@ from starlette.responses import RedirectResponse, Response
 
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
-from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
-from ..stepup.limits import check, count_address_failure, ip_identity, open_wait, opened
+from ..stepup.checks import AUTHORIZE_CHECKS, Pending
+from ..stepup.limits import check, count_address_failure, ip_identity, opened
 from ..stepup.outcomes import Outcome
-from ..stepup.policy import Refusal, choose_level, invalid, parse_claims, resolve_subject
-from ..stepup.records import StepUpRequest
+from ..stepup.policy import Refusal
 from ..store import StoreUnavailable
 from ..web.forms import BadForm, read_form
 from ..web.responses import (
@@ -72,8 +73,10 @@ async def _answer(
             return _blocked_page(rt, blocked), False
         if exc.params is not None:
             return _repeated(rt, exc.params, exc.description), True
-        page = error_page(rt, exc.status_code, "Bad request", exc.description, "invalid_request")
-        return page, True
+        bad = rt.outcomes.resolve("INVALID_REQUEST", exc.description)
+        return error_page(
+            rt, exc.status_code, "Bad request", bad.description, bad.stepup_error
+        ), True
     if blocked is not None:
         return _blocked(rt, params, blocked), False
     oauth = AuthlibRequest(
@@ -81,7 +84,7 @@ async def _answer(
         form=request.method == "POST",
     )  # fmt: skip
     try:
-        grant = rt.server.get_consent_grant(oauth, end_user=None)
+        rt.server.get_consent_grant(oauth, end_user=None)
     except OAuth2Error as exc:
         return _protocol_error(rt, oauth, exc), True
     except ValueError:
@@ -89,30 +92,43 @@ async def _answer(
         # its error_description and refuses (ValueError) when the value has characters RFC
         # 6749 §5.2 does not allow there: the request is malformed either way.
         return _malformed(rt, oauth), True
+    client = rt.settings.client(oauth.payload.client_id)
+    assert client is not None  # authlib validated client_id
+    return await _checked(rt, Pending(rt, oauth, client, ip))
+
+
+async def _checked(rt: Runtime, pending: Pending) -> tuple[Response, bool]:
+    """Run the checks in order; the first refusal answers. Then open the challenge."""
     try:
-        req = _step_up_request(rt, oauth, grant)
-        replayed = await _request_object_replayed(rt, oauth)
-    except Refusal as exc:
-        return _refusal(rt, oauth, exc), True
+        for entry in AUTHORIZE_CHECKS:
+            try:
+                refused = await entry.step(pending)
+            except Refusal as exc:
+                return _refused(pending, rt.outcomes.resolve(exc.outcome, exc.description)), (
+                    entry.counts
+                )
+            if refused is not None:
+                return _refused(pending, rt.outcomes[refused]), entry.counts
+        return await _open_challenge(rt, pending), False
+    except VendorNotEnrolled:
+        return _refused(pending, rt.outcomes["NOT_ENROLLED"]), True
+    except VendorUnavailable as exc:
+        log.warning("iDenfy unavailable at /authorize: %s", exc)
+        return _refused(pending, rt.outcomes["VENDOR_UNAVAILABLE"]), False
     except StoreUnavailable:
-        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"]), False
-    if replayed:
-        return _refusal(rt, oauth, REPLAYED), True
-    return await _open_challenge(rt, req, ip)
+        return _refused(pending, rt.outcomes["STORE_UNAVAILABLE"]), False
 
 
-REPLAYED = Refusal("invalid_request_object", "invalid_request_object",
-                   "The request object was already used.")  # fmt: skip
-
-
-async def _request_object_replayed(rt: Runtime, oauth: AuthlibRequest) -> bool:
-    """RFC 9101 §10.8: a request object's jti may be used once (authlib, synchronous, could
-    not ask Redis; it checked that exp and jti are there and exp is near)."""
-    claims = oauth.stepup_request_object
-    if claims is None:
-        return False
-    name, ttl = replay_marker(claims, oauth.payload.client_id)
-    return not await rt.store.first_use(name, ttl)
+def _refused(pending: Pending, outcome: Outcome) -> Response:
+    """The refusal's redirect; logged as a step-up outcome once the subject is known."""
+    rt, req = pending.rt, pending.request()
+    if req is not None:
+        return outcome_redirect(rt, req, outcome)
+    payload = pending.oauth.payload
+    state = payload.data.get("state")
+    return redirect_to_client(
+        rt, payload.client_id, payload.redirect_uri, error_params(outcome), state, error=True
+    )
 
 
 # -- abuse limits ------------------------------------------------------------------------------
@@ -176,10 +192,10 @@ def _repeated(rt: Runtime, params: dict[str, list[str]], description: str) -> Re
     """A repeated parameter (RFC 6749 §3.1) is reported to a registered redirect_uri when
     client_id and redirect_uri themselves are single and registered; otherwise a page."""
     registered = _registered(rt, params)
+    outcome = rt.outcomes.resolve("INVALID_REQUEST", description)
     if registered is None:
-        return error_page(rt, 400, "Bad request", description, "invalid_request")
-    query = [("error", "invalid_request"), ("error_description", description),
-             ("stepup_error", "invalid_request")]  # fmt: skip
+        return error_page(rt, 400, "Bad request", outcome.description, outcome.stepup_error)
+    query = error_params(outcome)
     return redirect_to_client(rt, *registered, query, _single_state(params), error=True)
 
 
@@ -194,17 +210,6 @@ def _with_retry_after(response: Response, seconds: float) -> Response:
     if seconds > 0:
         response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
     return response
-
-
-async def _subject_gate(rt: Runtime, req: StepUpRequest) -> Response | None:
-    """A locked-out subject, or one with too many failed checks of its own, is refused. A read:
-    whoever sends the request, it adds nothing to the subject's state."""
-    found = await check(rt, req.subject, "failures_per_subject", lock=True)
-    if found.locked:
-        return outcome_redirect(rt, req, rt.outcomes["SUBJECT_LOCKED"])
-    if found.wait:
-        return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"])
-    return None
 
 
 # Every authorization request parameter we read (OIDC Core §3.1.2.1, §6, RFC 7636 §4.3).
@@ -252,130 +257,51 @@ def _query(request: Request) -> dict[str, list[str]]:
 
 def _malformed(rt: Runtime, oauth: AuthlibRequest) -> Response:
     description = "The request has a parameter with characters that are not allowed."
+    outcome = rt.outcomes.resolve("INVALID_REQUEST", description)
     client_id = oauth.payload.client_id
     client = rt.server.query_client(client_id) if client_id else None
     redirect_uri = oauth.payload.redirect_uri
     if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
-        return error_page(
-            rt, 400, "This request cannot be processed", description, "invalid_request"
-        )
-    params = [("error", "invalid_request"), ("error_description", description),
-              ("stepup_error", "invalid_request")]  # fmt: skip
+        return _cannot_process(rt, outcome)
     state = oauth.payload.data.get("state")
-    return redirect_to_client(rt, client_id, redirect_uri, params, state, error=True)
+    return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
+
+
+def _cannot_process(rt: Runtime, outcome: Outcome) -> Response:
+    """Nothing we could trust to redirect to: a page."""
+    title = "This request cannot be processed"
+    return error_page(rt, 400, title, outcome.description, outcome.stepup_error)
 
 
 def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Response:
-    description = exc.description or exc.error.replace("_", " ")
+    outcome = rt.outcomes.protocol(exc.error, exc.description or exc.error.replace("_", " "))
     redirect_uri = getattr(exc, "redirect_uri", None)
     client_id = oauth.payload.client_id
     if not redirect_uri or not client_id or rt.server.query_client(client_id) is None:
-        # Invariant 5: nothing we could trust to redirect to.
-        return error_page(rt, 400, "This request cannot be processed", description, exc.error)
-    error = exc.error
-    if error == "unsupported_response_type" and not oauth.payload.data.get("response_type"):
+        return _cannot_process(rt, outcome)
+    if exc.error == "unsupported_response_type" and not oauth.payload.data.get("response_type"):
         # RFC 6749 §4.1.2.1: a missing required parameter is invalid_request; authlib reports
         # "no grant for this response_type" (oidcc-response-type-missing).
-        error, description = "invalid_request", "The response_type parameter is missing."
-    params = [("error", error), ("error_description", description), ("stepup_error", error)]
+        outcome = rt.outcomes.resolve("INVALID_REQUEST", "The response_type parameter is missing.")
     state = oauth.payload.data.get("state")
-    return redirect_to_client(rt, client_id, redirect_uri, params, state, error=True)
+    return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
-def _refusal(rt: Runtime, oauth: AuthlibRequest, exc: Refusal) -> Response:
-    params = [
-        ("error", exc.error),
-        ("error_description", exc.description),
-        ("stepup_error", exc.stepup_error),
-    ]
-    client_id = oauth.payload.client_id
-    state = oauth.payload.data.get("state")
-    return redirect_to_client(rt, client_id, oauth.payload.redirect_uri, params, state, error=True)
-
-
-def _step_up_request(rt: Runtime, oauth: AuthlibRequest, grant: object) -> StepUpRequest:
-    data = oauth.payload.data
-    client = rt.settings.client(oauth.payload.client_id)
-    assert client is not None  # authlib validated client_id
-    if "openid" not in (data.get("scope") or "").split():
-        raise Refusal("invalid_scope", "invalid_scope", "The scope must include openid.")
-    if data.get("response_mode", "query") != "query":
-        raise invalid("Only response_mode=query is supported.")
-    if client.require_pkce and not data.get("code_challenge"):
-        raise invalid("PKCE is required: send code_challenge with code_challenge_method=S256.")
-    claims = parse_claims(data.get("claims"))
-    level = choose_level(rt.settings, client, data.get("acr_values"), claims)
-    subject = resolve_subject(rt.settings, client, data, rt.keys, oauth.stepup_request_object)
-    return StepUpRequest(
-        client_id=client.client_id,
-        redirect_uri=oauth.payload.redirect_uri,
-        scope="openid",
-        subject=subject.name,
-        verified=subject.verified,
-        scan_ref="",
-        acr=level.acr,
-        method=level.method,
-        state=data.get("state"),
-        nonce=data.get("nonce"),
-        code_challenge=data.get("code_challenge"),
-        code_challenge_method=data.get("code_challenge_method"),
-        max_age=_max_age(data.get("max_age")),
-        claims=claims,
+async def _open_challenge(rt: Runtime, pending: Pending) -> Response:
+    """Every check passed: a new vendor session, its PENDING challenge, and the page."""
+    req = pending.request()
+    assert req is not None and pending.scan_ref is not None
+    lifetime = rt.settings.idenfy.token_lifetime
+    token = await rt.vendor.create_authentication(
+        pending.scan_ref, req.check_type, req.method, lifetime, rt.settings.idenfy.locale
     )
-
-
-def _max_age(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or len(raw) > 9:
-        raise invalid("max_age must be a non-negative integer.")
-    return int(raw)
-
-
-async def _open_challenge(rt: Runtime, req: StepUpRequest, ip: str) -> tuple[Response, bool]:
-    """Directory → limits → check-status → new vendor session → PENDING challenge → page."""
-    try:
-        scan_ref = await _scan_ref(rt, req.subject)
-        refused = await _subject_gate(rt, req)
-        if refused is not None:
-            return refused, True
-        if scan_ref is None:
-            return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"]), True
-        # Each challenge spends vendor credits: the cap is checked before iDenfy is called.
-        if await open_wait(rt, ip):
-            limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
-            log.warning("open challenge cap hit", extra=limit)
-            return outcome_redirect(rt, req, rt.outcomes["RATE_LIMITED"]), False
-        check_type = await rt.vendor.check_status(scan_ref, req.method)
-        req = replace(req, scan_ref=scan_ref, check_type=check_type)
-        if check_type == "ENROLLMENT" and not rt.settings.idenfy.allow_enrollment:
-            # A first capture proves less than a comparison: refused before any vendor session.
-            return outcome_redirect(rt, req, rt.outcomes["ENROLLMENT_REFUSED"]), False
-        lifetime = rt.settings.idenfy.token_lifetime
-        token = await rt.vendor.create_authentication(
-            scan_ref, check_type, req.method, lifetime, rt.settings.idenfy.locale
-        )
-        secret = rt.binder.new_secret()
-        expires_at = int(time.time()) + lifetime
-        await rt.store.create_challenge(
-            token, req, binding=rt.binder.binding(secret), attempt=1, expires_at=expires_at,
-            ttl=lifetime + rt.settings.challenge.grace_seconds, ip=ip,
-        )  # fmt: skip
-        await opened(rt, ip, token, expires_at)
-    except VendorNotEnrolled:
-        return outcome_redirect(rt, req, rt.outcomes["NOT_ENROLLED"]), True
-    except VendorUnavailable as exc:
-        log.warning("iDenfy unavailable at /authorize: %s", exc)
-        return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"]), False
-    except StoreUnavailable:
-        return outcome_redirect(rt, req, rt.outcomes["STORE_UNAVAILABLE"]), False
+    secret = rt.binder.new_secret()
+    expires_at = int(time.time()) + lifetime
+    await rt.store.create_challenge(
+        token, req, binding=rt.binder.binding(secret), attempt=1, expires_at=expires_at,
+        ttl=lifetime + rt.settings.challenge.grace_seconds, ip=pending.ip,
+    )  # fmt: skip
+    await opened(rt, pending.ip, token, expires_at)
     response = RedirectResponse(f"/challenge/{token}", status_code=303, headers=NO_STORE)
     rt.binder.attach(response, token, secret)
-    return response, False
-
-
-async def _scan_ref(rt: Runtime, subject: str) -> str | None:
-    found = rt.settings.directory.static.get(subject)
-    if found is None and rt.settings.directory.redis:
-        found = await rt.store.get_subject(subject)
-    return found
+    return response

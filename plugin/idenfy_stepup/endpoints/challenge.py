@@ -31,12 +31,9 @@ from ..web.responses import (
     runtime,
 )
 
-FORBIDDEN = ("This check belongs to another browser", "Start again from the application.")
-GONE = ("This check has ended", "It expired or was already used. Start again from the application.")
-DONE = (
-    "This check is complete",
-    "The application already has its result. You can close this page.",
-)
+# The pages of rows shown to the browser only: title = the row's description, message = its
+# hint, detail = its stepup_error (each overridable under ``errors:``).
+FORBIDDEN, GONE, DONE = "WRONG_BROWSER", "CHALLENGE_GONE", "CHALLENGE_CONSUMED"
 
 
 def _token(request: Request) -> str:
@@ -58,9 +55,9 @@ async def page(request: Request) -> Response:
     except StoreUnavailable:
         return _store_down(rt)
     if peek.state is None:
-        return error_page(rt, 410, *GONE, "challenge_expired")
+        return _outcome_page(rt, 410, GONE)
     if not peek.bound or peek.request is None:
-        return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
+        return _outcome_page(rt, 403, FORBIDDEN)
     if peek.state == "RETRYING":
         # Another tab is starting the next attempt: look again shortly (finish would only
         # send the browser back here until the new attempt exists).
@@ -73,9 +70,14 @@ async def page(request: Request) -> Response:
 
 
 def _store_down(rt: Runtime) -> Response:
-    return error_page(
-        rt, 503, "Temporarily unavailable", "Try again in a moment.", "store_unavailable"
-    )
+    outcome = rt.outcomes["STORE_UNAVAILABLE"]
+    return error_page(rt, 503, "Temporarily unavailable", outcome.hint, outcome.stepup_error)
+
+
+def _outcome_page(rt: Runtime, status_code: int, name: str) -> Response:
+    outcome = rt.outcomes[name]
+    title = outcome.description.rstrip(".")
+    return error_page(rt, status_code, title, outcome.hint, outcome.stepup_error)
 
 
 def _client_name(rt: Runtime, req: StepUpRequest) -> str:
@@ -138,9 +140,9 @@ async def _conclude(request: Request, mode: str) -> Response:
 async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> Response:
     req = verdict.request
     if verdict.kind == "missing":
-        return error_page(rt, 410, *GONE, "challenge_expired")
+        return _outcome_page(rt, 410, GONE)
     if verdict.kind == "forbidden" or req is None:
-        return error_page(rt, 403, *FORBIDDEN, "wrong_browser")
+        return _outcome_page(rt, 403, FORBIDDEN)
     if verdict.kind == "approved" and code:
         return _issue_code(rt, req, code)
     if verdict.kind in ("denied", "expired", "canceled"):
@@ -153,7 +155,7 @@ async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> 
     if verdict.kind == "pending":
         return _see_other(f"/challenge/{token}")
     # An approval whose code was redeemed (or expired): the RP has had its answer.
-    return error_page(rt, 410, *DONE, "challenge_consumed")
+    return _outcome_page(rt, 410, DONE)
 
 
 def _known(rt: Runtime, name: str) -> str:

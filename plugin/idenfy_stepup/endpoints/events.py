@@ -39,7 +39,8 @@ async def events(request: Request) -> Response:
         return json_error(404, "invalid_request", "Unknown challenge.")
     binding = rt.binder.binding_of(request, token)
     if not binding:
-        return json_error(403, "access_denied", "This check belongs to another browser.")
+        outcome = rt.outcomes["WRONG_BROWSER"]
+        return json_error(403, outcome.error, outcome.description)
     return PushStream(rt, token, binding, ip_identity(request, rt))
 
 

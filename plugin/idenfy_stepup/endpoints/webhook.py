@@ -30,7 +30,7 @@ from ..idenfy.webhook import (
     verify_signature,
 )
 from ..stepup.limits import address_identity, ended
-from ..stepup.outcomes import FAIL_REASONS, LOCKOUT_OUTCOMES
+from ..stepup.outcomes import LOCKOUT_OUTCOMES, SUBJECT_FAILURES
 from ..stepup.records import StepUpRequest
 from ..store import StoreUnavailable, WebhookResult
 from ..web.addresses import allowed
@@ -155,7 +155,7 @@ async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> S
     """The challenge's request, when this webhook's ending may count against its subject."""
     if applied.result not in ("applied", "duplicate", "ignored") or applied.state == "APPROVED":
         return None
-    if applied.outcome not in FAIL_REASONS and applied.outcome != "UNKNOWN":
+    if applied.outcome not in SUBJECT_FAILURES:
         return None  # expired, canceled: not a failed face check of the subject's own
     request = await rt.store.challenge_request(token)
     return request if request is not None and request.verified else None

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,39 @@ class WebhookRejected(Exception):
         self.status_code = status_code
         self.reason = reason
         super().__init__(reason)
+
+
+def event_body(
+    token: str,
+    status: str,
+    *,
+    event_id: str | None = None,
+    scan_ref: str | None,
+    client_id: str | None,
+    type_: str | None = "AUTHENTICATION",
+    method: str | None = "FACE_MATCHING",
+    face_photo: str | None = None,
+    ip_address: str | None = None,
+    fail_reason: str | None = None,
+    risk_tags: Sequence[str] | None = None,
+) -> bytes:
+    """A ``FACIAL_AUTHENTICATION`` body as the vendor sends it (idenfy-api.md §2.1): exactly its
+    field set, absent values as null, compact UTF-8 JSON. What the simulator sends and what the
+    benchmarks post; ``event_id`` defaults to a fresh random id."""
+    payload = {
+        "id": event_id if event_id is not None else secrets.token_hex(16),
+        "scanRef": scan_ref,
+        "clientId": client_id,
+        "status": status,
+        "token": token,
+        "type": type_,
+        "method": method,
+        "facePhoto": face_photo,
+        "ipAddress": ip_address,
+        "failReason": fail_reason,
+        "riskTags": None if risk_tags is None else list(risk_tags),
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def sign(body: bytes, key: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 from dataclasses import dataclass
 
 import httpx
 
+from ..idenfy.webhook import event_body
 from .state import Outcome, Session, photo_url
 
 log = logging.getLogger(__name__)
@@ -29,21 +29,15 @@ def sign(body: bytes, key: str) -> str:
 def webhook_body(
     session: Session, outcome: Outcome, event_id: str, *, client_id: str, base_url: str
 ) -> bytes:
-    """A ``FacialAuthenticationWebhook`` (idenfy-api.md §2.1) as compact JSON."""
-    payload = {
-        "id": event_id,
-        "scanRef": session.scan_ref,
-        "clientId": client_id,
-        "status": outcome.status,
-        "token": session.token,
-        "type": session.type,
-        "method": session.method,
-        "facePhoto": photo_url(base_url, session.token, outcome.status),
-        "ipAddress": outcome.ip_address,
-        "failReason": outcome.fail_reason if outcome.status == "FAILED" else None,
-        "riskTags": None if outcome.risk_tags is None else list(outcome.risk_tags),
-    }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """A ``FacialAuthenticationWebhook`` (idenfy-api.md §2.1) for this session's outcome."""
+    return event_body(
+        session.token, outcome.status, event_id=event_id, scan_ref=session.scan_ref,
+        client_id=client_id, type_=session.type, method=session.method,
+        face_photo=photo_url(base_url, session.token, outcome.status),
+        ip_address=outcome.ip_address,
+        fail_reason=outcome.fail_reason if outcome.status == "FAILED" else None,
+        risk_tags=outcome.risk_tags,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..stepup.outcomes import FAIL_REASONS
+from ..web.templating import environment
 from .core import Simulator
 
 # The page is framed by the provider's origin, whatever it is, so no frame-ancestors and no
@@ -28,11 +29,7 @@ STATUS_TEXT = {
 
 
 def templates() -> Environment:
-    return Environment(
-        loader=PackageLoader("idenfy_stepup.simulator", "templates"),
-        autoescape=True,
-        auto_reload=False,
-    )
+    return environment(PackageLoader("idenfy_stepup.simulator", "templates"))
 
 
 def reason_label(reason: str) -> str:

@@ -1,8 +1,12 @@
-"""Every way a step-up can end, mapped to OAuth/OIDC error codes (design.md §5).
+"""Every way a step-up can end or be refused, mapped to OAuth/OIDC error codes.
 
 Each row is data: the standard ``error`` (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6), our stable
-``stepup_error``, the public ``error_description``, a plain-language hint for the person, and
-whether a new attempt is offered. Operators override any field per row in YAML (``errors:``).
+``stepup_error``, the public ``error_description``, a plain-language hint for the person,
+whether a new attempt is offered, and the columns the abuse limits decide by. Operators
+override any of the first five fields per row in YAML (``errors:``); every refusal the provider
+emits at /authorize and on the challenge pages is looked up here by its row name, so an
+override applies wherever the row is used. /token, /userinfo and the webhook answer their
+own protocols' fixed codes (RFC 6749 §5.2, RFC 6750 §3.1) and are not in the table.
 """
 
 from __future__ import annotations
@@ -14,22 +18,39 @@ from typing import Protocol
 DENIED = "access_denied"
 UNMET = "unmet_authentication_requirements"
 UNAVAILABLE = "temporarily_unavailable"
+INVALID_REQUEST = "invalid_request"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """One row. The last three columns are what the code decides by, never the codes an
+    operator may rename: ``vendor_fail_reason`` (the row is one of the webhook's failReasons),
+    ``counts_against_subject`` (a failed check of the subject's own, toward
+    ``failures_per_subject``) and ``locks_subject`` (a spoofing signal: the subject is locked
+    out for ``spoof_lockout_seconds``)."""
+
     name: str
     error: str
     stepup_error: str
     description: str
     hint: str
     retryable: bool = False
+    vendor_fail_reason: bool = False
+    counts_against_subject: bool = False
+    locks_subject: bool = False
 
 
 def _row(
     name: str, error: str, code: str, description: str, hint: str, retry: bool = False
 ) -> Outcome:
     return Outcome(name, error, code, description, hint, retry)
+
+
+def _reason(
+    name: str, code: str, description: str, hint: str, retry: bool = False, locks: bool = False
+) -> Outcome:
+    """A failReason of the vendor's webhook: a failed check of the subject's own."""
+    return Outcome(name, DENIED, code, description, hint, retry, True, True, locks)
 
 
 _ROWS = [
@@ -47,134 +68,123 @@ _ROWS = [
         "The face check expired before it was completed.",
         "The face check took too long and expired.",
     ),
-    _row(
+    _reason(
         "FACE_MISMATCH",
-        DENIED,
         "face_mismatch",
         "The face did not match the enrolled person.",
         "The face did not match the person on file.",
     ),
-    _row(
+    _reason(
         "PROBABILITY_TOO_SMALL",
-        DENIED,
         "low_confidence",
         "The face match was not confident enough.",
         "We could not confirm it is you.",
     ),
-    _row(
+    _reason(
         "FAKE_FACE",
-        DENIED,
         "spoof_detected",
         "A presentation attack was detected.",
         "The check did not see a live person.",
+        locks=True,
     ),
-    _row(
+    _reason(
         "VIRTUAL_CAMERA",
-        DENIED,
         "virtual_camera",
         "A virtual camera was detected.",
         "A virtual camera was detected; use your device's real camera.",
+        locks=True,
     ),
-    _row(
+    _reason(
         "FAKE_CAPTURE",
-        DENIED,
         "capture_tampered",
         "The capture appears to be tampered with.",
         "The camera capture could not be trusted.",
+        locks=True,
     ),
-    _row(
+    _reason(
         "DUPLICATE_IMAGE",
-        DENIED,
         "duplicate_image",
         "The image was already used before.",
         "The photo was already used in an earlier check.",
     ),
-    _row(
+    _reason(
         "FACE_NOT_FOUND",
-        DENIED,
         "face_not_found",
         "No face was found in the capture.",
         "We could not see a face. Look straight at the camera in good light.",
         True,
     ),
-    _row(
+    _reason(
         "TOO_MANY_FACES",
-        DENIED,
         "multiple_faces",
         "More than one face was in the capture.",
         "More than one face was in view. Make sure only you are in the picture.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_ANGLE_TOO_LARGE",
-        DENIED,
         "face_angle",
         "The face was turned too far.",
         "Your head was turned. Face the camera straight on.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_TOO_SMALL",
-        DENIED,
         "face_too_small",
         "The face was too small in the capture.",
         "Your face was too small. Hold the camera a little closer.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_CLOSE_TO_BORDER",
-        DENIED,
         "face_near_border",
         "The face was too close to the edge.",
         "Your face was near the edge. Keep it in the middle of the frame.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_TOO_CLOSE",
-        DENIED,
         "face_too_close",
         "The face was too close to the camera.",
         "You were too close. Hold the phone further away.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_CROPPED",
-        DENIED,
         "face_cropped",
         "The face was cut off in the capture.",
         "Part of your face was cut off. Keep your whole face in the frame.",
         True,
     ),
-    _row(
+    _reason(
         "FACE_IS_OCCLUDED",
-        DENIED,
         "face_occluded",
         "The face was covered.",
         "Something covered your face. Remove glasses, masks or hair from your face.",
         True,
     ),
-    _row(
+    _reason(
         "EYES_CLOSED",
-        DENIED,
         "eyes_closed",
         "The eyes were closed.",
         "Your eyes were closed. Keep them open and look at the camera.",
         True,
     ),
-    _row(
+    _reason(
         "FAILED_TO_PREDICT_LANDMARKS",
-        DENIED,
         "landmarks_failed",
         "The face could not be analysed.",
         "Your face could not be read. Use even light and hold the camera still.",
         True,
     ),
-    _row(
+    # An unknown failReason (or none): still a failed check of the subject's own.
+    Outcome(
         "UNKNOWN",
         DENIED,
         "verification_failed",
         "The face check failed.",
         "The face check did not succeed.",
+        counts_against_subject=True,
     ),
     _row(
         "NOT_ENROLLED",
@@ -250,21 +260,130 @@ _ROWS = [
         "Face checks for this user are locked after a spoofing attempt.",
         "Face checks for your account are paused for a while. Contact the service you came from.",
     ),
+    # -- refusals of the request itself at /authorize, once client_id and redirect_uri are
+    # validated (each may carry a more specific description: see OutcomeTable.resolve) -------
+    _row(
+        "INVALID_REQUEST",
+        INVALID_REQUEST,
+        "invalid_request",
+        "The request is not valid.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "PKCE_REQUIRED",
+        INVALID_REQUEST,
+        "pkce_required",
+        "PKCE is required: send code_challenge with code_challenge_method=S256.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "INVALID_SCOPE",
+        "invalid_scope",
+        "invalid_scope",
+        "The scope must include openid.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "UNSUPPORTED_RESPONSE_TYPE",
+        "unsupported_response_type",
+        "unsupported_response_type",
+        "Only response_type=code is supported.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "LOGIN_REQUIRED",
+        "login_required",
+        "login_required",
+        "A face check needs the user: prompt=none cannot be served.",
+        "The service you came from asked for a check without showing it to you.",
+    ),
+    # An unknown client_id: only ever a page (there is nothing trusted to redirect to).
+    _row(
+        "INVALID_CLIENT",
+        "invalid_client",
+        "invalid_client",
+        "The client is not known.",
+        "The service you came from is not registered here.",
+    ),
+    _row(
+        "INVALID_REQUEST_OBJECT",
+        "invalid_request_object",
+        "invalid_request_object",
+        "The request object is not valid.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "REQUEST_URI_NOT_SUPPORTED",
+        "request_uri_not_supported",
+        "request_uri_not_supported",
+        "The request_uri parameter is not supported.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "SUBJECT_REQUIRED",
+        INVALID_REQUEST,
+        "subject_required",
+        "No subject hint this client may use was given.",
+        "The service you came from did not say who should be checked.",
+    ),
+    _row(
+        "SUBJECT_CONFLICT",
+        INVALID_REQUEST,
+        "subject_conflict",
+        "The subject hints name different subjects.",
+        "The service you came from named two different people.",
+    ),
+    _row(
+        "INVALID_ID_TOKEN_HINT",
+        INVALID_REQUEST,
+        "invalid_id_token_hint",
+        "The id_token_hint could not be verified.",
+        "The service you came from sent a sign-in that cannot be verified.",
+    ),
+    # -- the challenge's own pages (and its push stream): shown to the browser, never sent to an
+    # RP. The page's title is the description, its message the hint, its detail the code --
+    _row(
+        "WRONG_BROWSER",
+        DENIED,
+        "wrong_browser",
+        "This check belongs to another browser.",
+        "Start again from the application.",
+    ),
+    _row(
+        "CHALLENGE_GONE",
+        DENIED,
+        "challenge_expired",
+        "This check has ended.",
+        "It expired or was already used. Start again from the application.",
+    ),
+    _row(
+        "CHALLENGE_CONSUMED",
+        DENIED,
+        "challenge_consumed",
+        "This check is complete.",
+        "The application already has its result. You can close this page.",
+    ),
 ]
 
 DEFAULTS: Mapping[str, Outcome] = {row.name: row for row in _ROWS}
 OUTCOME_NAMES = frozenset(DEFAULTS)
-# Denials that are our own decisions, not a webhook's failReason.
-_OWN_DENIALS = frozenset(
-    {"CANCELED", "EXPIRED", "UNKNOWN", "SUBJECT_LOCKED", "RISK_UNTRUSTED_ENVIRONMENT",
-     "RISK_FLAGGED", "IP_MISMATCH"}
-)  # fmt: skip
-FAIL_REASONS = tuple(
-    name for name in DEFAULTS if name not in _OWN_DENIALS and DEFAULTS[name].error == DENIED
-)
-# Spoofing signals: a webhook with one of these locks its subject out for
-# ``challenge.limits.spoof_lockout_seconds`` (by outcome name, so overrides do not change it).
-LOCKOUT_OUTCOMES = frozenset({"FAKE_FACE", "VIRTUAL_CAMERA", "FAKE_CAPTURE"})
+# The sets the code decides by, derived from the columns (by row name, so an ``errors:``
+# override, which may rename codes, never changes them).
+FAIL_REASONS = tuple(row.name for row in _ROWS if row.vendor_fail_reason)
+SUBJECT_FAILURES = frozenset(row.name for row in _ROWS if row.counts_against_subject)
+LOCKOUT_OUTCOMES = frozenset(row.name for row in _ROWS if row.locks_subject)
+# OAuth error codes authlib raises at /authorize, and the row each is reported as. A code
+# authlib might add later, with no row of its own, is reported as INVALID_REQUEST (with
+# authlib's description), so every redirect still goes through the table.
+PROTOCOL_ERRORS: Mapping[str, str] = {
+    "invalid_request": "INVALID_REQUEST",
+    "invalid_client": "INVALID_CLIENT",
+    "invalid_scope": "INVALID_SCOPE",
+    "unsupported_response_type": "UNSUPPORTED_RESPONSE_TYPE",
+    "login_required": "LOGIN_REQUIRED",
+    "invalid_request_object": "INVALID_REQUEST_OBJECT",
+    "request_uri_not_supported": "REQUEST_URI_NOT_SUPPORTED",
+}
 
 
 class Override(Protocol):
@@ -298,9 +417,23 @@ class OutcomeTable:
                 retryable=base.retryable if o.retryable is None else o.retryable,
             )
         self._rows = rows
+        self._described = frozenset(n for n, o in (overrides or {}).items() if o.description)
 
     def __getitem__(self, name: str) -> Outcome:
         return self._rows[name]
+
+    def resolve(self, name: str, description: str | None = None) -> Outcome:
+        """Row ``name`` as the RP sees it. ``description`` is the refusal's own, more specific
+        one ("The claims parameter is not valid JSON."): it replaces the row's default, but an
+        operator's ``errors:`` description replaces both, as every other field does."""
+        row = self._rows[name]
+        if description is None or name in self._described:
+            return row
+        return replace(row, description=description)
+
+    def protocol(self, error: str, description: str | None) -> Outcome:
+        """The row of an OAuth error code authlib raised (see :data:`PROTOCOL_ERRORS`)."""
+        return self.resolve(PROTOCOL_ERRORS.get(error, "INVALID_REQUEST"), description)
 
     def for_webhook(self, status: str, fail_reason: str | None) -> Outcome:
         """The outcome of a terminal, non-success webhook. Unknown values count as failure."""

@@ -1,7 +1,8 @@
 """Step-up decisions at /authorize: which level (acr) and which person (subject).
 
-Each refusal is a :class:`Refusal` carrying the OAuth ``error`` and our ``stepup_error``; the
-authorize endpoint turns it into a redirect to the (already validated) redirect_uri.
+Each refusal is a :class:`Refusal` naming its row of the outcome table (``stepup.outcomes``);
+the authorize endpoint resolves it there (so an ``errors:`` override applies) and turns it into a
+redirect to the (already validated) redirect_uri.
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ from ..web.jsontext import has_lone_surrogate
 
 
 class Refusal(Exception):
-    """The request is understood but cannot be served; reported to the RP by redirect."""
+    """The request is understood but cannot be served; reported to the RP by redirect.
 
-    def __init__(self, error: str, stepup_error: str, description: str) -> None:
-        super().__init__(description)
-        self.error = error
-        self.stepup_error = stepup_error
+    ``outcome`` is a row name of the outcome table; ``description``, when given, is a more
+    specific public description than the row's (an operator's ``errors:`` one still wins).
+    """
+
+    def __init__(self, outcome: str, description: str | None = None) -> None:
+        super().__init__(description or outcome)
+        self.outcome = outcome
         self.description = description
 
 
-def invalid(description: str, stepup_error: str = "invalid_request") -> Refusal:
-    return Refusal("invalid_request", stepup_error, description)
+def invalid(description: str, outcome: str = "INVALID_REQUEST") -> Refusal:
+    return Refusal(outcome, description)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +128,7 @@ def _essential_acr(claims: dict[str, Any]) -> list[str] | None:
 
 
 def _acr_unsupported() -> Refusal:
-    return Refusal(
-        "unmet_authentication_requirements",
-        "acr_unsupported",
-        "None of the requested authentication levels is available.",
-    )
+    return Refusal("ACR_UNSUPPORTED", "None of the requested authentication levels is available.")
 
 
 def resolve_subject(
@@ -155,13 +155,13 @@ def resolve_subject(
     if "login_hint" in hints and params.get("login_hint") and request_object is None:
         found.append((params["login_hint"], False))
     if not found:
-        raise invalid("No subject hint this client may use was given.", "subject_required")
+        raise Refusal("SUBJECT_REQUIRED")
     if len({name for name, _ in found}) > 1:
-        raise invalid("The subject hints name different subjects.", "subject_conflict")
+        raise Refusal("SUBJECT_CONFLICT")
     subject = found[0][0]
     if not subject or len(subject) > 255 or has_lone_surrogate(subject):
         # A lone surrogate (from a JSON escape in a signed hint) cannot become a Redis key.
-        raise invalid("The subject hint is empty, too long or not valid text.", "subject_required")
+        raise invalid("The subject hint is empty, too long or not valid text.", "SUBJECT_REQUIRED")
     # Verified as soon as one signed hint names it (the others agree, or we refused above).
     return Subject(subject, any(verified for _, verified in found))
 
@@ -251,7 +251,7 @@ def _hint_subject(claims: Mapping[str, Any], name: str) -> str:
 
 
 def _bad_hint(description: str) -> Refusal:
-    return invalid(description, "invalid_id_token_hint")
+    return invalid(description, "INVALID_ID_TOKEN_HINT")
 
 
 def _trusted_keys(trusted: TrustedIssuer) -> KeySet:

@@ -5,10 +5,12 @@ persistence: real Redis with zero set-up, stopped with the service.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 
@@ -78,3 +80,32 @@ class EmbeddedRedis:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+
+
+@contextlib.contextmanager
+def embedded_redis(url: str, data_dir: Path) -> Iterator[str | None]:
+    """For ``redis.url: embedded``: the embedded server's URL while the block runs (started
+    first, stopped after); for any other URL, None and nothing started."""
+    if url != "embedded":
+        yield None
+        return
+    server = EmbeddedRedis(data_dir)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def embedded_redis_async(url: str, data_dir: Path) -> AsyncIterator[str | None]:
+    """:func:`embedded_redis` for an event loop: start and stop run in a thread."""
+    if url != "embedded":
+        yield None
+        return
+    server = EmbeddedRedis(data_dir)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,221 @@
+"""Every check ``/authorize`` makes once authlib has validated the client, in order, as one table.
+
+Before this table the endpoint has already refused, in this order: an address over its failure
+budget (``failures_per_ip``, a read), a repeated single-valued parameter or an unreadable query or
+form, and everything authlib checks (client_id, redirect_uri, response_type, the PKCE method,
+prompt, a request object's signature, aud and exp, request_uri). Until client_id and
+redirect_uri are validated those are pages; from here on every refusal is a redirect to the RP.
+
+Each :class:`Check` names the rows of the outcome table it may refuse with and whether such a
+refusal counts against the caller's address (``counts``: a refusal the caller could have
+avoided does; a refusal for capacity, the vendor or a setting does not). Its step looks at the
+:class:`Pending` request, may record what it found there for the steps after it, and returns the
+row name of a refusal (or raises :class:`.policy.Refusal` for one with a specific description),
+or ``None`` to go on. Steps that ask Redis or the vendor are async and keep their place in the
+order: whatever a step costs, no step runs after a refusal, and iDenfy is called only once
+every cheaper check passed.
+
+``StoreUnavailable`` and ``VendorUnavailable`` raised by a step are the endpoint's to report
+(``STORE_UNAVAILABLE``, ``VENDOR_UNAVAILABLE``; neither counts against the address).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..boot.runtime import Runtime
+from ..idenfy.client import VendorNotEnrolled
+from ..oidc.request_objects import replay_marker
+from ..oidc.requests import AuthlibRequest
+from ..settings import ClientSettings
+from .limits import check, open_wait
+from .policy import Level, Subject, choose_level, invalid, parse_claims, resolve_subject
+from .records import StepUpRequest
+
+log = logging.getLogger("idenfy_stepup")
+
+
+@dataclass
+class Pending:
+    """An authorization request on its way through the checks, and what they found."""
+
+    rt: Runtime
+    oauth: AuthlibRequest
+    client: ClientSettings
+    ip: str
+    claims: dict[str, Any] = field(default_factory=dict)
+    level: Level | None = None
+    subject: Subject | None = None
+    max_age: int | None = None
+    scan_ref: str | None = None
+    check_type: str = "AUTHENTICATION"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.oauth.payload.data
+        return data
+
+    def request(self) -> StepUpRequest | None:
+        """The request as it is stored with the challenge (once level and subject are known)."""
+        if self.level is None or self.subject is None:
+            return None
+        data = self.oauth.payload.data
+        return StepUpRequest(
+            client_id=self.client.client_id,
+            redirect_uri=self.oauth.payload.redirect_uri,
+            scope="openid",
+            subject=self.subject.name,
+            verified=self.subject.verified,
+            scan_ref=self.scan_ref or "",
+            check_type=self.check_type,
+            acr=self.level.acr,
+            method=self.level.method,
+            state=data.get("state"),
+            nonce=data.get("nonce"),
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            max_age=self.max_age,
+            claims=self.claims,
+        )
+
+
+Step = Callable[[Pending], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    refuses: tuple[str, ...]  # the outcome rows this check may refuse with
+    counts: bool  # a refusal counts against the caller's address
+    step: Step
+
+
+async def _scope(p: Pending) -> str | None:
+    return None if "openid" in (p.data.get("scope") or "").split() else "INVALID_SCOPE"
+
+
+async def _response_mode(p: Pending) -> str | None:
+    if p.data.get("response_mode", "query") != "query":
+        raise invalid("Only response_mode=query is supported.")
+    return None
+
+
+async def _pkce(p: Pending) -> str | None:
+    required = p.client.require_pkce and not p.data.get("code_challenge")
+    return "PKCE_REQUIRED" if required else None
+
+
+async def _claims(p: Pending) -> str | None:
+    p.claims = parse_claims(p.data.get("claims"))
+    return None
+
+
+async def _level(p: Pending) -> str | None:
+    p.level = choose_level(p.rt.settings, p.client, p.data.get("acr_values"), p.claims)
+    return None
+
+
+async def _subject(p: Pending) -> str | None:
+    rt = p.rt
+    p.subject = resolve_subject(
+        rt.settings, p.client, p.data, rt.keys, p.oauth.stepup_request_object
+    )
+    return None
+
+
+async def _max_age(p: Pending) -> str | None:
+    raw = p.data.get("max_age")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise invalid("max_age must be a non-negative integer.")
+    p.max_age = int(raw)
+    return None
+
+
+async def _request_object_once(p: Pending) -> str | None:
+    """RFC 9101 §10.8: a request object's jti may be used once (authlib, synchronous, could
+    not ask Redis; it checked that exp and jti are there and exp is near)."""
+    claims = p.oauth.stepup_request_object
+    if claims is None:
+        return None
+    name, ttl = replay_marker(claims, p.oauth.payload.client_id)
+    if await p.rt.store.first_use(name, ttl):
+        return None
+    raise invalid("The request object was already used.", "INVALID_REQUEST_OBJECT")
+
+
+async def _directory(p: Pending) -> str | None:
+    """The subject's scanRef (``directory.static``, then Redis); its absence is refused only
+    after the subject's own limits, so that a locked subject always hears it is locked."""
+    assert p.subject is not None
+    settings = p.rt.settings
+    found = settings.directory.static.get(p.subject.name)
+    if found is None and settings.directory.redis:
+        found = await p.rt.store.get_subject(p.subject.name)
+    p.scan_ref = found
+    return None
+
+
+async def _subject_limits(p: Pending) -> str | None:
+    """A read: whoever sends the request, it adds nothing to the subject's state."""
+    assert p.subject is not None
+    found = await check(p.rt, p.subject.name, "failures_per_subject", lock=True)
+    if found.locked:
+        return "SUBJECT_LOCKED"
+    return "RATE_LIMITED" if found.wait else None
+
+
+async def _enrolled(p: Pending) -> str | None:
+    return "NOT_ENROLLED" if p.scan_ref is None else None
+
+
+async def _open_cap(p: Pending) -> str | None:
+    """Each challenge spends vendor credits: the cap is checked before iDenfy is called."""
+    if await open_wait(p.rt, p.ip):
+        limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
+        log.warning("open challenge cap hit", extra=limit)
+        return "RATE_LIMITED"
+    return None
+
+
+async def _check_status(p: Pending) -> str | None:
+    assert p.scan_ref is not None and p.level is not None
+    try:
+        p.check_type = await p.rt.vendor.check_status(p.scan_ref, p.level.method)
+    except VendorNotEnrolled:
+        return "NOT_ENROLLED"
+    return None
+
+
+async def _enrollment_allowed(p: Pending) -> str | None:
+    # A first capture proves less than a comparison: refused before any vendor session.
+    refused = p.check_type == "ENROLLMENT" and not p.rt.settings.idenfy.allow_enrollment
+    return "ENROLLMENT_REFUSED" if refused else None
+
+
+# The order is the behaviour: cheap, local checks first; then Redis (the request object's jti,
+# the directory, the subject's limits, the address's open challenges); iDenfy last.
+AUTHORIZE_CHECKS: tuple[Check, ...] = (
+    Check("scope includes openid", ("INVALID_SCOPE",), True, _scope),
+    Check("response_mode is query", ("INVALID_REQUEST",), True, _response_mode),
+    Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce),
+    Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims),
+    Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level),
+    Check("subject from a hint the client may use",
+          ("SUBJECT_REQUIRED", "SUBJECT_CONFLICT", "INVALID_ID_TOKEN_HINT"), True, _subject),
+    Check("max_age is a non-negative integer", ("INVALID_REQUEST",), True, _max_age),
+    Check("request object's jti used once", ("INVALID_REQUEST_OBJECT",), True,
+          _request_object_once),
+    Check("subject's scanRef looked up", (), True, _directory),
+    Check("subject not locked, not over its failed checks",
+          ("SUBJECT_LOCKED", "RATE_LIMITED"), True, _subject_limits),
+    Check("subject in the directory", ("NOT_ENROLLED",), True, _enrolled),
+    Check("address under its open-challenge cap", ("RATE_LIMITED",), False, _open_cap),
+    Check("iDenfy check-status: face authentication possible", ("NOT_ENROLLED",), True,
+          _check_status),
+    Check("an enrollment is allowed", ("ENROLLMENT_REFUSED",), False, _enrollment_allowed),
+)  # fmt: skip

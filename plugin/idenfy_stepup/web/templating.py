@@ -1,0 +1,17 @@
+"""The one way a Jinja environment is made: the provider's pages, the simulator's, the demo's."""
+
+from __future__ import annotations
+
+from jinja2 import BaseLoader, Environment, select_autoescape
+
+
+def environment(loader: BaseLoader) -> Environment:
+    """Every template autoescaped, whatever its name (they all render HTML with values from
+    requests), synchronous, and never re-read from disk: templates ship with the package, so
+    no page costs a stat()."""
+    return Environment(
+        loader=loader,
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        enable_async=False,
+        auto_reload=False,
+    )
