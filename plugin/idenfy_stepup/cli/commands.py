@@ -14,7 +14,7 @@ from ..app import create_app
 from ..boot.preflight import preflight
 from ..boot.startup import StartupError, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
-from ..store import EmbeddedRedis, Store, StoreUnavailable, connect
+from ..store import EmbeddedRedis, Store, StoreUnavailable, open_backend
 from . import logs
 from .serving import demo_server, run_servers, server_for, simulator_server
 
@@ -93,14 +93,13 @@ async def _subjects(args: argparse.Namespace) -> int:
         embedded = EmbeddedRedis(settings.redis.data_dir)
         await asyncio.to_thread(embedded.start)
         url = embedded.url
-    redis = connect(settings.redis, url)
-    store = Store(redis, settings.redis.key_prefix)
+    store = Store(open_backend(settings.redis, url), settings.redis.key_prefix)
     try:
         return await _subject_action(args, store)
     except StoreUnavailable:
         raise unreachable(settings.redis.url) from None
     finally:
-        await redis.aclose()
+        await store.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
