@@ -25,7 +25,19 @@ from redis import exceptions as rexc
 from redis.asyncio import Redis as AsyncRedis
 
 from idenfy_stepup.stepup.records import StepUpRequest
-from idenfy_stepup.store import Store, StoreUnavailable, WireRedis, tag
+from idenfy_stepup.store import (
+    FinishMode,
+    HookVerdict,
+    RedisPyBackend,
+    Store,
+    StoreUnavailable,
+    VerdictKind,
+    WireBackend,
+    WireRedis,
+    code_for,
+    new_secret_for,
+    tag,
+)
 from idenfy_stepup.store import wire as store_wire
 
 from .conftest import RedisProcess
@@ -613,6 +625,7 @@ REQUEST = StepUpRequest(
     method="FACE_MATCHING", check_type="AUTHENTICATION", state="st-1", nonce="n-1",
 )  # fmt: skip
 TOKEN = "token-0123456789"
+TOKEN2 = "token-abcdefghij"
 BINDING = hashlib.sha256(b"browser").hexdigest()
 
 
@@ -661,20 +674,47 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     for who in ("bob", "nobody"):
         counters = r.hgetall(store.rate_key(who))
         out.append({k: v for k, v in counters.items() if not k.endswith((b":e", b"x"))})
+    # Off the hot path, through the same backend: the directory and the shared secrets.
+    await store.set_subject("dave", "SCAN-DAVE")
+    out += [await store.get_subject("dave"), await store.delete_subject("dave")]
+    out += [await store.get_subject("dave"), await store.shared_secret("k", lambda: "first")]
+    out.append(await store.shared_secret("k", lambda: "second"))  # the first writer won
+    out.append(await store.replace_secret("k", "not-it", "x"))
+    out.append(await store.replace_secret("k", "first", "rotated"))
+    out.append(r.hget(store.secrets_key, "k"))
+    # A webhook approves another challenge, the browser's finish issues its code, /token
+    # redeems it, /userinfo reads the access token; a later "try again" changes nothing.
+    await store.create_challenge(
+        TOKEN2, REQUEST, binding=BINDING, attempt=1, expires_at=expires_at, ttl=300
+    )
+    hook = await store.webhook_transition(
+        token=TOKEN2, webhook_id="hook-1", verdict=HookVerdict.SUCCESS, outcome="SUCCESS",
+        retryable=False, scan_ref=REQUEST.scan_ref, check_type=REQUEST.check_type,
+        method=REQUEST.method, marker_ttl=60,
+    )  # fmt: skip
+    out.append((hook.result, hook.detail, hook.state))
+    code = code_for(TOKEN2, "browser")
+    finished = await store.finish(
+        TOKEN2, BINDING, mode=FinishMode.FINISH, max_attempts=3, code=code
+    )
+    out.append(finished.kind)
+    access_token = new_secret_for(TOKEN2)
+    kind, grant = await store.redeem_code(code, access_token, 60)
+    out += [(kind, grant.subject if grant else None), await store.access_token_claims(access_token)]
+    out.append((await store.claim_retry(TOKEN2, BINDING, 3)).kind)
+    out.append(await store.link_retry(TOKEN2, None))
     return out
 
 
-async def test_store_answers_the_same_with_and_without_the_wire(
-    r: Redis, server: RedisProcess
-) -> None:
+async def test_store_answers_the_same_with_both_backends(r: Redis, server: RedisProcess) -> None:
     client = AsyncRedis.from_url(server.url)
     wire = wire_for(server.url)
     try:
-        plain = Store(client, "stepup")
+        plain = Store(RedisPyBackend(client), "stepup")
         expires_at = int(time.time()) + 300
         without = await store_scenario(plain, r, expires_at)
         r.flushall()
-        wired = Store(client, "stepup", wire)
+        wired = Store(WireBackend(wire), "stepup")
         with_wire = await store_scenario(wired, r, expires_at)
         assert with_wire == without
         # And the answers are the right ones.
@@ -691,12 +731,18 @@ async def test_store_answers_the_same_with_and_without_the_wire(
         assert StepUpRequest.from_json(without[13]) == REQUEST
         assert without[15] == "alice"
         assert without[17] == [(False, -1, False), (False, -1, False), (False, 0, True)]
-        assert without[18].kind == "canceled" and without[18].request == REQUEST
+        assert without[18].kind is VerdictKind.CANCELED and without[18].request == REQUEST
         assert without[19].state == "CONSUMED"
         assert without[20] == [(0, True), (0, True)]  # over the limit, and still three
         assert without[21] == [1, 2, 2, 2, 1]
         assert without[22] == {b"m": b"3"}
         assert without[23] == {}
+        assert without[24:32] == ["SCAN-DAVE", True, None, "first", "first", False, True,
+                                  b"rotated"]  # fmt: skip
+        assert without[32] == ("applied", "APPROVED", "APPROVED")
+        assert without[33] is VerdictKind.APPROVED
+        assert without[34:36] == [("ok", "alice"), '{"sub":"alice"}']
+        assert without[36:] == [VerdictKind.CONSUMED, False]
         # The wired store's hot path really is the wire: closed, it fails closed.
         await wire.aclose()
         assert await wired.ping() is False
@@ -712,9 +758,8 @@ async def test_store_answers_the_same_with_and_without_the_wire(
 
 async def test_store_on_the_wire_fails_closed_while_the_server_is_down() -> None:
     with running() as proc:
-        client = AsyncRedis.from_url(proc.url)
         wire = wire_for(proc.url, timeout=TIMEOUT)
-        store = Store(client, "stepup", wire)
+        store = Store(WireBackend(wire), "stepup")
         try:
             assert await store.ping() is True
             assert await store.first_use("jti", 60) is True
@@ -736,8 +781,7 @@ async def test_store_on_the_wire_fails_closed_while_the_server_is_down() -> None
             peek = await store.peek(TOKEN, BINDING, full=True)
             assert (peek.state, peek.request) == ("PENDING", REQUEST)
         finally:
-            await wire.aclose()
-            await client.aclose()
+            await store.aclose()
 
 
 # -- subscriptions (the wake-up channel) -------------------------------------------------------

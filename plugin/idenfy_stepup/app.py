@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
@@ -21,10 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .boot.runtime import Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, token, webhook
-from .idenfy.transport import AiohttpTransport
+from .idenfy.transport import AiohttpFetch, VendorFetch
 from .oidc.keys import KeyLoadError
 from .settings import Settings
-from .store import Notifier, Store, WireRedis, connect
+from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.responses import error_page, json_error, wants_json
@@ -59,12 +58,12 @@ def create_app(
     settings: Settings,
     *,
     redis_url: str | None = None,
-    vendor_transport: httpx.AsyncBaseTransport | None = None,
+    vendor_fetch: VendorFetch | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with _running(settings, redis_url, vendor_transport) as rt:
+            async with _running(settings, redis_url, vendor_fetch) as rt:
                 app.state.runtime = rt
                 _say_limits_off(settings)
                 yield
@@ -101,29 +100,28 @@ def _say_limits_off(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def _running(
-    settings: Settings, redis_url: str | None, transport: httpx.AsyncBaseTransport | None
+    settings: Settings, redis_url: str | None, fetch: VendorFetch | None
 ) -> AsyncIterator[Runtime]:
     own_redis = settings.redis.url if redis_url is None else ""
     async with (
         embedded_redis_async(own_redis, settings.redis.data_dir) as embedded_url,
-        _connected(settings, redis_url or embedded_url, transport) as rt,
+        _connected(settings, redis_url or embedded_url, fetch) as rt,
     ):
         yield rt
 
 
 @contextlib.asynccontextmanager
 async def _connected(
-    settings: Settings, redis_url: str | None, transport: httpx.AsyncBaseTransport | None
+    settings: Settings, redis_url: str | None, fetch: VendorFetch | None
 ) -> AsyncIterator[Runtime]:
-    redis = connect(settings.redis, redis_url)
-    wire = WireRedis.for_url(redis_url or settings.redis.url, settings.redis.socket_timeout)
-    store = Store(redis, settings.redis.key_prefix, wire)
-    notifier = Notifier(redis, store.channel, wire)
-    own = transport is None
-    vendor = AiohttpTransport() if transport is None else transport
+    store = Store(open_backend(settings.redis, redis_url), settings.redis.key_prefix)
+    notifier = Notifier(store.backend, store.channel)
+    own: AiohttpFetch | None = None  # the vendor edge, unless the caller brought one
+    if fetch is None:
+        fetch = own = AiohttpFetch()
     watch: asyncio.Task[None] | None = None
     try:
-        rt = await _build_with_retry(settings, store, notifier, vendor)
+        rt = await _build_with_retry(settings, store, notifier, fetch)
         await notifier.start()
         if rt.shared is not None and rt.shared.held:
             watch = asyncio.create_task(rt.shared.watch())
@@ -133,15 +131,13 @@ async def _connected(
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         await notifier.stop()
-        if wire is not None:
-            await wire.aclose()
-        if own:
-            await vendor.aclose()
-        await redis.aclose()
+        if own is not None:
+            await own.aclose()
+        await store.aclose()
 
 
 async def _build_with_retry(
-    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
+    settings: Settings, store: Store, notifier: Notifier, vendor: VendorFetch
 ) -> Runtime:
     """Keys and secrets live in Redis: wait for it a little at start-up, then give up loudly
     with one line naming the setting (StartupError)."""

@@ -1,12 +1,13 @@
-"""IdenfyClient against a fake network edge (httpx.MockTransport); idenfy-api.md §1."""
+"""IdenfyClient against a fake network edge (a recording fetch); idenfy-api.md §1."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 
 from idenfy_stepup.idenfy.client import (
@@ -16,34 +17,75 @@ from idenfy_stepup.idenfy.client import (
     VendorUnavailable,
     default_timeout,
 )
+from idenfy_stepup.idenfy.transport import (
+    FetchError,
+    FetchTimeout,
+    VendorResponse,
+    VendorTimeout,
+)
 
 BASE = "https://ivs.example.test"
 API_KEY = "partner-key-7Hq2"
 API_SECRET = "partner-secret-Zx91-do-not-leak"
 BASIC = "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
 
-Handler = Callable[[httpx.Request], httpx.Response]
+
+@dataclass(frozen=True)
+class Sent:
+    """One request as the client handed it to the network edge."""
+
+    method: str
+    url: str
+    headers: dict[str, str]  # names lower-cased
+    content: bytes
+    timeouts: VendorTimeout
+
+    @property
+    def raw_path(self) -> bytes:
+        parts = urlsplit(self.url)
+        return (parts.path + (f"?{parts.query}" if parts.query else "")).encode()
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.url).query))
+
+
+Handler = Callable[[Sent], VendorResponse]
 Call = Callable[[IdenfyClient], Awaitable[object]]
 
 
+def answer(status: int, body: object = None) -> VendorResponse:
+    """A JSON reply (no body for None)."""
+    return VendorResponse(status, b"" if body is None else json.dumps(body).encode())
+
+
 class Vendor:
-    """Records what the client sends and answers with ``respond``."""
+    """A fake fetch: records what the client sends and answers with ``respond``."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.respond: Handler = lambda request: httpx.Response(200, json={})
+        self.requests: list[Sent] = []
+        self.respond: Handler = lambda request: answer(200, {})
         self.client: IdenfyClient
-        self.transport: httpx.MockTransport
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.respond(request)
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: VendorTimeout,
+    ) -> VendorResponse:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        sent = Sent(method, url, lowered, body or b"", timeouts)
+        self.requests.append(sent)
+        return self.respond(sent)
 
-    def reply(self, status: int, body: object = None, **kwargs: object) -> None:
-        self.respond = lambda request: httpx.Response(status, json=body, **kwargs)  # type: ignore[arg-type]
+    def reply(self, status: int, body: object = None) -> None:
+        self.respond = lambda request: answer(status, body)
 
     @property
-    def last(self) -> httpx.Request:
+    def last(self) -> Sent:
         assert len(self.requests) == 1
         return self.requests[0]
 
@@ -51,12 +93,11 @@ class Vendor:
 @pytest.fixture
 async def vendor() -> AsyncIterator[Vendor]:
     v = Vendor()
-    v.transport = httpx.MockTransport(v.handle)
-    v.client = IdenfyClient(v.transport, BASE + "/", API_KEY, API_SECRET, default_timeout(5))
+    v.client = IdenfyClient(v.fetch, BASE + "/", API_KEY, API_SECRET, default_timeout(5))
     yield v
 
 
-def assert_authenticated(request: httpx.Request) -> None:
+def assert_authenticated(request: Sent) -> None:
     assert request.headers["authorization"] == BASIC
     assert request.headers["accept"] == "application/json"
 
@@ -78,7 +119,7 @@ async def test_check_status_sends_basic_auth_get(vendor: Vendor) -> None:
     assert await vendor.client.check_status("scan-1") == "AUTHENTICATION"
     request = vendor.last
     assert request.method == "GET"
-    assert str(request.url) == (
+    assert request.url == (
         f"{BASE}/identification/facial-auth/scan-1/check-status/?method=FACE_MATCHING"
     )
     assert_authenticated(request)
@@ -89,10 +130,10 @@ async def test_check_status_quotes_the_scan_ref_and_passes_the_method(vendor: Ve
     result = await vendor.client.check_status("a/../b c?d", method="ACTIVE_LIVENESS")
     assert result == "ENROLLMENT"
     request = vendor.last
-    assert request.url.raw_path == (
+    assert request.raw_path == (
         b"/identification/facial-auth/a%2F..%2Fb%20c%3Fd/check-status/?method=ACTIVE_LIVENESS"
     )
-    assert dict(request.url.params) == {"method": "ACTIVE_LIVENESS"}
+    assert request.params == {"method": "ACTIVE_LIVENESS"}
 
 
 async def test_check_status_404_is_not_enrolled(vendor: Vendor) -> None:
@@ -143,7 +184,7 @@ async def test_create_authentication_posts_json(vendor: Vendor) -> None:
     assert token == "Ab3.x_y~z-9"
     request = vendor.last
     assert request.method == "POST"
-    assert str(request.url) == f"{BASE}/partner/authentication-info"
+    assert request.url == f"{BASE}/partner/authentication-info"
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == {
         "scanRef": "scan-1",
@@ -218,7 +259,7 @@ async def test_get_session_returns_the_object(vendor: Vendor) -> None:
     assert await vendor.client.get_session("tok-1") == session
     request = vendor.last
     assert request.method == "GET"
-    assert str(request.url) == f"{BASE}/api/v2/facial-authentication-sessions/tok-1/"
+    assert request.url == f"{BASE}/api/v2/facial-authentication-sessions/tok-1/"
     assert_authenticated(request)
 
 
@@ -275,7 +316,7 @@ async def test_http_errors_are_unavailable(
 
 
 async def test_html_error_page_is_server_error(vendor: Vendor) -> None:
-    vendor.respond = lambda request: httpx.Response(502, text="<html>Bad gateway</html>")
+    vendor.respond = lambda request: VendorResponse(502, b"<html>Bad gateway</html>")
     with pytest.raises(VendorUnavailable) as info:
         await vendor.client.check_status("scan-1")
     assert (info.value.kind, info.value.identifier) == ("server_error", None)
@@ -284,20 +325,13 @@ async def test_html_error_page_is_server_error(vendor: Vendor) -> None:
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
 @pytest.mark.parametrize(
     ("exc", "kind"),
-    [
-        (httpx.ReadTimeout, "timeout"),
-        (httpx.ConnectTimeout, "timeout"),
-        (httpx.PoolTimeout, "timeout"),
-        (httpx.ConnectError, "network"),
-        (httpx.ReadError, "network"),
-        (httpx.RemoteProtocolError, "network"),
-    ],
+    [(FetchTimeout, "timeout"), (FetchError, "network")],
 )
 async def test_transport_failures_are_unavailable(
-    vendor: Vendor, call: Call, exc: type[httpx.TransportError], kind: str
+    vendor: Vendor, call: Call, exc: type[FetchError], kind: str
 ) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise exc("boom", request=request)
+    def fail(request: Sent) -> VendorResponse:
+        raise exc("boom")
 
     vendor.respond = fail
     with pytest.raises(VendorUnavailable) as info:
@@ -313,7 +347,7 @@ async def test_transport_failures_are_unavailable(
 async def test_non_object_bodies_are_bad_response(
     vendor: Vendor, call: Call, content: bytes
 ) -> None:
-    vendor.respond = lambda request: httpx.Response(200, content=content)
+    vendor.respond = lambda request: VendorResponse(200, content)
     with pytest.raises(VendorUnavailable) as info:
         await call(vendor.client)
     assert (info.value.kind, info.value.status) == ("bad_response", 200)
@@ -334,10 +368,10 @@ async def test_errors_never_show_credentials(vendor: Vendor, call: Call) -> None
     echo = {"identifier": "BAD_VALUE", "message": f"{API_KEY}:{API_SECRET}", "detail": BASIC}
     outcomes: list[VendorError] = []
     for respond in (
-        lambda r: httpx.Response(400, json=echo),
-        lambda r: httpx.Response(401, text=f"bad credentials {API_SECRET}"),
-        lambda r: httpx.Response(200, json=[API_SECRET]),
-        lambda r: httpx.Response(500, json={"identifier": API_SECRET.upper()}),
+        lambda r: answer(400, echo),
+        lambda r: VendorResponse(401, f"bad credentials {API_SECRET}".encode()),
+        lambda r: answer(200, [API_SECRET]),
+        lambda r: answer(500, {"identifier": API_SECRET.upper()}),
     ):
         vendor.respond = respond
         with pytest.raises(VendorError) as info:
@@ -360,8 +394,8 @@ async def test_echoed_credentials_in_fields_are_not_shown(vendor: Vendor, name: 
 
 
 async def test_timeout_error_text_has_no_credentials(vendor: Vendor) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
+    def fail(request: Sent) -> VendorResponse:
+        raise FetchTimeout("timed out")
 
     vendor.respond = fail
     with pytest.raises(VendorUnavailable) as info:
@@ -372,13 +406,11 @@ async def test_timeout_error_text_has_no_credentials(vendor: Vendor) -> None:
 
 
 def test_default_timeout_caps_connect_and_pool() -> None:
-    timeout = default_timeout(5.0)
-    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (2.0, 5.0, 5.0, 2.0)
-    short = default_timeout(0.5)
-    assert (short.connect, short.read, short.write, short.pool) == (0.5, 0.5, 0.5, 0.5)
+    assert default_timeout(5.0) == VendorTimeout(connect=2.0, read=5.0, pool=2.0)
+    assert default_timeout(0.5) == VendorTimeout(connect=0.5, read=0.5, pool=0.5)
 
 
-async def test_calls_use_the_callers_transport_and_aclose_leaves_it_usable(
+async def test_calls_use_the_callers_fetch_and_aclose_leaves_it_usable(
     vendor: Vendor,
 ) -> None:
     vendor.reply(200, {"type": "AUTHENTICATION", "token": "tok"})
@@ -389,15 +421,7 @@ async def test_calls_use_the_callers_transport_and_aclose_leaves_it_usable(
     assert len(vendor.requests) == 3
 
 
-async def test_requests_carry_the_timeouts() -> None:
-    seen: list[object] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request.extensions["timeout"])
-        return httpx.Response(200, json={"type": "AUTHENTICATION"})
-
-    client = IdenfyClient(
-        httpx.MockTransport(handle), BASE, API_KEY, API_SECRET, default_timeout(5)
-    )
-    await client.check_status("scan-1")
-    assert seen == [{"connect": 2.0, "read": 5.0, "write": 5.0, "pool": 2.0}]
+async def test_requests_carry_the_timeouts(vendor: Vendor) -> None:
+    vendor.reply(200, {"type": "AUTHENTICATION"})
+    await vendor.client.check_status("scan-1")
+    assert vendor.last.timeouts == VendorTimeout(connect=2.0, read=5.0, pool=2.0)

@@ -1,8 +1,8 @@
-"""The vendor's network edge (AiohttpTransport) against real HTTP servers on loopback.
+"""The vendor's network edge (AiohttpFetch) against real HTTP servers on loopback.
 
-It must behave as httpx's own transport does for IdenfyClient: same request on the wire, the
-response as sent (encoded bodies decoded by httpx), no redirects followed, connections kept
-alive, and every failure raised as the matching httpx exception.
+Same request on the wire as the client built it, the reply's status and (decoded) body, no
+redirects followed, connections kept alive, and every failure a FetchError (FetchTimeout for
+a timeout).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,7 +20,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from idenfy_stepup.idenfy.client import IdenfyClient, VendorUnavailable, default_timeout
-from idenfy_stepup.idenfy.transport import AiohttpTransport
+from idenfy_stepup.idenfy.transport import (
+    AiohttpFetch,
+    FetchError,
+    FetchTimeout,
+    VendorResponse,
+)
 
 from ..stack import free_socket, serve_in_loop
 
@@ -77,83 +81,88 @@ async def server() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    edge = AiohttpTransport()
+async def fetch() -> AsyncIterator[AiohttpFetch]:
+    edge = AiohttpFetch()
     try:
         yield edge
     finally:
         await edge.aclose()
 
 
-def request(method: str, url: str, timeout: float = 5.0, **kwargs: object) -> httpx.Request:
-    extensions = {"timeout": default_timeout(timeout).as_dict()}
-    return httpx.Request(method, url, extensions=extensions, **kwargs)  # type: ignore[arg-type]
-
-
-async def send(transport: AiohttpTransport, req: httpx.Request) -> httpx.Response:
-    response = await transport.handle_async_request(req)
-    await response.aread()
-    return response
-
-
-async def test_request_and_response_go_through_unchanged(
-    server: str, transport: AiohttpTransport
-) -> None:
-    req = request(
-        "POST",
-        f"{server}/echo",
-        params={"method": "FACE_MATCHING"},
-        json={"scanRef": "S-1"},
-        headers={"Authorization": "Basic a2V5OnNlY3JldA==", "Accept": "application/json"},
+async def get(
+    fetch: AiohttpFetch,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    seconds: float = 5.0,
+) -> VendorResponse:
+    return await fetch(
+        method, url, headers=headers or {}, body=body, timeouts=default_timeout(seconds)
     )
-    response = await send(transport, req)
-    assert response.status_code == 200
-    assert response.headers["x-vendor"] == "yes"
-    seen = response.json()
-    assert (seen["method"], seen["path"], seen["query"]) == (
+
+
+def seen(reply: VendorResponse) -> dict[str, object]:
+    data: dict[str, object] = json.loads(reply.body)
+    return data
+
+
+async def test_request_and_response_go_through_unchanged(server: str, fetch: AiohttpFetch) -> None:
+    headers = {
+        "Authorization": "Basic a2V5OnNlY3JldA==",
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+    }
+    reply = await get(
+        fetch, f"{server}/echo?method=FACE_MATCHING", method="POST", headers=headers,
+        body=b'{"scanRef":"S-1"}',
+    )  # fmt: skip
+    assert reply.status == 200
+    echoed = seen(reply)
+    assert (echoed["method"], echoed["path"], echoed["query"]) == (
         "POST",
         "/echo",
         "method=FACE_MATCHING",
     )
-    assert json.loads(seen["body"]) == {"scanRef": "S-1"}
-    assert seen["headers"]["authorization"] == "Basic a2V5OnNlY3JldA=="
-    assert seen["headers"]["accept"] == "application/json"
-    assert seen["headers"]["content-type"] == "application/json"
-    assert "cookie" not in seen["headers"]
+    assert echoed["body"] == '{"scanRef":"S-1"}'  # the client's bytes, as they were
+    sent = echoed["headers"]
+    assert isinstance(sent, dict)
+    assert sent["authorization"] == "Basic a2V5OnNlY3JldA=="
+    assert sent["accept"] == "application/json"
+    assert sent["content-type"] == "application/json"
+    assert "cookie" not in sent and "user-agent" not in sent
 
 
-async def test_encoded_bodies_are_decoded_once(server: str, transport: AiohttpTransport) -> None:
-    response = await send(transport, request("GET", f"{server}/gzip"))
-    assert response.json() == {"type": "AUTHENTICATION"}
+async def test_encoded_bodies_are_decoded_once(server: str, fetch: AiohttpFetch) -> None:
+    reply = await get(fetch, f"{server}/gzip")
+    assert json.loads(reply.body) == {"type": "AUTHENTICATION"}
 
 
-async def test_redirects_are_not_followed(server: str, transport: AiohttpTransport) -> None:
-    response = await send(transport, request("GET", f"{server}/redirect"))
-    assert response.status_code == 302
-    assert response.headers["location"] == "/echo"
+async def test_redirects_are_not_followed(server: str, fetch: AiohttpFetch) -> None:
+    reply = await get(fetch, f"{server}/redirect")
+    assert reply.status == 302
 
 
-async def test_connections_are_kept_alive(server: str, transport: AiohttpTransport) -> None:
-    ports = set()
-    for _ in range(3):
-        response = await send(transport, request("GET", f"{server}/echo"))
-        ports.add(response.json()["client_port"])
+async def test_connections_are_kept_alive(server: str, fetch: AiohttpFetch) -> None:
+    ports = {seen(await get(fetch, f"{server}/echo"))["client_port"] for _ in range(3)}
     assert len(ports) == 1
 
 
-async def test_slow_vendor_is_a_read_timeout(server: str, transport: AiohttpTransport) -> None:
-    with pytest.raises(httpx.ReadTimeout):
-        await send(transport, request("GET", f"{server}/slow", timeout=0.2))
+async def test_slow_vendor_is_a_timeout(server: str, fetch: AiohttpFetch) -> None:
+    with pytest.raises(FetchTimeout):
+        await get(fetch, f"{server}/slow", seconds=0.2)
 
 
-async def test_refused_connection_is_a_connect_error(transport: AiohttpTransport) -> None:
+async def test_refused_connection_is_a_fetch_error_not_a_timeout(fetch: AiohttpFetch) -> None:
     with contextlib.closing(free_socket()) as sock:
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
-        with pytest.raises(httpx.ConnectError):
-            await send(transport, request("GET", f"http://127.0.0.1:{port}/"))
+        with pytest.raises(FetchError) as info:
+            await get(fetch, f"http://127.0.0.1:{port}/")
+    assert not isinstance(info.value, FetchTimeout)
 
 
-async def test_broken_reply_is_a_transport_error(transport: AiohttpTransport) -> None:
+async def test_broken_reply_is_a_fetch_error(fetch: AiohttpFetch) -> None:
     async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"type"')
@@ -163,24 +172,21 @@ async def test_broken_reply_is_a_transport_error(transport: AiohttpTransport) ->
     broken = await asyncio.start_server(half, "127.0.0.1", 0)
     port = broken.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(httpx.TransportError):
-            await send(transport, request("GET", f"http://127.0.0.1:{port}/"))
+        with pytest.raises(FetchError):
+            await get(fetch, f"http://127.0.0.1:{port}/")
     finally:
         broken.close()
         await broken.wait_closed()
 
 
-async def test_aclose_then_use_opens_a_new_session(
-    server: str, transport: AiohttpTransport
-) -> None:
-    await send(transport, request("GET", f"{server}/echo"))
-    await transport.aclose()
-    response = await send(transport, request("GET", f"{server}/echo"))
-    assert response.status_code == 200
+async def test_aclose_then_use_opens_a_new_session(server: str, fetch: AiohttpFetch) -> None:
+    await get(fetch, f"{server}/echo")
+    await fetch.aclose()
+    assert (await get(fetch, f"{server}/echo")).status == 200
 
 
-async def test_vendor_client_over_the_real_edge(server: str, transport: AiohttpTransport) -> None:
-    client = IdenfyClient(transport, server, "key", "secret", default_timeout(5))
+async def test_vendor_client_over_the_real_edge(server: str, fetch: AiohttpFetch) -> None:
+    client = IdenfyClient(fetch, server, "key", "secret", default_timeout(5))
     with pytest.raises(VendorUnavailable) as info:
         # /partner/authentication-info is a 404 on this server
         await client.create_authentication("scan-1", "AUTHENTICATION", "FACE_MATCHING", 600)

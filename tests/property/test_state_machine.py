@@ -1,4 +1,5 @@
-"""design.md §2 and §3 as a hypothesis state machine over the real ``Store`` and redis-server.
+"""The challenge state machine as a hypothesis state machine over the real ``Store`` and
+redis-server, once over each backend (the wire client and redis-py).
 
 Random interleavings of challenges, webhooks (every status and failReason, duplicates,
 conflicting and mismatching deliveries), browser finishes / give-ups / cancels with the right
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -35,7 +37,20 @@ from redis.asyncio import Redis
 
 from idenfy_stepup.stepup.outcomes import FAIL_REASONS, OutcomeTable
 from idenfy_stepup.stepup.records import StepUpRequest
-from idenfy_stepup.store import Store, code_for, new_secret_for
+from idenfy_stepup.store import (
+    FinishMode,
+    HookResult,
+    HookVerdict,
+    RedisPyBackend,
+    State,
+    Store,
+    StoreBackend,
+    VerdictKind,
+    WireBackend,
+    WireRedis,
+    code_for,
+    new_secret_for,
+)
 
 from ..conftest import RedisProcess
 
@@ -55,14 +70,23 @@ CORRUPT_REQUESTS = ["not json", '{"x": 1}', "[1, 2]", '"text"']
 # The edges of design.md §2 (plus RETRYING, the claim a "try again" click holds, and the
 # PENDING/DENIED → CONSUMED ends: expired, canceled, given up). Nothing leads back.
 EDGES: dict[str, set[str]] = {
-    "PENDING": {"APPROVED", "DENIED", "CONSUMED"},
-    "APPROVED": {"CONSUMED"},
-    "DENIED": {"RETRYING", "CONSUMED"},
-    "RETRYING": {"CONSUMED"},
-    "CONSUMED": set(),
+    State.PENDING: {State.APPROVED, State.DENIED, State.CONSUMED},
+    State.APPROVED: {State.CONSUMED},
+    State.DENIED: {State.RETRYING, State.CONSUMED},
+    State.RETRYING: {State.CONSUMED},
+    State.CONSUMED: set(),
 }
 
 REDIS_URL = ""  # set by the test before the machine runs
+BACKEND = "wire"  # which StoreBackend the machine's Store uses: wire | redis-py
+
+
+def backend_for(url: str) -> StoreBackend:
+    if BACKEND == "redis-py":
+        return RedisPyBackend(Redis.from_url(url))
+    wire = WireRedis.for_url(url, 2.0)
+    assert wire is not None
+    return WireBackend(wire)
 
 
 def binding_of(secret: str) -> str:
@@ -79,7 +103,7 @@ class Rec:
     type: str
     method: str
     request: StepUpRequest
-    state: str = "PENDING"
+    state: str = State.PENDING
     outcome: str | None = None
     retryable: bool = False
     next: str | None = None
@@ -120,8 +144,9 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.redis = Redis.from_url(REDIS_URL.rsplit("/", 1)[0] + f"/{DB}")
-        self.store = Store(self.redis)
+        url = REDIS_URL.rsplit("/", 1)[0] + f"/{DB}"
+        self.redis = Redis.from_url(url)  # the test's own view of what Redis holds
+        self.store = Store(backend_for(url))
         self.run(self.redis.flushdb())
         self.recs: dict[str, Rec | None] = {}
         self.codes_model: dict[str, Code] = {}
@@ -137,6 +162,7 @@ class StoreMachine(RuleBasedStateMachine):
         try:
             self.run(self.redis.flushdb())
             self.run(self.redis.aclose())
+            self.run(self.store.aclose())
         finally:
             self.loop.close()
 
@@ -197,7 +223,7 @@ class StoreMachine(RuleBasedStateMachine):
                   METHODS[method], request)  # fmt: skip
         self.run(self._create(token, rec))
         self.recs[token] = rec
-        self.seen[token] = "PENDING"
+        self.seen[token] = State.PENDING
         return token
 
     # -- webhooks ------------------------------------------------------------------------------
@@ -247,13 +273,14 @@ class StoreMachine(RuleBasedStateMachine):
         # As endpoints/webhook.py maps a parsed event (PENDING never reaches the store there;
         # the script's own PENDING branch is exercised here all the same).
         status = "CANCELED" if status == "CANCELLED" else status
+        verdict: HookVerdict
         if status == "SUCCESS":
-            verdict, outcome = "SUCCESS", "SUCCESS"
+            verdict, outcome = HookVerdict.SUCCESS, "SUCCESS"
         elif status == "PENDING":
-            verdict, outcome = "PENDING", "PENDING"
+            verdict, outcome = HookVerdict.PENDING, "PENDING"
         else:
-            verdict, outcome = "DENIED", OUTCOMES.for_webhook(status, reason).name
-        retryable = verdict == "DENIED" and OUTCOMES[outcome].retryable
+            verdict, outcome = HookVerdict.DENIED, OUTCOMES.for_webhook(status, reason).name
+        retryable = verdict == HookVerdict.DENIED and OUTCOMES[outcome].retryable
         before = self.snapshot(token)
         applied = self.run(
             self.store.webhook_transition(
@@ -267,42 +294,42 @@ class StoreMachine(RuleBasedStateMachine):
             token, rec, hook_id, verdict, outcome, retryable, scan_ref, check_type, meth
         )
         assert result == expected, (result, expected)
-        if result[0] != "applied":
+        if result[0] != HookResult.APPLIED:
             assert self.snapshot(token) == before  # duplicates and mismatches change nothing
 
     def _expect_webhook(self, token: str, rec: Rec | None, hook_id: str, verdict: str,
                         outcome: str, retryable: bool, scan_ref: str, check_type: str,
                         method: str) -> tuple[str, str]:  # fmt: skip
         if rec is None:
-            return ("unknown", "")
+            return (HookResult.UNKNOWN, "")
         if hook_id in rec.hooks:
-            return ("duplicate", "")
+            return (HookResult.DUPLICATE, "")
         rec.hooks.add(hook_id)
         self.first[(token, hook_id)] = (verdict, scan_ref, check_type, method)
-        if rec.state != "PENDING":
-            return ("ignored", rec.state)
-        if scan_ref != rec.scan_ref and (verdict == "SUCCESS" or scan_ref != ""):
-            return ("mismatch", "scanRef")
+        if rec.state != State.PENDING:
+            return (HookResult.IGNORED, rec.state)
+        if scan_ref != rec.scan_ref and (verdict == HookVerdict.SUCCESS or scan_ref != ""):
+            return (HookResult.MISMATCH, "scanRef")
         if check_type and check_type != rec.type:
-            return ("mismatch", "type")
+            return (HookResult.MISMATCH, "type")
         if method and method != rec.method:
-            return ("mismatch", "method")
-        if verdict == "PENDING":
-            return ("pending", "")
-        if verdict == "SUCCESS":
-            rec.state = "APPROVED"
+            return (HookResult.MISMATCH, "method")
+        if verdict == HookVerdict.PENDING:
+            return (HookResult.PENDING, "")
+        if verdict == HookVerdict.SUCCESS:
+            rec.state = State.APPROVED
         else:
-            rec.state, rec.outcome, rec.retryable = "DENIED", outcome, retryable
-        return ("applied", rec.state)
+            rec.state, rec.outcome, rec.retryable = State.DENIED, outcome, retryable
+        return (HookResult.APPLIED, rec.state)
 
     # -- the browser ---------------------------------------------------------------------------
     @rule(
         target=codes,
         token=tokens,
-        mode=st.sampled_from(["finish", "give_up", "cancel"]),
+        mode=st.sampled_from(list(FinishMode)),
         which=st.sampled_from(["right", "right", "wrong", "empty", "other"]),
     )
-    def finish(self, token: str, mode: str, which: str) -> Any:
+    def finish(self, token: str, mode: FinishMode, which: str) -> Any:
         binding = self.binding_for(token, which)
         before = self.snapshot(token)
         rec = self.recs.get(token)
@@ -317,9 +344,9 @@ class StoreMachine(RuleBasedStateMachine):
         assert verdict.kind == expected, (verdict, expected)
         if rec is None or binding != rec.binding or not rec.binding_ok:
             # Invariant 2: a wrong (or no) binding never changes anything.
-            assert verdict.kind in ("forbidden", "missing")
+            assert verdict.kind in (VerdictKind.FORBIDDEN, VerdictKind.MISSING)
             assert self.snapshot(token) == before
-        if verdict.kind != "approved":
+        if verdict.kind != VerdictKind.APPROVED:
             return multiple()
         assert rec is not None
         if repeat:
@@ -337,13 +364,13 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(target=codes, token=tokens, give_up=st.booleans())
     def finish_as_owner(self, token: str, give_up: bool) -> Any:
-        return self.finish(token, "give_up" if give_up else "finish", "right")
+        return self.finish(token, FinishMode.GIVE_UP if give_up else FinishMode.FINISH, "right")
 
     @rule(target=codes, token=tokens, hook_id=st.sampled_from(HOOK_IDS), redeem=st.integers(0, 2))
     def approve_and_finish(self, token: str, hook_id: str, redeem: int) -> Any:
         """The vendor's SUCCESS, then the owner's finish (a code when the record was PENDING)."""
         self._webhook(token, hook_id, "SUCCESS", None, "match", "match", "match")
-        codes = self.finish(token, "finish", "right")
+        codes = self.finish(token, FinishMode.FINISH, "right")
         for code in codes.values:
             for _ in range(redeem):
                 self.redeem(code)
@@ -359,7 +386,7 @@ class StoreMachine(RuleBasedStateMachine):
     def fail_and_try_again(self, token: str, hook_id: str, reason: str, with_next: bool) -> Any:
         """A retryable failure, the retry screen, "try again": claim, then link."""
         self._webhook(token, hook_id, "FAILED", reason, "match", "match", "match")
-        self.finish(token, "finish", "right")
+        self.finish(token, FinishMode.FINISH, "right")
         self.claim_retry(token, "right")
         return self.link_retry(token, with_next)
 
@@ -392,13 +419,13 @@ class StoreMachine(RuleBasedStateMachine):
             return consume("denied") if rec.retry_stale else "pending"
         if rec.state not in ("PENDING", "APPROVED", "DENIED") or not rec.expires_ok:
             return "missing"
-        if mode == "cancel":
+        if mode == FinishMode.CANCEL:
             return consume("canceled")
         if rec.state == "APPROVED":
             return consume("approved")
         if rec.state == "DENIED":
             more = rec.retryable and rec.attempt < MAX_ATTEMPTS
-            return "retry" if more and mode == "finish" else consume("denied")
+            return "retry" if more and mode == FinishMode.FINISH else consume("denied")
         return consume("expired") if rec.expired else "pending"
 
     @rule(token=tokens, which=st.sampled_from(["right", "wrong", "empty"]))
@@ -607,9 +634,10 @@ class StoreMachine(RuleBasedStateMachine):
                 assert record.get("consumed_as") == "approved"
 
 
-def test_store_state_machine(redis_proc: RedisProcess) -> None:
-    global REDIS_URL
-    REDIS_URL = redis_proc.url
+@pytest.mark.parametrize("backend", ["wire", "redis-py"])
+def test_store_state_machine(redis_proc: RedisProcess, backend: str) -> None:
+    global REDIS_URL, BACKEND
+    REDIS_URL, BACKEND = redis_proc.url, backend
     run_state_machine_as_test(
         StoreMachine,
         settings=settings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..settings.lint import load_errors
-from ..store import Store, connect
+from ..store import Store, open_backend
 from .runtime import load_secrets
 from .startup import BAD_CONFIG, StartupError, with_redis
 
@@ -29,9 +29,8 @@ async def preflight(settings: Settings) -> None:
         raise StartupError("\n".join(problems), BAD_CONFIG)
     if settings.redis.url == "embedded":
         return  # started by the service itself: checked by its lifespan
-    redis = connect(settings.redis)
+    store = Store(open_backend(settings.redis), settings.redis.key_prefix)
     try:
-        store = Store(redis, settings.redis.key_prefix)
         await with_redis(lambda: load_secrets(settings, store), settings.redis.url)
     finally:
-        await redis.aclose()
+        await store.aclose()

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 from jinja2 import Environment, FileSystemLoader
 
 from ..idenfy.client import IdenfyClient, default_timeout
+from ..idenfy.transport import VendorFetch
 from ..oidc.keys import KeyRing
 from ..oidc.server import StepUpServer
 from ..settings import Settings
@@ -85,7 +85,7 @@ async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, 
 
 
 async def build_runtime(
-    settings: Settings, store: Store, notifier: Notifier, vendor: httpx.AsyncBaseTransport
+    settings: Settings, store: Store, notifier: Notifier, vendor: VendorFetch
 ) -> Runtime:
     """Load the shared secrets and keys from Redis (generated once when not configured)."""
     keys, secret, shared = await load_secrets(settings, store)

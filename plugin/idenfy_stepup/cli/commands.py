@@ -14,7 +14,7 @@ from ..app import create_app
 from ..boot.preflight import preflight
 from ..boot.startup import StartupError, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
-from ..store import Store, StoreUnavailable, connect
+from ..store import Store, StoreUnavailable, open_backend
 from ..store.embedded import embedded_redis_async
 from . import logs
 from .serving import demo_server, run_servers, server_for, simulator_server
@@ -89,14 +89,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 async def _subjects(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     async with embedded_redis_async(settings.redis.url, settings.redis.data_dir) as url:
-        redis = connect(settings.redis, url)
-        store = Store(redis, settings.redis.key_prefix)
+        store = Store(open_backend(settings.redis, url), settings.redis.key_prefix)
         try:
             return await _subject_action(args, store)
         except StoreUnavailable:
             raise unreachable(settings.redis.url) from None
         finally:
-            await redis.aclose()
+            await store.aclose()
 
 
 async def _subject_action(args: argparse.Namespace, store: Store) -> int:

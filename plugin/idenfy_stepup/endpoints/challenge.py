@@ -20,7 +20,7 @@ from ..boot.runtime import Runtime
 from ..idenfy.client import VendorError, valid_token
 from ..stepup.limits import check, ended, ip_identity, open_wait, opened
 from ..stepup.records import StepUpRequest
-from ..store import StoreUnavailable, Verdict, code_for
+from ..store import FinishMode, State, StoreUnavailable, Verdict, VerdictKind, code_for
 from ..web.responses import (
     NO_STORE,
     error_page,
@@ -34,6 +34,8 @@ from ..web.responses import (
 # The pages of rows shown to the browser only: title = the row's description, message = its
 # hint, detail = its stepup_error (each overridable under ``errors:``).
 FORBIDDEN, GONE, DONE = "WRONG_BROWSER", "CHALLENGE_GONE", "CHALLENGE_CONSUMED"
+# The outcome a verdict that names none stands for.
+_ENDED_AS = {VerdictKind.EXPIRED: "EXPIRED", VerdictKind.CANCELED: "CANCELED"}
 
 
 def _token(request: Request) -> str:
@@ -58,13 +60,13 @@ async def page(request: Request) -> Response:
         return _outcome_page(rt, 410, GONE)
     if not peek.bound or peek.request is None:
         return _outcome_page(rt, 403, FORBIDDEN)
-    if peek.state == "RETRYING":
+    if peek.state == State.RETRYING:
         # Another tab is starting the next attempt: look again shortly (finish would only
         # send the browser back here until the new attempt exists).
         page = error_page(rt, 202, "Starting a new attempt", "This page reloads by itself.")
         page.headers["Refresh"] = f"2; url=/challenge/{token}/finish"
         return page
-    if peek.state != "PENDING":
+    if peek.state != State.PENDING:
         return _see_other(f"/challenge/{token}/finish")
     return _render_challenge(rt, token, peek.request, peek.attempt)
 
@@ -102,18 +104,18 @@ def _render_challenge(rt: Runtime, token: str, req: StepUpRequest, attempt: int)
 
 
 async def finish(request: Request) -> Response:
-    return await _conclude(request, "finish")
+    return await _conclude(request, FinishMode.FINISH)
 
 
 async def cancel(request: Request) -> Response:
-    return await _conclude(request, "cancel")
+    return await _conclude(request, FinishMode.CANCEL)
 
 
 async def give_up(request: Request) -> Response:
-    return await _conclude(request, "give_up")
+    return await _conclude(request, FinishMode.GIVE_UP)
 
 
-async def _conclude(request: Request, mode: str) -> Response:
+async def _conclude(request: Request, mode: FinishMode) -> Response:
     rt, token = runtime(request), _token(request)
     if request.method == "HEAD":
         # A HEAD (a prefetch, a link checker) never consumes anything.
@@ -139,20 +141,20 @@ async def _conclude(request: Request, mode: str) -> Response:
 
 async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> Response:
     req = verdict.request
-    if verdict.kind == "missing":
+    if verdict.kind == VerdictKind.MISSING:
         return _outcome_page(rt, 410, GONE)
-    if verdict.kind == "forbidden" or req is None:
+    if verdict.kind == VerdictKind.FORBIDDEN or req is None:
         return _outcome_page(rt, 403, FORBIDDEN)
-    if verdict.kind == "approved" and code:
+    if verdict.kind == VerdictKind.APPROVED and code:
         return _issue_code(rt, req, code)
-    if verdict.kind in ("denied", "expired", "canceled"):
-        name = {"expired": "EXPIRED", "canceled": "CANCELED"}.get(verdict.kind, verdict.detail)
+    if verdict.kind in (VerdictKind.DENIED, VerdictKind.EXPIRED, VerdictKind.CANCELED):
+        name = _ENDED_AS.get(verdict.kind, verdict.detail)
         return outcome_redirect(rt, req, rt.outcomes[_known(rt, name)])
-    if verdict.kind == "retry":
+    if verdict.kind == VerdictKind.RETRY:
         return _render_retry(rt, token, req, verdict.detail, verdict.attempt)
-    if verdict.kind in ("moved", "consumed") and verdict.detail:
+    if verdict.kind in (VerdictKind.MOVED, VerdictKind.CONSUMED) and verdict.detail:
         return _see_other(f"/challenge/{verdict.detail}")
-    if verdict.kind == "pending":
+    if verdict.kind == VerdictKind.PENDING:
         return _see_other(f"/challenge/{token}")
     # An approval whose code was redeemed (or expired): the RP has had its answer.
     return _outcome_page(rt, 410, DONE)
@@ -200,16 +202,16 @@ async def retry(request: Request) -> Response:
     settings = rt.settings
     try:
         claim = await rt.store.claim_retry(token, binding, settings.challenge.max_attempts)
-        if claim.kind == "moved":
+        if claim.kind == VerdictKind.MOVED:
             claim = await _linked(rt, token, binding)
-        if claim.kind == "consumed" and claim.detail:
+        if claim.kind == VerdictKind.CONSUMED and claim.detail:
             # A second click (double click, reload): the same next attempt, with its cookie,
             # since the browser may never have seen the first answer.
             return _to_attempt(rt, claim.detail, secret)
-        if claim.kind == "consumed":
+        if claim.kind == VerdictKind.CONSUMED:
             # Ended without a next attempt: the finish URL repeats how it ended.
             return _see_other(f"/challenge/{token}/finish")
-        if claim.kind != "claimed" or claim.request is None:
+        if claim.kind != VerdictKind.CLAIMED or claim.request is None:
             return await _answer(rt, token, _after_refused_claim(claim))
         req, attempt = claim.request, int(claim.detail) + 1
         # A new attempt spends vendor credits like a new challenge: same limits, checked first
@@ -258,15 +260,15 @@ async def _linked(rt: Runtime, token: str, binding: str) -> Verdict:
             woken.clear()  # before reading, so a wake-up during the read is not lost
             claim = await rt.store.claim_retry(token, binding, max_attempts)
             remaining = deadline - loop.time()
-            if claim.kind != "moved" or remaining <= 0:
+            if claim.kind != VerdictKind.MOVED or remaining <= 0:
                 return claim
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), timeout=remaining)
 
 
 def _after_refused_claim(claim: Verdict) -> Verdict:
-    if claim.kind == "refused":
-        return Verdict("pending", claim.request, "")
+    if claim.kind == VerdictKind.REFUSED:
+        return Verdict(VerdictKind.PENDING, claim.request, "")
     return claim
 
 

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..boot.runtime import Runtime
 from ..idenfy.client import valid_token
 from ..stepup.limits import ip_identity
-from ..store import StoreUnavailable
+from ..store import State, StoreUnavailable
 from ..web.responses import json_error, runtime
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -118,7 +118,7 @@ async def _stream(
                 yield b": store unavailable\n\n"
                 return
             expired_at = peek.expired_at
-            if peek.state != "PENDING" or not peek.bound or expired_at is None:
+            if peek.state != State.PENDING or not peek.bound or expired_at is None:
                 # Terminal, gone, not ours or unreadable: the finish URL tells the browser which.
                 yield done
                 return

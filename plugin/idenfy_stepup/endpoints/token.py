@@ -26,7 +26,7 @@ from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
 from ..stepup.limits import ip_identity
 from ..stepup.records import CodeGrant
-from ..store import StoreUnavailable, new_secret_for
+from ..store import Redemption, StoreUnavailable, new_secret_for
 from ..web.forms import BadForm, read_form
 from ..web.responses import NO_STORE, json_error, log, runtime
 from .token_limits import TokenThrottle, claimed_clients
@@ -121,7 +121,7 @@ async def _redeem(
         return None
     ttl = rt.settings.keys.access_token_lifetime
     kind, grant = await rt.store.redeem_code(code, access_token, ttl)
-    if kind == "reused":
+    if kind == Redemption.REUSED:
         log.warning("authorization code replayed; its tokens are revoked",
                     extra={"event": "token.code_reuse"})  # fmt: skip
     return grant

@@ -32,10 +32,13 @@ from ..idenfy.webhook import (
 from ..stepup.limits import address_identity, ended
 from ..stepup.outcomes import LOCKOUT_OUTCOMES, SUBJECT_FAILURES
 from ..stepup.records import StepUpRequest
-from ..store import StoreUnavailable, WebhookResult
+from ..store import HookResult, HookVerdict, IpMatch, State, StoreUnavailable, WebhookResult
 from ..web.addresses import allowed
 from ..web.forms import BadForm, read_body
 from ..web.responses import log, runtime
+
+# The results whose ending may count against the subject (a transition, or a redelivery).
+_COUNTED = (HookResult.APPLIED, HookResult.DUPLICATE, HookResult.IGNORED)
 
 
 async def idenfy_webhook(request: Request) -> Response:
@@ -47,10 +50,10 @@ async def idenfy_webhook(request: Request) -> Response:
     except WebhookRejected as exc:
         return _reject(exc.status_code, exc.reason)
     if not event.final:
-        return JSONResponse({"result": "pending"})
+        return JSONResponse({"result": HookResult.PENDING})
     try:
         applied = await _apply(rt, event)
-        if applied.result == "applied":
+        if applied.result == HookResult.APPLIED:
             # A browser waiting on this process hears it now; others through the channel.
             rt.notifier.wake(event.token)
         counted = await _counted_request(rt, event.token, applied)
@@ -77,10 +80,13 @@ async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
 
 async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
     if event.success:
-        verdict, outcome = "SUCCESS", "SUCCESS"
+        verdict, outcome = HookVerdict.SUCCESS, "SUCCESS"
     else:
-        verdict, outcome = "DENIED", rt.outcomes.for_webhook(event.status, event.fail_reason).name
-    retryable = verdict == "DENIED" and rt.outcomes[outcome].retryable
+        verdict, outcome = (
+            HookVerdict.DENIED,
+            rt.outcomes.for_webhook(event.status, event.fail_reason).name,
+        )
+    retryable = verdict == HookVerdict.DENIED and rt.outcomes[outcome].retryable
     ttl = rt.settings.idenfy.token_lifetime + rt.settings.challenge.grace_seconds
     # What the vendor flagged and where the check was finished can turn a SUCCESS into a
     # denial: decided inside the transition script, so no redelivery can approve it instead.
@@ -103,7 +109,7 @@ async def _apply(rt: Runtime, event: WebhookEvent) -> WebhookResult:
         risk_retryable=bool(risk.outcome) and rt.outcomes[risk.outcome].retryable,
         ip_retryable=rt.outcomes["IP_MISMATCH"].retryable,
     )
-    if applied.result == "applied":
+    if applied.result == HookResult.APPLIED:
         _log_flags(event, risk, applied, ip_policy)
     return applied
 
@@ -134,10 +140,10 @@ def _log_flags(
             extra={"event": "webhook.risk", "risk_tags": list(event.risk_tags),
                    "decision": decision, "outcome": applied.outcome, "token_hint": hint},
         )  # fmt: skip
-    if policy == "off" or applied.ip == "same":
+    if policy == "off" or applied.ip == IpMatch.SAME:
         return
     denied = applied.outcome == "IP_MISMATCH"
-    if applied.ip == "differs":
+    if applied.ip == IpMatch.DIFFERS:
         log.warning(
             "webhook ipAddress differs from the address that opened the challenge (%s)",
             "denied" if denied else f"policy {policy}",
@@ -153,7 +159,7 @@ def _log_flags(
 
 async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> StepUpRequest | None:
     """The challenge's request, when this webhook's ending may count against its subject."""
-    if applied.result not in ("applied", "duplicate", "ignored") or applied.state == "APPROVED":
+    if applied.result not in _COUNTED or applied.state == State.APPROVED:
         return None
     if applied.outcome not in SUBJECT_FAILURES:
         return None  # expired, canceled: not a failed face check of the subject's own
@@ -167,7 +173,7 @@ async def _lock_out(rt: Runtime, request: StepUpRequest | None, applied: Webhook
     seconds = rt.settings.challenge.limits.spoof_lockout_seconds
     if not seconds or request is None or applied.outcome not in LOCKOUT_OUTCOMES:
         return
-    fresh = applied.result == "applied"
+    fresh = applied.result == HookResult.APPLIED
     await rt.store.lock_subject(request.subject, seconds, extend=fresh)
     if fresh:
         log.warning(
@@ -183,14 +189,14 @@ async def _count_ending(
 ) -> None:
     """Best effort, once (only the delivery that applied the transition counts): the decision
     stands whether or not its counters could be written."""
-    if applied.result != "applied":
+    if applied.result != HookResult.APPLIED:
         return
     try:
         await ended(
             rt,
             applied.opened_by,
             event.token,
-            failure=applied.state != "APPROVED",
+            failure=applied.state != State.APPROVED,
             failed_check=request,
         )
     except StoreUnavailable:
@@ -204,7 +210,7 @@ def _reject(status_code: int, reason: str) -> Response:
 
 def _log(event: WebhookEvent, result: str, detail: str) -> None:
     # The token and status only: never the body, the face photo URL or the IP address.
-    level = log.warning if result in ("unknown", "mismatch") else log.info
+    level = log.warning if result in (HookResult.UNKNOWN, HookResult.MISMATCH) else log.info
     level(
         "webhook %s",
         result,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import re
-from json import dumps
+from json import dumps, loads
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import httpx
-
-from .transport import AiohttpTransport, Reply
+from .transport import FetchError, FetchTimeout, VendorFetch, VendorResponse, VendorTimeout
 
 # The token goes into the iframe URL, the sessions path and Redis keys, so only URL-unreserved
 # characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (idenfy-api.md §1.2); 64 leaves
@@ -58,28 +56,28 @@ def valid_token(value: object) -> bool:
     return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
 
 
-def default_timeout(total: float) -> httpx.Timeout:
-    """httpx timeouts apply per operation; connecting and waiting for a pooled connection are
-    capped at 2 s so an unreachable vendor fails fast while a slow reply may use ``total``."""
+def default_timeout(total: float) -> VendorTimeout:
+    """Connecting and waiting for a pooled connection are capped at 2 s each, so an unreachable
+    vendor fails fast, while a slow reply may use ``total`` for each wait for its bytes."""
     quick = min(2.0, total)
-    return httpx.Timeout(connect=quick, read=total, write=total, pool=quick)
+    return VendorTimeout(connect=quick, read=total, pool=quick)
 
 
 class IdenfyClient:
-    """One per app; ``transport`` is the caller's long-lived network edge (connections are
+    """One per app; ``fetch`` is the caller's long-lived network edge (connections are
     reused). Requests go to it directly: no redirects, cookies or client-level hooks."""
 
     def __init__(
         self,
-        transport: httpx.AsyncBaseTransport,
+        fetch: VendorFetch,
         base_url: str,
         api_key: str,
         api_secret: str,
-        timeout: httpx.Timeout,
+        timeout: VendorTimeout,
     ) -> None:
-        self._transport = transport
+        self._fetch = fetch
         self._base = base_url.rstrip("/")
-        self._timeout = timeout.as_dict()
+        self._timeout = timeout
         # HTTP Basic with key:secret on every call (§0); built once, never in a URL or a repr.
         basic = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._headers = {"Accept": "application/json", "Authorization": f"Basic {basic}"}
@@ -133,7 +131,7 @@ class IdenfyClient:
         return await self._call("GET", f"/api/v2/facial-authentication-sessions/{token}/")
 
     async def aclose(self) -> None:
-        """Nothing to release: the transport belongs to the caller."""
+        """Nothing to release: the fetch belongs to the caller."""
 
     async def _call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
@@ -143,39 +141,31 @@ class IdenfyClient:
         if json is not None:
             body = dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
             headers = {**headers, "Content-Type": "application/json"}
-        response: Reply | httpx.Response
         try:
-            if isinstance(self._transport, AiohttpTransport):  # no httpx objects on the hot path
-                response = await self._transport.fetch(method, url, headers, body, self._timeout)
-            else:
-                request = httpx.Request(method, url, headers=headers, content=body,
-                                        extensions={"timeout": self._timeout})  # fmt: skip
-                response = await self._transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-        except httpx.TimeoutException as exc:
+            response = await self._fetch(
+                method, url, headers=headers, body=body, timeouts=self._timeout
+            )
+        except FetchTimeout as exc:
             raise VendorUnavailable("timeout") from exc
-        except httpx.RequestError as exc:  # connection refused/reset, DNS, TLS, bad encoding
+        except FetchError as exc:  # connection refused/reset, DNS, TLS, bad encoding
             raise VendorUnavailable("network") from exc
-        if not response.is_success:
+        if not 200 <= response.status < 300:
             raise _status_error(response)
         data = _json(response)
         if not isinstance(data, dict):
-            raise VendorUnavailable("bad_response", response.status_code)
+            raise VendorUnavailable("bad_response", response.status)
         return data
 
 
-def _json(response: Reply | httpx.Response) -> object:
+def _json(response: VendorResponse) -> object:
     try:
-        return response.json()
+        return loads(response.body)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
 
 
-def _status_error(response: Reply | httpx.Response) -> VendorUnavailable:
-    status = response.status_code
+def _status_error(response: VendorResponse) -> VendorUnavailable:
+    status = response.status
     body = _json(response)
     raw = body.get("identifier") if isinstance(body, dict) else None
     identifier = raw if isinstance(raw, str) and _IDENTIFIER.fullmatch(raw) else None

@@ -1,4 +1,4 @@
-"""Connecting to Redis: plain URLs, Sentinel and Cluster (design.md §4)."""
+"""Connecting to Redis: plain URLs, Sentinel and Cluster; which backend serves a URL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 from ..settings import RedisSettings
+from .backends import RedisPyBackend, StoreBackend, WireBackend
+from .wire import WireRedis
 
 
 class SentinelRedis(Redis):
@@ -24,6 +26,17 @@ class SentinelRedis(Redis):
             if self.manager is not None:
                 sentinel, self.manager = self.manager, None
                 await sentinel.aclose()
+
+
+def open_backend(settings: RedisSettings, url: str | None = None) -> StoreBackend:
+    """The one client for ``url`` (or the configured one): the wire client for a single server,
+    redis-py for Sentinel, Cluster and URL options the wire client does not know. Nothing is
+    sent until first use."""
+    url = url or settings.url
+    wire = WireRedis.for_url(url, settings.socket_timeout)
+    if wire is not None:
+        return WireBackend(wire)
+    return RedisPyBackend(connect(settings, url))
 
 
 def connect(settings: RedisSettings, url: str | None = None) -> Redis:

@@ -1,14 +1,15 @@
 """Everything Redis: keys, TTLs, atomic transitions, shared secrets and the wake-up channel.
 
 No other module talks to Redis. Every key of one challenge carries the iDenfy token as its hash
-tag (``stepup:{token}:…``) so each transition is one Lua script in one slot (design.md §4).
+tag (``stepup:{token}:…``) so each transition is one Lua script in one slot.
 Any Redis failure surfaces as :class:`StoreUnavailable`, which callers turn into
-``temporarily_unavailable`` / 503: the store fails closed (design.md §3, invariant 6).
+``temporarily_unavailable`` / 503: the store fails closed. The Store speaks to Redis only
+through a :class:`~.backends.StoreBackend`; the scripts and their typed arguments and replies
+are in ``scripts.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,15 +22,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis import exceptions as rexc
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from ..idenfy.client import valid_token
 from ..stepup.records import CodeGrant, StepUpRequest
 from . import scripts
-from .wire import WireRedis
+from .backends import StoreBackend
+from .scripts import Args, LimitHit, Script, Verdict, WebhookResult, text
+from .states import FinishMode, HookVerdict, OpenOp, Redemption, State
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Args)
+R = TypeVar("R")
 # The identity of a request with no peer address (limits.address_identity("")); a challenge
 # opened by one has no address to compare a webhook's ipAddress with.
 UNKNOWN_ADDRESS = "unknown"
@@ -82,17 +85,6 @@ def tag(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """A script's answer: ``kind`` plus the request and detail it returned, when any."""
-
-    kind: str
-    request: StepUpRequest | None = None
-    detail: str = ""
-    attempt: int = 1
-    ip: str = ""  # the opening address's tag, when this verdict's ending is still to be counted
-
-
-@dataclass(frozen=True, slots=True)
 class Peek:
     """A challenge as the browser's push channel and page see it."""
 
@@ -110,21 +102,13 @@ class Peek:
 
 
 class Store:
-    """The provider's state in Redis. Construct with a connected client; see ``redis_client``."""
+    """The provider's state in Redis, over a backend (see ``connect.open_backend``), which it
+    owns: ``aclose`` closes it."""
 
-    def __init__(self, redis: Redis, prefix: str = "stepup", wire: WireRedis | None = None) -> None:
-        self.redis = redis
-        self.wire = wire  # the hot path's pipelined connection, for a single server
+    def __init__(self, backend: StoreBackend, prefix: str = "stepup") -> None:
+        self.backend = backend
         self.prefix = prefix
         self.channel = f"{prefix}:events"
-        self._webhook: AsyncScript = redis.register_script(scripts.WEBHOOK)
-        self._finish: AsyncScript = redis.register_script(scripts.FINISH)
-        self._retry_claim: AsyncScript = redis.register_script(scripts.RETRY_CLAIM)
-        self._retry_link: AsyncScript = redis.register_script(scripts.RETRY_LINK)
-        self._redeem: AsyncScript = redis.register_script(scripts.REDEEM_CODE)
-        self._create: AsyncScript = redis.register_script(scripts.CREATE)
-        self._limits: AsyncScript = redis.register_script(scripts.LIMITS)
-        self._open: AsyncScript = redis.register_script(scripts.OPEN_CHALLENGES)
 
     # -- keys ---------------------------------------------------------------------------------
     def challenge_key(self, token: str) -> str:
@@ -144,15 +128,16 @@ class Store:
         return f"{self.prefix}:secrets"
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
-        if self.wire is not None:
-            return self.wire.evalsha(script.sha, str(script.script), keys, args)
-        return script(keys=keys, args=args)
+    async def _run(self, script: Script[A, R], keys: list[str], args: A) -> R:
+        """Run ``script``; its reply decoded (see scripts.py)."""
+        reply = await self._call(lambda: self.backend.evalsha(script, keys, args.argv()))
+        return script.decode(reply)
 
     def _cmd(self, *args: Any) -> Awaitable[Any]:
-        if self.wire is not None:
-            return self.wire.execute(*args)
-        return self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        return self.backend.execute(*args)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -184,8 +169,8 @@ class Store:
         (Redis stores it as a compact listpack). ``ip``: the address identity that opened it
         (stored as its :func:`tag`, never the address itself): a failure counts against it.
         """
-        fields: dict[str, Any] = {
-            "state": "PENDING",
+        fields: dict[str, str | int] = {
+            "state": State.PENDING,
             "binding": binding,
             "attempt": attempt,
             "expires_at": expires_at,
@@ -195,11 +180,8 @@ class Store:
         }
         if ip:
             fields["ip"] = tag(ip)
-        args: list[Any] = [ttl, request.to_json()]
-        for name, value in fields.items():
-            args += [name, value]
-        keys = [self.challenge_key(token), self.request_key(token)]
-        await self._call(lambda: self._run(self._create, keys, args))
+        args = scripts.CreateArgs(ttl, request.to_json(), tuple(fields.items()))
+        await self._run(scripts.CREATE, [self.challenge_key(token), self.request_key(token)], args)
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State, whether ``binding`` owns the challenge and its expiry; with ``full``, its
@@ -208,36 +190,28 @@ class Store:
         fields = ("state", "binding", "expires_at", "attempt")
         if not full:
             reply = await self._call(lambda: self._cmd("HMGET", key, *fields[:3]))
-            bound = bool(binding) and _text(reply[1]) == binding
-            return Peek(_text(reply[0]), bound, expires_at=_number(reply[2]))
+            bound = bool(binding) and text(reply[1]) == binding
+            return Peek(text(reply[0]), bound, expires_at=_number(reply[2]))
 
-        async def read() -> list[Any]:
-            if self.wire is not None:  # both leave in one write
-                hmget = self.wire.execute("HMGET", key, *fields)
-                return list(await asyncio.gather(hmget, self.wire.execute("GET", rkey)))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(key, list(fields))
-                pipe.get(rkey)
-                result: list[Any] = await pipe.execute()
-                return result
-
-        (state, owner, expires_at, attempt), raw = await self._call(read)
-        bound = bool(binding) and _text(owner) == binding
+        (state, owner, expires_at, attempt), raw = await self._call(
+            lambda: self.backend.execute_many(("HMGET", key, *fields), ("GET", rkey))
+        )
+        bound = bool(binding) and text(owner) == binding
         if not (bound and raw):
-            return Peek(_text(state) if raw or not bound else None, bound)
+            return Peek(text(state) if raw or not bound else None, bound)
         try:
             request = StepUpRequest.from_json(raw)
         except (ValueError, TypeError):
             return Peek(None, False)  # unreadable means "start again"
-        attempts = int(_text(attempt) or 1)
-        return Peek(_text(state), bound, request, attempts, _number(expires_at))
+        attempts = int(text(attempt) or 1)
+        return Peek(text(state), bound, request, attempts, _number(expires_at))
 
     async def finish(
         self,
         token: str,
         binding: str,
         *,
-        mode: str,
+        mode: FinishMode,
         max_attempts: int,
         code: str = "",
         code_lifetime: int = 60,
@@ -252,27 +226,25 @@ class Store:
         is unredeemed and unexpired.
         """
         now = int(time.time())
-        args: list[Any] = [binding, now, max_attempts, mode, expiry_skew, stale_retry]
-        args += [digest(code) if code else "", now + code_lifetime]
+        args = scripts.FinishArgs(
+            binding, now, max_attempts, mode, expiry_skew, stale_retry,
+            digest(code) if code else "", now + code_lifetime,
+        )  # fmt: skip
         keys = [self.challenge_key(token), self.request_key(token)]
-        reply = await self._call(lambda: self._run(self._finish, keys, args))
-        return _verdict(reply)
+        return await self._run(scripts.FINISH, keys, args)
 
     async def claim_retry(self, token: str, binding: str, max_attempts: int) -> Verdict:
-        args: list[Any] = [binding, max_attempts, int(time.time())]
+        args = scripts.RetryClaimArgs(binding, max_attempts, int(time.time()))
         keys = [self.challenge_key(token), self.request_key(token)]
-        reply = await self._call(lambda: self._run(self._retry_claim, keys, args))
-        return _verdict(reply)
+        return await self._run(scripts.RETRY_CLAIM, keys, args)
 
     async def link_retry(
         self, token: str, next_token: str | None, refused: str = "VENDOR_UNAVAILABLE"
     ) -> bool:
         """Link a claimed retry to its next attempt; without one, end it with the outcome
         ``refused`` (what a repeated finish then answers)."""
-        key = self.challenge_key(token)
-        args = [next_token or "", self.channel, token, refused]
-        reply = await self._call(lambda: self._run(self._retry_link, [key], args))
-        return bool(reply)
+        args = scripts.RetryLinkArgs(next_token or "", self.channel, token, refused)
+        return await self._run(scripts.RETRY_LINK, [self.challenge_key(token)], args)
 
     # -- codes and access tokens --------------------------------------------------------------
     # Both are ``<challenge token>.<random>``: they are found through the challenge they come
@@ -292,26 +264,14 @@ class Store:
 
     async def redeem_code(
         self, code: str, access_token: str, ttl: int
-    ) -> tuple[str, CodeGrant | None]:
+    ) -> tuple[Redemption, CodeGrant | None]:
         """Atomically mark a code used and bind it to the access token about to be issued."""
         token = _challenge_of(code)
         if token is None or _challenge_of(access_token) != token:
-            return "missing", None
-        args: list[Any] = [digest(code), digest(access_token), ttl, int(time.time())]
+            return Redemption.MISSING, None
+        args = scripts.RedeemArgs(digest(code), digest(access_token), ttl, int(time.time()))
         keys = [self.challenge_key(token), self.request_key(token)]
-        reply = await self._call(lambda: self._run(self._redeem, keys, args))
-        kind = _text(reply[0]) or ""
-        if kind != "ok":
-            return kind, None
-        try:
-            request = StepUpRequest.from_json(reply[1])
-            extra = [_text(part) or "" for part in reply[3:5]] + ["", ""]
-            grant = CodeGrant.from_request(
-                request, int(_text(reply[2]) or 0), tuple(extra[0].split()), extra[1] == "1"
-            )
-            return kind, grant
-        except (ValueError, TypeError):
-            return "missing", None  # unreadable: never a grant (invariant 6)
+        return await self._run(scripts.REDEEM_CODE, keys, args)
 
     async def access_token_claims(self, access_token: str) -> str | None:
         """The userinfo claims, or None when unknown, expired, or revoked by a code replay."""
@@ -320,9 +280,9 @@ class Store:
             return None
         key, rkey = self.challenge_key(token), self.request_key(token)
         (bound, until), raw = await self._call(
-            lambda: asyncio.gather(self._cmd("HMGET", key, "at", "at_exp"), self._cmd("GET", rkey))
+            lambda: self.backend.execute_many(("HMGET", key, "at", "at_exp"), ("GET", rkey))
         )
-        if _text(bound) != digest(access_token) or int(_text(until) or 0) <= time.time():
+        if text(bound) != digest(access_token) or int(text(until) or 0) <= time.time():
             return None
         try:
             subject = StepUpRequest.from_json(raw).subject if raw else None
@@ -332,33 +292,29 @@ class Store:
 
     # -- directory, secrets, replay markers ---------------------------------------------------
     async def get_subject(self, subject: str) -> str | None:
-        return _text(await self._call(lambda: self._cmd("GET", self.subject_key(subject))))
+        return text(await self._call(lambda: self._cmd("GET", self.subject_key(subject))))
 
     async def set_subject(self, subject: str, scan_ref: str) -> None:
-        await self._call(lambda: self.redis.set(self.subject_key(subject), scan_ref))
+        await self._call(lambda: self._cmd("SET", self.subject_key(subject), scan_ref))
 
     async def delete_subject(self, subject: str) -> bool:
-        return bool(await self._call(lambda: self.redis.delete(self.subject_key(subject))))
+        return bool(await self._call(lambda: self._cmd("DEL", self.subject_key(subject))))
 
     async def shared_secret(self, name: str, make: Callable[[], str]) -> str:
         """The value every instance on this Redis agrees on: the first writer wins."""
-        current = await self._call(lambda: self.redis.hget(self.secrets_key, name))
+        current = await self._call(lambda: self._cmd("HGET", self.secrets_key, name))
         if current is None:
-            await self._call(lambda: self.redis.hsetnx(self.secrets_key, name, make()))
-            current = await self._call(lambda: self.redis.hget(self.secrets_key, name))
-        value = _text(current)
+            await self._call(lambda: self._cmd("HSETNX", self.secrets_key, name, make()))
+            current = await self._call(lambda: self._cmd("HGET", self.secrets_key, name))
+        value = text(current)
         if value is None:
             raise StoreUnavailable("secret vanished")
         return value
 
     async def replace_secret(self, name: str, old: str, new: str) -> bool:
         """Store ``new`` for ``name`` only if it still holds ``old`` (re-encryption in place)."""
-        script = (
-            "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-            "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0"
-        )
-        key = self.secrets_key
-        return bool(await self._call(lambda: self.redis.eval(script, 1, key, name, old, new)))
+        args = scripts.ReplaceSecretArgs(name, old, new)
+        return await self._run(scripts.REPLACE_SECRET, [self.secrets_key], args)
 
     async def first_use(self, name: str, ttl: int) -> bool:
         """True the first time ``name`` is seen within ``ttl`` seconds (jti replay checks)."""
@@ -371,7 +327,7 @@ class Store:
         *,
         token: str,
         webhook_id: str,
-        verdict: str,
+        verdict: HookVerdict,
         outcome: str,
         retryable: bool,
         scan_ref: str | None,
@@ -395,13 +351,13 @@ class Store:
         ``ip_retryable`` say whether those denials offer a new attempt. ``risk_allowed`` is
         recorded with an approval, for the id_token."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
-        args: list[Any] = [verdict, outcome, int(retryable), scan_ref or "", check_type or ""]
-        args += [method or "", int(time.time()), marker_ttl, self.channel, token, webhook_id]
-        args += [risk_denial, " ".join(risk_allowed), tag(ip) if ip else "", ip_policy]
-        args += [tag(UNKNOWN_ADDRESS), int(risk_retryable), int(ip_retryable)]
-        reply = await self._call(lambda: self._run(self._webhook, keys, args))
-        texts = [_text(part) or "" for part in reply] + [""] * 6
-        return WebhookResult(texts[0], texts[1], texts[2], texts[3], texts[4], texts[5])
+        args = scripts.WebhookArgs(
+            verdict, outcome, retryable, scan_ref or "", check_type or "", method or "",
+            int(time.time()), marker_ttl, self.channel, token, webhook_id, risk_denial,
+            " ".join(risk_allowed), tag(ip) if ip else "", ip_policy, tag(UNKNOWN_ADDRESS),
+            risk_retryable, ip_retryable,
+        )  # fmt: skip
+        return await self._run(scripts.WEBHOOK, keys, args)
 
     async def challenge_request(self, token: str) -> StepUpRequest | None:
         """The request a challenge is for (None when it is gone or unreadable)."""
@@ -450,25 +406,21 @@ class Store:
         """:meth:`hit_limits` for an identity known only by its tag (as a challenge stores it)."""
         keys = [f"{self.prefix}:lock:{{{identity_tag}}}"] if lock else []
         keys.append(self.rate_key_of(identity_tag))
-        args: list[Any] = [1 if lock else 0, int(time.time() * 1000), 1 if add else 0]
-        for name, count, seconds in counters:
-            args += [name, count, seconds * 1000]
-        reply = await self._call(lambda: self._run(self._limits, keys, args))
-        kind = _text(reply[0]) or ""
-        if kind == "locked":
-            return LimitHit(locked=True, wait=int(reply[1]) / 1000)
-        if kind == "limited":
-            return LimitHit(index=int(reply[1]) - 1, wait=max(int(reply[2]), 1) / 1000)
-        return LimitHit()
+        windows = tuple((name, count, seconds * 1000) for name, count, seconds in counters)
+        args = scripts.LimitsArgs(lock, int(time.time() * 1000), add, windows)
+        return await self._run(scripts.LIMITS, keys, args)
 
     async def open_challenges(
-        self, identity_tag: str, op: str = "count", token: str = "", expires_at: int = 0
+        self,
+        identity_tag: str,
+        op: OpenOp | str = OpenOp.COUNT,
+        token: str = "",
+        expires_at: int = 0,
     ) -> int:
         """How many challenges the address ``identity_tag`` holds open, after ``op``: ``add``
         (``token`` until ``expires_at``), ``remove`` (``token`` ended) or just ``count``."""
-        args: list[Any] = [int(time.time()), op, token, expires_at]
-        key = [self.open_key(identity_tag)]
-        return int(await self._call(lambda: self._run(self._open, key, args)))
+        args = scripts.OpenArgs(int(time.time()), OpenOp(op), token, expires_at)
+        return await self._run(scripts.OPEN_CHALLENGES, [self.open_key(identity_tag)], args)
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
         """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
@@ -477,53 +429,12 @@ class Store:
         await self._call(lambda: self._cmd(*args))
 
 
-@dataclass(frozen=True, slots=True)
-class LimitHit:
-    """``wait`` > 0: refused for that many seconds, by the lock-out or counter ``index``."""
-
-    wait: float = 0.0
-    locked: bool = False
-    index: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookResult:
-    """What a webhook did (``result``, ``detail``) and the challenge it found."""
-
-    result: str
-    detail: str
-    state: str = ""
-    outcome: str = ""
-    opened_by: str = ""  # the tag of the address that opened the challenge
-    ip: str = ""  # the webhook's ipAddress against the opening address: same|differs|unknown
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _number(value: Any) -> float | None:
     """A numeric field as Redis returns it (Lua's ``tonumber`` reads the same); None when
     missing or not a finite number."""
-    text = _text(value)
+    raw = text(value)
     try:
-        number = float(text) if text is not None else math.nan
+        number = float(raw) if raw is not None else math.nan
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def _verdict(reply: list[Any]) -> Verdict:
-    kind = _text(reply[0]) or ""
-    raw = reply[1] if len(reply) > 1 else None
-    try:
-        request = StepUpRequest.from_json(raw) if raw else None
-    except (ValueError, TypeError):
-        # Unreadable state means "start again", never "approved" (design.md §3.6).
-        return Verdict("missing")
-    detail = _text(reply[2]) if len(reply) > 2 else ""
-    attempt = int(_text(reply[3]) or 1) if len(reply) > 3 else 1
-    ip = _text(reply[4]) if len(reply) > 4 else ""
-    return Verdict(kind, request, detail or "", attempt, ip or "")

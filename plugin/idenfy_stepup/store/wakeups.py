@@ -6,29 +6,23 @@ keeps Redis connections flat under load. If the subscription breaks, and again o
 back, every waiter is woken so it re-reads the state: a missed message can delay nothing
 longer than a reconnect.
 
-In a Redis Cluster a classic ``PUBLISH`` (the scripts' one, on whichever master owns the
-challenge's slot) is forwarded over the cluster bus to every node, replicas included, so one
-subscription on any node hears all of them. redis-py's ``ClusterPubSub`` would pin it to the
-node owning the channel name's slot; we pass the node explicitly instead and move to the next
-known node after each failure, so a dead node never keeps the subscription down. Sharded
-pub/sub (``SSUBSCRIBE``) is no fit: a script may only publish to a shard channel in its own
-keys' slot, i.e. one channel per challenge, so one subscription per waiting browser.
+The subscription is the backend's (``backends.py``): a connection of the wire client's own on
+a single server, redis-py's PubSub on one cluster node (another after each failure) or on the
+Sentinel master. Sharded pub/sub (``SSUBSCRIBE``) is no fit: a script may only publish to a
+shard channel in its own keys' slot, i.e. one channel per challenge, so one subscription per
+waiting browser.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from redis import exceptions as rexc
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
 
-from .wire import WireRedis
+from .backends import StoreBackend
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +65,8 @@ class Wake:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, channel: str, wire: WireRedis | None = None) -> None:
-        self._redis = redis
-        self._wire = wire  # a single server: subscribe over the store's own client
+    def __init__(self, backend: StoreBackend, channel: str) -> None:
+        self._backend = backend  # the store's own: its subscription, on a connection of its own
         self._channel = channel
         self._waiters: dict[str, set[Wake]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -124,62 +117,26 @@ class Notifier:
 
     async def _run(self) -> None:
         delay = 0.1
-        attempt = 0
         while True:
             try:
-                async with self._subscription(attempt) as until_lost:
+                subscription = await self._backend.subscribe(self._channel, self._message)
+                try:
                     self.connected.set()
                     # A message published while we were away is lost (e.g. during a Sentinel
                     # failover): waiters that registered meanwhile re-read their state now.
                     self._wake(None)
                     delay = 0.1
-                    await until_lost()
+                    await subscription.closed()
+                finally:
+                    await subscription.aclose()
                 log.warning("event subscription lost")
             except (rexc.RedisError, OSError, TimeoutError) as exc:
                 log.warning("event subscription lost: %s", type(exc).__name__)
             finally:
                 self.connected.clear()
                 self._wake(None)
-            attempt += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    @contextlib.asynccontextmanager
-    async def _subscription(self, attempt: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-        """A live subscription, and what to await until it ends. On a single server it is a
-        connection of the store's own client that hands each message over as it is read (no
-        polling); otherwise redis-py's."""
-        if self._wire is not None:
-            subscription = await self._wire.subscribe(self._channel, self._message)
-            try:
-                yield subscription.closed
-            finally:
-                await subscription.aclose()
-            return
-        pubsub = self._pubsub(attempt)
-        try:
-            await pubsub.subscribe(self._channel)
-            yield functools.partial(self._listen, pubsub)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
     def _message(self, data: bytes) -> None:
         self._wake(data.decode(errors="replace"))
-
-    def _pubsub(self, attempt: int) -> PubSub:
-        """A subscription client: on a cluster, on one of its nodes, a different one each time."""
-        if isinstance(self._redis, RedisCluster):
-            nodes = self._redis.get_nodes()
-            node = nodes[attempt % len(nodes)] if nodes else None  # none before the first command
-            return self._redis.pubsub(node=node, ignore_subscribe_messages=True)
-        return self._redis.pubsub(ignore_subscribe_messages=True)
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=30.0)
-            if message is None or message.get("type") != "message":
-                continue
-            data = message.get("data")
-            token = data.decode() if isinstance(data, bytes) else str(data)
-            self._wake(token)

@@ -8,8 +8,9 @@ their replies arrive in one read, and each costs a future. Redis answers in orde
 are matched to callers by position.
 
 It serves plain ``redis://``, ``rediss://`` and ``unix://`` URLs (the embedded server
-included); Sentinel and Cluster stay on redis-py. Failures raise redis-py's exceptions, which
-the Store turns into ``StoreUnavailable``: a lost connection fails every command in flight
+included), as the store's ``WireBackend`` (backends.py); Sentinel and Cluster stay on
+redis-py. Failures raise redis-py's exceptions, which the Store turns into
+``StoreUnavailable``: a lost connection fails every command in flight
 (none is retried, since a script may have run), a server that does not answer within
 ``socket_timeout`` has its connection dropped, and the next command reconnects.
 """
@@ -212,6 +213,14 @@ class WireRedis:
         if protocol is None or not protocol.alive:
             protocol = await self._connected()
         return await protocol.send(_pack(args))
+
+    async def execute_many(self, commands: tuple[tuple[Any, ...], ...]) -> list[Reply]:
+        """Several commands in one write, their replies in order (a failure fails them all)."""
+        protocol = self._protocol
+        if protocol is None or not protocol.alive:
+            protocol = await self._connected()
+        # gather() of plain futures creates no tasks, and retrieves every future's exception.
+        return list(await asyncio.gather(*[protocol.send(_pack(c)) for c in commands]))
 
     async def evalsha(self, sha: str, script: str, keys: list[Any], args: list[Any]) -> Reply:
         try:

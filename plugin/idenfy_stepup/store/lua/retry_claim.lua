@@ -1,0 +1,19 @@
+-- KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 max attempts, 3 now. Claims the
+-- right to start the next attempt so two clicks on "try again" never spend two vendor sessions.
+-- Returns {verdict, request, detail}: missing | forbidden | moved | consumed (detail: the next
+-- token, '' none) | refused (detail: the outcome) | claimed (detail: the attempt).
+local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'retryable', 'outcome',
+                     'next')
+if not c[1] then return {'missing'} end
+if c[2] ~= ARGV[1] then return {'forbidden'} end
+local req = redis.call('GET', KEYS[2])
+if not req then return {'missing'} end
+-- RETRYING: another click is creating the next attempt ('moved', not linked yet).
+-- CONSUMED: finished, or retried already; the next token when there is one.
+if c[1] == 'RETRYING' then return {'moved', req, ''} end
+if c[1] == 'CONSUMED' then return {'consumed', req, c[6] or ''} end
+if c[1] ~= 'DENIED' or c[4] ~= '1' or tonumber(c[3]) >= tonumber(ARGV[2]) then
+  return {'refused', req, c[5] or ''}
+end
+redis.call('HSET', KEYS[1], 'state', 'RETRYING', 'retry_at', ARGV[3])
+return {'claimed', req, c[3]}
