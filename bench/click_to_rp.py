@@ -92,13 +92,21 @@ async def bench(runs: int, warmup: int) -> dict[str, Any]:
     try:
         sock = free_socket()
         rp = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        client = {"client_id": "northwind-bank", "name": "Northwind Bank",
-                  "client_secret": RP_SECRET, "redirect_uris": [f"{rp}/callback"],
-                  "subject_hints": ["login_hint"]}  # fmt: skip
+        client = {
+            "client_id": "northwind-bank",
+            "name": "Northwind Bank",
+            "client_secret": RP_SECRET,
+            "redirect_uris": [f"{rp}/callback"],
+            "subject_hints": ["login_hint"],
+        }
         stack = await start_stack(redis.url, settings={"clients": [client]})
-        app = create_demo_app(issuer=stack.issuer, client_id="northwind-bank",
-                              client_secret=RP_SECRET, redirect_uri=f"{rp}/callback",
-                              session_secret=secrets.token_urlsafe(32))  # fmt: skip
+        app = create_demo_app(
+            issuer=stack.issuer,
+            client_id="northwind-bank",
+            client_secret=RP_SECRET,
+            redirect_uri=f"{rp}/callback",
+            session_secret=secrets.token_urlsafe(32),
+        )
         servers.append(await serve_in_loop(app, sock))
         total: list[float] = []
         to_finish: list[float] = []

@@ -79,9 +79,14 @@ BASIC = {
     "Authorization": "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-LIMITS = ("failures_per_ip", "open_challenges_per_ip", "failures_per_subject",
-          "spoof_lockout_seconds", "token_failures_per_client",
-          "token_failures_per_ip")  # fmt: skip
+LIMITS = (
+    "failures_per_ip",
+    "open_challenges_per_ip",
+    "failures_per_subject",
+    "spoof_lockout_seconds",
+    "token_failures_per_client",
+    "token_failures_per_ip",
+)
 STEPS = ("authorize", "page", "events_open", "webhook", "push", "finish", "token")
 MAIN = re.compile(r'data-finish-url="([^"]+)" data-events-url="([^"]+)"')
 
@@ -177,9 +182,25 @@ class Stack:
     def start(self) -> None:
         path = self.directory / "stepup.yaml"
         path.write_text(yaml.safe_dump(self.config()))
-        self._spawn([redis_binary(), "--port", "0", "--unixsocket", str(self.redis_socket),
-                     "--unixsocketperm", "700", "--dir", str(self.directory),
-                     "--appendonly", "yes", "--save", "", "--loglevel", "warning"])  # fmt: skip
+        self._spawn(
+            [
+                redis_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.redis_socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--loglevel",
+                "warning",
+            ]
+        )
         self._wait(lambda: self.redis().ping())
         exe = executable()
         self._spawn([exe, "simulator", "--config", str(path)])
@@ -212,9 +233,13 @@ class Stack:
         if self.provider_src is not None and "serve" in args:
             env["PYTHONPATH"] = os.pathsep.join([str(self.provider_src), env.get("PYTHONPATH", "")])
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )  # fmt: skip
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
         self.procs.append(proc)
 
     def _wait(self, ready: Any, timeout: float = 30.0) -> None:
@@ -352,11 +377,20 @@ class Driver:
         digest = hashlib.sha256(verifier.encode()).digest()
         challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
         state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        query = urlencode({
-            "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI,
-            "scope": "openid", "state": state, "nonce": nonce, "acr_values": ACR,
-            "login_hint": subject, "code_challenge": challenge, "code_challenge_method": "S256",
-        })  # fmt: skip
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": CLIENT_ID,
+                "redirect_uri": REDIRECT_URI,
+                "scope": "openid",
+                "state": state,
+                "nonce": nonce,
+                "acr_values": ACR,
+                "login_hint": subject,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
         begin = mark = time.perf_counter()
 
         def lap(step: str) -> None:
@@ -409,8 +443,12 @@ class Driver:
         if "code" not in params:
             raise FlowError(f"finish: {params.get('stepup_error', ['no code'])[0]}")
         lap("finish")
-        form = {"grant_type": "authorization_code", "code": params["code"][0],
-                "redirect_uri": REDIRECT_URI, "code_verifier": verifier}  # fmt: skip
+        form = {
+            "grant_type": "authorization_code",
+            "code": params["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        }
         async with session.post("/token", data=form, headers=BASIC) as response:
             _expect(response.status, 200, "token")
             tokens = await response.json()
@@ -421,11 +459,19 @@ class Driver:
         return t
 
     async def webhook(self, token: str, subject: str) -> float:
-        body = event_body(token, "SUCCESS", event_id=str(uuid.uuid4()),
-                          scan_ref=f"SCAN-{subject.upper()}", client_id="bench")  # fmt: skip
+        body = event_body(
+            token,
+            "SUCCESS",
+            event_id=str(uuid.uuid4()),
+            scan_ref=f"SCAN-{subject.upper()}",
+            client_id="bench",
+        )
         signature = hmac.new(self.signing_key.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "Idenfy-Event-Type":
-                   "FACIAL_AUTHENTICATION", "Idenfy-Signature": signature}  # fmt: skip
+        headers = {
+            "Content-Type": "application/json",
+            "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
+            "Idenfy-Signature": signature,
+        }
         begin = time.perf_counter()
         url = f"{self.issuer}/webhooks/idenfy"
         async with self.vendor.post(url, data=body, headers=headers) as response:
@@ -441,8 +487,13 @@ class Driver:
         except ValueError as exc:
             raise FlowError(f"token: id_token signature ({type(exc).__name__})") from exc
         claims = decoded.claims
-        expected = {"iss": self.issuer, "aud": CLIENT_ID, "sub": subject, "nonce": nonce,
-                    "acr": ACR}  # fmt: skip
+        expected = {
+            "iss": self.issuer,
+            "aud": CLIENT_ID,
+            "sub": subject,
+            "nonce": nonce,
+            "acr": ACR,
+        }
         wrong = sorted(k for k, v in expected.items() if claims.get(k) != v)
         if wrong or claims.get("exp", 0) < time.time():
             raise FlowError(f"token: id_token claims {', '.join(wrong) or 'exp'}")
@@ -453,8 +504,15 @@ async def drive(args: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as vendor:
         async with vendor.get(f"{args['issuer']}/jwks") as response:
             keys = KeySet.import_key_set(await response.json())
-        driver = Driver(args["issuer"], args["signing_key"], args["alg"], keys, vendor,
-                        args["start"], args["end"])  # fmt: skip
+        driver = Driver(
+            args["issuer"],
+            args["signing_key"],
+            args["alg"],
+            keys,
+            vendor,
+            args["start"],
+            args["end"],
+        )
         rusage: list[tuple[float, float]] = []
 
         async def cpu_at(moment: float) -> None:
@@ -494,9 +552,14 @@ def run_scenario(workers: int, users: int, opts: argparse.Namespace) -> dict[str
         if workers != 1:
             raise SystemExit("--endpoint-cpu measures one provider process: use --workers 1")
         cpu_file = Path(tempfile.mkstemp(prefix="stepup-endpoint-cpu-", suffix=".json")[1])
-    stack = Stack(workers=workers, subjects=max(users, opts.pending), alg=opts.alg,
-                  provider_src=opts.provider_src, endpoint_cpu=cpu_file,
-                  provider_python=opts.provider_python or sys.executable)  # fmt: skip
+    stack = Stack(
+        workers=workers,
+        subjects=max(users, opts.pending),
+        alg=opts.alg,
+        provider_src=opts.provider_src,
+        endpoint_cpu=cpu_file,
+        provider_python=opts.provider_python or sys.executable,
+    )
     stack.start()
     try:
         result = _measure(stack, workers, users, opts)
@@ -521,9 +584,15 @@ def _measure(stack: Stack, workers: int, users: int, opts: argparse.Namespace) -
     results = ctx.Queue()
     drivers = []
     for d in range(opts.drivers):
-        args = {"issuer": stack.issuer, "signing_key": stack.signing_key, "start": start,
-                "measure_from": measure_from, "end": end, "alg": stack.alg,
-                "users": list(range(d, users, opts.drivers))}  # fmt: skip
+        args = {
+            "issuer": stack.issuer,
+            "signing_key": stack.signing_key,
+            "start": start,
+            "measure_from": measure_from,
+            "end": end,
+            "alg": stack.alg,
+            "users": list(range(d, users, opts.drivers)),
+        }
         process = ctx.Process(target=driver_process, args=(args, results), daemon=True)
         process.start()
         drivers.append(process)
@@ -591,8 +660,21 @@ def profile(
     spies = []
     for n, pid in enumerate(p for p in pids if _is_python(p)):
         out = folder / f"provider-{name}-{n}.svg"
-        args = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
-                "200", "--nonblocking", "--format", "flamegraph", "--output", str(out)]  # fmt: skip
+        args = [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "flamegraph",
+            "--output",
+            str(out),
+        ]
         spies.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
 
@@ -683,9 +765,10 @@ async def _sequential_flows(stack: Stack, flows: int) -> int:
             keys = KeySet.import_key_set(await response.json())
         driver = Driver(stack.issuer, stack.signing_key, stack.alg, keys, vendor, 0, 0)
         session = aiohttp.ClientSession(
-            base_url=stack.issuer, headers={"X-Forwarded-For": "10.99.0.1"},
+            base_url=stack.issuer,
+            headers={"X-Forwarded-For": "10.99.0.1"},
             cookie_jar=aiohttp.CookieJar(unsafe=True),
-        )  # fmt: skip
+        )
         async with session:
             for _ in range(flows):
                 await driver.flow(session, "u0")
@@ -705,12 +788,20 @@ async def open_pending(issuer: str, count: int) -> int:
         nonlocal opened
         async with aiohttp.ClientSession(base_url=issuer) as session:
             for i in queue:
-                query = urlencode({
-                    "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI,
-                    "scope": "openid", "state": secrets.token_urlsafe(16),
-                    "nonce": secrets.token_urlsafe(16), "acr_values": ACR, "login_hint": f"u{i}",
-                    "code_challenge": secrets.token_urlsafe(32), "code_challenge_method": "S256",
-                })  # fmt: skip
+                query = urlencode(
+                    {
+                        "response_type": "code",
+                        "client_id": CLIENT_ID,
+                        "redirect_uri": REDIRECT_URI,
+                        "scope": "openid",
+                        "state": secrets.token_urlsafe(16),
+                        "nonce": secrets.token_urlsafe(16),
+                        "acr_values": ACR,
+                        "login_hint": f"u{i}",
+                        "code_challenge": secrets.token_urlsafe(32),
+                        "code_challenge_method": "S256",
+                    }
+                )
                 address = f"10.{100 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
                 headers = {"X-Forwarded-For": address}
                 async with session.get(
@@ -727,8 +818,13 @@ async def open_pending(issuer: str, count: int) -> int:
 def pending_memory(count: int, opts: argparse.Namespace, *, limits: bool) -> dict[str, Any]:
     """``INFO memory`` before and after opening ``count`` challenges, each for a different
     person from a different address (so each also has its own abuse-limit counters)."""
-    stack = Stack(workers=1, subjects=count, provider_src=opts.provider_src, limits=limits,
-                  provider_python=opts.provider_python or sys.executable)  # fmt: skip
+    stack = Stack(
+        workers=1,
+        subjects=count,
+        provider_src=opts.provider_src,
+        limits=limits,
+        provider_python=opts.provider_python or sys.executable,
+    )
     stack.start()
     try:
         client = stack.redis()
@@ -757,16 +853,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--rounds", type=int, default=5, help="the measured time is cut into rounds")
     p.add_argument("--drivers", type=int, default=2, help="driver processes")
-    p.add_argument("--pending", type=int, default=10_000,
-                   help="pending challenges for the memory figure (0: skip)")  # fmt: skip
-    p.add_argument("--census", type=int, default=20,
-                   help="flows run under MONITOR to count the commands sent (0: skip)")  # fmt: skip
-    p.add_argument("--alg", choices=["RS256", "ES256"], default="RS256",
-                   help="the client's id_token_signed_response_alg")  # fmt: skip
-    p.add_argument("--provider-src", type=Path,
-                   help="run the provider from another checkout's plugin/ folder")  # fmt: skip
-    p.add_argument("--endpoint-cpu", action="store_true",
-                   help="also report CPU per request, by endpoint (one worker)")  # fmt: skip
+    p.add_argument(
+        "--pending",
+        type=int,
+        default=10_000,
+        help="pending challenges for the memory figure (0: skip)",
+    )
+    p.add_argument(
+        "--census",
+        type=int,
+        default=20,
+        help="flows run under MONITOR to count the commands sent (0: skip)",
+    )
+    p.add_argument(
+        "--alg",
+        choices=["RS256", "ES256"],
+        default="RS256",
+        help="the client's id_token_signed_response_alg",
+    )
+    p.add_argument(
+        "--provider-src", type=Path, help="run the provider from another checkout's plugin/ folder"
+    )
+    p.add_argument(
+        "--endpoint-cpu",
+        action="store_true",
+        help="also report CPU per request, by endpoint (one worker)",
+    )
     p.add_argument("--provider-python", help="the Python (virtualenv) the provider runs on")
     p.add_argument("--profile", type=Path, help="write py-spy flame graphs of the provider here")
     p.add_argument("--out", type=Path, help="also write the JSON here")

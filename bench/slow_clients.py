@@ -64,20 +64,31 @@ def start_provider(code: Path, folder: Path, port: int) -> subprocess.Popen[byte
         "issuer": f"http://127.0.0.1:{port}",
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
         "redis": {"url": "embedded", "data_dir": str(folder / "redis")},
-        "idenfy": {"mode": "simulator", "webhook_signing_key": KEY,
-                   "simulator": {"port": free_port()}},
+        "idenfy": {
+            "mode": "simulator",
+            "webhook_signing_key": KEY,
+            "simulator": {"port": free_port()},
+        },
         "directory": {"static": {"alice": "SCAN-ALICE"}},
-        "clients": [{"client_id": "shop", "client_secret": "s" * 40,
-                     "redirect_uris": ["http://127.0.0.1:9/cb"]}],
-    }  # fmt: skip
+        "clients": [
+            {
+                "client_id": "shop",
+                "client_secret": "s" * 40,
+                "redirect_uris": ["http://127.0.0.1:9/cb"],
+            }
+        ],
+    }
     config = folder / "settings.yaml"
     config.write_text(json.dumps(settings))  # JSON is YAML
     env = {**os.environ, "PYTHONPATH": str(code)}
     with (folder / "provider.log").open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "idenfy_stepup.cli", "serve", "--config", str(config)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError):
@@ -101,8 +112,9 @@ async def webhook(port: int) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         async with httpx.AsyncClient(timeout=10) as c:
-            r = await c.post(f"http://127.0.0.1:{port}/webhooks/idenfy", content=raw,
-                             headers=headers)  # fmt: skip
+            r = await c.post(
+                f"http://127.0.0.1:{port}/webhooks/idenfy", content=raw, headers=headers
+            )
         answer: str = f"{r.status_code} {r.text}"
     except httpx.HTTPError as exc:
         answer = f"failed: {type(exc).__name__}"
@@ -176,12 +188,17 @@ async def slow_scenario(
     hooks = [await webhook(port) for _ in range(5)]
     await asyncio.sleep(max(0.0, hold - (time.monotonic() - started)))
     result = {
-        "sockets": count, "connect_failed": held.failed, "open_seconds": round(opened, 1),
-        "held_at_webhook": at_webhook, "held_at_end": held.open,
+        "sockets": count,
+        "connect_failed": held.failed,
+        "open_seconds": round(opened, 1),
+        "held_at_webhook": at_webhook,
+        "held_at_end": held.open,
         "hold_seconds": round(time.monotonic() - started, 1),
-        "rss_mib_before": round(before / 1024), "rss_mib_peak": round(peak[0] / 1024),
-        "webhooks": hooks, "webhook_max_ms": max(h["ms"] for h in hooks),
-    }  # fmt: skip
+        "rss_mib_before": round(before / 1024),
+        "rss_mib_peak": round(peak[0] / 1024),
+        "webhooks": hooks,
+        "webhook_max_ms": max(h["ms"] for h in hooks),
+    }
     for task in (dripper, sampler, *tasks):
         task.cancel()
     for writer in held.writers:
@@ -233,12 +250,16 @@ async def big_scenario(port: int, pid: int, count: int, megabytes: int) -> dict[
     await asyncio.gather(sampler, return_exceptions=True)
     await asyncio.sleep(1.0)
     return {
-        "sockets": count, "header_mib_each": megabytes,
-        "mib_sent_in_all": round(sent[0] / 2**20), "outcomes": sorted(set(outcomes)),
-        "rss_mib_before": round(before / 1024), "rss_mib_peak": round(peak[0] / 1024),
+        "sockets": count,
+        "header_mib_each": megabytes,
+        "mib_sent_in_all": round(sent[0] / 2**20),
+        "outcomes": sorted(set(outcomes)),
+        "rss_mib_before": round(before / 1024),
+        "rss_mib_peak": round(peak[0] / 1024),
         "rss_mib_after": round(rss_kib(pid) / 1024),
-        "webhooks": hooks, "webhook_max_ms": max(h["ms"] for h in hooks),
-    }  # fmt: skip
+        "webhooks": hooks,
+        "webhook_max_ms": max(h["ms"] for h in hooks),
+    }
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ def create_app(
         permissions=permissions_policy(settings),
     )
     app.add_middleware(OneLineStartupFailure, state=app.state)
-    # authlib logs issued tokens and client credentials at DEBUG (invariant 8): whatever
+    # authlib logs issued tokens and client credentials at DEBUG (no secrets in logs): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
     return app

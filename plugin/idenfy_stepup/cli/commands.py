@@ -1,4 +1,4 @@
-"""``idenfy-stepup``: serve | demo | simulator | check-config | subjects (design.md §7)."""
+"""``idenfy-stepup``: serve | demo | simulator | check-config | subjects."""
 
 from __future__ import annotations
 
@@ -66,8 +66,10 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.server.log_format, settings.server.log_level)
     if settings.idenfy.webhook_signing_key is None:
-        print("warning: idenfy.webhook_signing_key is not set: webhooks are sent unsigned",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "warning: idenfy.webhook_signing_key is not set: webhooks are sent unsigned",
+            file=sys.stderr,
+        )
     run_servers([simulator_server(settings, host=args.host, port=args.port)])
     return 0
 

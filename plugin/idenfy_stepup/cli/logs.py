@@ -1,4 +1,4 @@
-"""Structured logs: plain text or JSON lines, one line per event, never a secret (invariant 8)."""
+"""Structured logs: plain text or JSON lines, one line per event, never a secret."""
 
 from __future__ import annotations
 

@@ -58,16 +58,23 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uv
         body_timeout=server.body_timeout,
         max_header_bytes=server.max_header_bytes,
         max_request_line_bytes=server.max_request_line_bytes,
-        max_connections=edge.connection_cap(server.max_connections,
-                                            edge.raise_fd_limit()),
-    )  # fmt: skip
+        max_connections=edge.connection_cap(server.max_connections, edge.raise_fd_limit()),
+    )
     return uvicorn.Config(
-        app, host=host, port=port, log_level=server.log_level, access_log=False,
-        log_config=None, proxy_headers=False, server_header=False, loop="uvloop",
-        http=edge.protocol_class(limits), timeout_keep_alive=server.keep_alive_timeout,
+        app,
+        host=host,
+        port=port,
+        log_level=server.log_level,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        loop="uvloop",
+        http=edge.protocol_class(limits),
+        timeout_keep_alive=server.keep_alive_timeout,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ws="none",  # no WebSocket route anywhere: an upgrade would only leave the edge's watch
-    )  # fmt: skip
+    )
 
 
 def server_for(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Server:

@@ -93,8 +93,9 @@ class Supervisor:
             workers: list[BaseProcess] = []
             try:
                 if self.settings.idenfy.mode == "simulator":
-                    sim = self.ctx.Process(target=run_simulator, args=(self.settings,),
-                                           name="idenfy-stepup-simulator")  # fmt: skip
+                    sim = self.ctx.Process(
+                        target=run_simulator, args=(self.settings,), name="idenfy-stepup-simulator"
+                    )
                     sim.start()
                     helpers.append(sim)
                 workers = [self._spawn_worker(i) for i in range(self.count)]
@@ -115,8 +116,7 @@ class Supervisor:
                 now = time.monotonic()
                 self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW]
                 if len(self.restarts) >= MAX_RESTARTS:
-                    log.error("workers keep exiting: stopping (last exit code %s)",
-                              worker.exitcode)  # fmt: skip
+                    log.error("workers keep exiting: stopping (last exit code %s)", worker.exitcode)
                     return 1
                 self.restarts.append(now)
                 log.warning("%s exited (code %s): replacing it", worker.name, worker.exitcode)

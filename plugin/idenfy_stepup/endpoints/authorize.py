@@ -80,9 +80,12 @@ async def _answer(
     if blocked is not None:
         return _blocked(rt, params, blocked), False
     oauth = AuthlibRequest(
-        request.method, f"{rt.settings.issuer}/authorize", params, request.headers,
+        request.method,
+        f"{rt.settings.issuer}/authorize",
+        params,
+        request.headers,
         form=request.method == "POST",
-    )  # fmt: skip
+    )
     try:
         rt.server.get_consent_grant(oauth, end_user=None)
     except OAuth2Error as exc:
@@ -151,8 +154,10 @@ async def _ip_gate(rt: Runtime, ip: str) -> _Blocked | None:
     except StoreUnavailable:
         return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
     if wait:
-        log.warning("authorize rate limit hit", extra={"event": "stepup.rate_limited",
-                                                       "limit": "failures_per_ip"})  # fmt: skip
+        log.warning(
+            "authorize rate limit hit",
+            extra={"event": "stepup.rate_limited", "limit": "failures_per_ip"},
+        )
         return _Blocked(rt.outcomes["RATE_LIMITED"], 429, wait)
     return None
 
@@ -216,11 +221,25 @@ def _with_retry_after(response: Response, seconds: float) -> Response:
 # authlib checks only five of them for repeats; unknown parameters stay ignored, repeated or not.
 SINGLE_VALUED = frozenset(
     {
-        "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-        "response_mode", "prompt", "max_age", "id_token_hint", "login_hint", "acr_values",
-        "claims", "request", "request_uri", "code_challenge", "code_challenge_method",
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "response_mode",
+        "prompt",
+        "max_age",
+        "id_token_hint",
+        "login_hint",
+        "acr_values",
+        "claims",
+        "request",
+        "request_uri",
+        "code_challenge",
+        "code_challenge_method",
     }
-)  # fmt: skip
+)
 
 
 async def _params(request: Request, rt: Runtime) -> dict[str, list[str]]:
@@ -298,9 +317,14 @@ async def _open_challenge(rt: Runtime, pending: Pending) -> Response:
     secret = rt.binder.new_secret()
     expires_at = int(time.time()) + lifetime
     await rt.store.create_challenge(
-        token, req, binding=rt.binder.binding(secret), attempt=1, expires_at=expires_at,
-        ttl=lifetime + rt.settings.challenge.grace_seconds, ip=pending.ip,
-    )  # fmt: skip
+        token,
+        req,
+        binding=rt.binder.binding(secret),
+        attempt=1,
+        expires_at=expires_at,
+        ttl=lifetime + rt.settings.challenge.grace_seconds,
+        ip=pending.ip,
+    )
     await opened(rt, pending.ip, token, expires_at)
     response = RedirectResponse(f"/challenge/{token}", status_code=303, headers=NO_STORE)
     rt.binder.attach(response, token, secret)

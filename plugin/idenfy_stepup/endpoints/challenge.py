@@ -1,8 +1,8 @@
 """The challenge page and its actions: show the iframe, finish, retry, give up, cancel.
 
-Every action needs the browser's challenge cookie (invariant 2). The page's only input from
-the iframe is a UI hint; what happened is read from the challenge record, which only a
-verified webhook moves (invariant 1).
+Every action needs the browser's challenge cookie: only the starting browser finishes. The
+page's only input from the iframe is a UI hint; what happened is read from the challenge
+record, which only a verified webhook moves: a code only after a verified webhook.
 """
 
 from __future__ import annotations
@@ -285,8 +285,13 @@ async def _new_attempt(
         return None
     expires_at = int(time.time()) + lifetime
     await rt.store.create_challenge(
-        token, req, binding=binding, attempt=attempt, expires_at=expires_at,
-        ttl=lifetime + rt.settings.challenge.grace_seconds, ip=ip,
-    )  # fmt: skip
+        token,
+        req,
+        binding=binding,
+        attempt=attempt,
+        expires_at=expires_at,
+        ttl=lifetime + rt.settings.challenge.grace_seconds,
+        ip=ip,
+    )
     await opened(rt, ip, token, expires_at)
     return token

@@ -14,8 +14,20 @@ from ..web.forms import BadForm, read_form
 from ..web.responses import json_error, runtime
 
 # The stepup_ claims appear only when they apply (oidc/server.py:IdToken).
-CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
-                    "stepup_risk", "stepup_ip", "stepup_enrollment")  # fmt: skip
+CLAIMS_SUPPORTED = (
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "stepup_risk",
+    "stepup_ip",
+    "stepup_enrollment",
+)
 
 
 def metadata(rt: Runtime) -> dict[str, object]:
@@ -70,15 +82,23 @@ async def userinfo(request: Request) -> Response:
     token = await _bearer(request, rt)
     challenge = 'Bearer error="invalid_token"'
     if token is None:
-        return json_error(401, "invalid_token", "A Bearer access token is required.",
-                          **{"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return json_error(
+            401,
+            "invalid_token",
+            "A Bearer access token is required.",
+            **{"WWW-Authenticate": "Bearer"},
+        )
     try:
         claims = await rt.store.access_token_claims(token)
     except StoreUnavailable:
         return json_error(503, "temporarily_unavailable", "The service is unavailable.")
     if claims is None:
-        return json_error(401, "invalid_token", "The access token is invalid, expired or revoked.",
-                          **{"WWW-Authenticate": challenge})  # fmt: skip
+        return json_error(
+            401,
+            "invalid_token",
+            "The access token is invalid, expired or revoked.",
+            **{"WWW-Authenticate": challenge},
+        )
     return JSONResponse(json.loads(claims), headers={"Cache-Control": "no-store"})
 
 

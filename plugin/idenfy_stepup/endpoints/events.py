@@ -84,8 +84,12 @@ def _too_many(rt: Runtime, cap: str) -> Response:
     """429: a held slot is free again at the latest when its stream ends (``push_timeout``)."""
     whose = "this check" if cap == "challenge" else "this address"
     retry_after = str(rt.settings.challenge.push_timeout)
-    return json_error(429, "too_many_streams", f"Too many open push streams for {whose}.",
-                      **{"Retry-After": retry_after})  # fmt: skip
+    return json_error(
+        429,
+        "too_many_streams",
+        f"Too many open push streams for {whose}.",
+        **{"Retry-After": retry_after},
+    )
 
 
 async def _disconnected(receive: Receive) -> None:

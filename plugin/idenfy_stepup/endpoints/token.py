@@ -65,8 +65,12 @@ async def token(request: Request) -> Response:
 async def _authenticate(rt: Runtime, request: Request, oauth: AuthlibRequest) -> Client | Response:
     """The authenticated client, or the error response of a failed authentication."""
     if not _basic_readable(request):
-        return json_error(401, "invalid_client", "The Basic credentials are not valid UTF-8.",
-                          **{"WWW-Authenticate": 'Basic error="invalid_client"'})  # fmt: skip
+        return json_error(
+            401,
+            "invalid_client",
+            "The Basic credentials are not valid UTF-8.",
+            **{"WWW-Authenticate": 'Basic error="invalid_client"'},
+        )
     try:
         client, pending_jti = rt.server.authenticate_token_client(oauth)
     except OAuth2Error as error:
@@ -86,9 +90,12 @@ def _throttled(wait: float) -> Response:
     (the one /token already answers when the store is down) says "try again later" without
     telling a rightful client its credentials are wrong, as ``invalid_client`` would."""
     seconds = str(max(1, math.ceil(wait)))
-    return json_error(429, "temporarily_unavailable",
-                      f"Too many failed client authentications. Try again in {seconds} s.",
-                      **{"Retry-After": seconds})  # fmt: skip
+    return json_error(
+        429,
+        "temporarily_unavailable",
+        f"Too many failed client authentications. Try again in {seconds} s.",
+        **{"Retry-After": seconds},
+    )
 
 
 def _basic_readable(request: Request) -> bool:
@@ -122,8 +129,10 @@ async def _redeem(
     ttl = rt.settings.keys.access_token_lifetime
     kind, grant = await rt.store.redeem_code(code, access_token, ttl)
     if kind == Redemption.REUSED:
-        log.warning("authorization code replayed; its tokens are revoked",
-                    extra={"event": "token.code_reuse"})  # fmt: skip
+        log.warning(
+            "authorization code replayed; its tokens are revoked",
+            extra={"event": "token.code_reuse"},
+        )
     return grant
 
 

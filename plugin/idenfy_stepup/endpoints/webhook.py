@@ -1,4 +1,4 @@
-"""``POST /webhooks/idenfy``: iDenfy's signed FACIAL_AUTHENTICATION webhook (idenfy-api.md §2).
+"""``POST /webhooks/idenfy``: iDenfy's signed FACIAL_AUTHENTICATION webhook (docs/idenfy-api.md §2).
 
 Order matters: bound the body (413), verify the HMAC over the raw bytes before reading
 anything in it (401), then content type (415), event type and JSON (400). The transition is one
@@ -137,9 +137,14 @@ def _log_flags(
             "webhook riskTags %s: %s",
             " ".join(event.risk_tags),
             decision,
-            extra={"event": "webhook.risk", "risk_tags": list(event.risk_tags),
-                   "decision": decision, "outcome": applied.outcome, "token_hint": hint},
-        )  # fmt: skip
+            extra={
+                "event": "webhook.risk",
+                "risk_tags": list(event.risk_tags),
+                "decision": decision,
+                "outcome": applied.outcome,
+                "token_hint": hint,
+            },
+        )
     if policy == "off" or applied.ip == IpMatch.SAME:
         return
     denied = applied.outcome == "IP_MISMATCH"
@@ -147,14 +152,19 @@ def _log_flags(
         log.warning(
             "webhook ipAddress differs from the address that opened the challenge (%s)",
             "denied" if denied else f"policy {policy}",
-            extra={"event": "webhook.ip", "ip": "differs", "policy": policy,
-                   "denied": denied, "token_hint": hint},
-        )  # fmt: skip
+            extra={
+                "event": "webhook.ip",
+                "ip": "differs",
+                "policy": policy,
+                "denied": denied,
+                "token_hint": hint,
+            },
+        )
     else:
         log.info(
             "webhook ipAddress unknown: not compared",
             extra={"event": "webhook.ip", "ip": "unknown", "policy": policy, "token_hint": hint},
-        )  # fmt: skip
+        )
 
 
 async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> StepUpRequest | None:
@@ -179,9 +189,13 @@ async def _lock_out(rt: Runtime, request: StepUpRequest | None, applied: Webhook
         log.warning(
             "subject locked out after %s",
             applied.outcome,
-            extra={"event": "stepup.subject_locked", "subject": request.subject,
-                   "outcome": applied.outcome, "seconds": seconds},
-        )  # fmt: skip
+            extra={
+                "event": "stepup.subject_locked",
+                "subject": request.subject,
+                "outcome": applied.outcome,
+                "seconds": seconds,
+            },
+        )
 
 
 async def _count_ending(

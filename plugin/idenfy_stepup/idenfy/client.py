@@ -1,4 +1,4 @@
-"""Async client for the iDenfy face-authentication partner API (idenfy-api.md §1)."""
+"""Async client for the iDenfy face-authentication partner API (docs/idenfy-api.md §1)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from urllib.parse import quote, urlencode
 from .transport import FetchError, FetchTimeout, VendorFetch, VendorResponse, VendorTimeout
 
 # The token goes into the iframe URL, the sessions path and Redis keys, so only URL-unreserved
-# characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (idenfy-api.md §1.2); 64 leaves
-# room. At least one non-dot character so it can never be a "." / ".." path segment.
+# characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (docs/idenfy-api.md
+# §1.2); 64 leaves room. At least one non-dot character so it can never be a "." / ".." path
+# segment.
 _TOKEN = re.compile(r"(?=.*[^.])[A-Za-z0-9._~-]{1,64}")
 # Vendor identifiers are upper-case constants (§1.5); anything else is dropped so that text the
 # vendor reflects back (it may echo our input) never reaches logs via str(error).

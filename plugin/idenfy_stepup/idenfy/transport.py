@@ -95,9 +95,13 @@ class AiohttpFetch:
     ) -> VendorResponse:
         try:
             async with self._client().request(
-                method, url, headers=dict(headers), data=body, allow_redirects=False,
+                method,
+                url,
+                headers=dict(headers),
+                data=body,
+                allow_redirects=False,
                 timeout=_timeout(timeouts),
-            ) as reply:  # fmt: skip
+            ) as reply:
                 return VendorResponse(reply.status, await reply.read())
         except (aiohttp.ConnectionTimeoutError, aiohttp.SocketTimeoutError) as exc:
             raise FetchTimeout(str(exc) or "timeout") from exc
@@ -117,6 +121,8 @@ def _timeout(spec: VendorTimeout) -> aiohttp.ClientTimeout:
     """``pool`` + ``connect`` bound getting a connection, ``read`` each wait for the vendor's
     bytes; no bound on the whole exchange beyond those."""
     return aiohttp.ClientTimeout(
-        total=None, connect=spec.pool + spec.connect, sock_connect=spec.connect,
+        total=None,
+        connect=spec.pool + spec.connect,
+        sock_connect=spec.connect,
         sock_read=spec.read,
-    )  # fmt: skip
+    )

@@ -1,4 +1,4 @@
-"""Verify and parse iDenfy's ``FACIAL_AUTHENTICATION`` webhook (idenfy-api.md §2)."""
+"""Verify and parse iDenfy's ``FACIAL_AUTHENTICATION`` webhook (docs/idenfy-api.md §2)."""
 
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def event_body(
     fail_reason: str | None = None,
     risk_tags: Sequence[str] | None = None,
 ) -> bytes:
-    """A ``FACIAL_AUTHENTICATION`` body as the vendor sends it (idenfy-api.md §2.1): exactly its
-    field set, absent values as null, compact UTF-8 JSON. What the simulator sends and what the
-    benchmarks post; ``event_id`` defaults to a fresh random id."""
+    """A ``FACIAL_AUTHENTICATION`` body as the vendor sends it (docs/idenfy-api.md §2.1):
+    exactly its field set, absent values as null, compact UTF-8 JSON. What the simulator sends
+    and what the benchmarks post; ``event_id`` defaults to a fresh random id."""
     payload = {
         "id": event_id if event_id is not None else secrets.token_hex(16),
         "scanRef": scan_ref,

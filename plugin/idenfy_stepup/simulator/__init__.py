@@ -1,7 +1,7 @@
 """A stand-in for iDenfy face authentication, for development and integrators' tests.
 
-It speaks the vendor contract of ``idenfy-api.md`` on its own origin and is never imported by
-production code paths. Build it with :func:`create_simulator_app`.
+It speaks iDenfy's API as docs/idenfy-api.md describes it, on its own origin, and is never
+imported by production code paths. Build it with :func:`create_simulator_app`.
 
 Vendor endpoints (HTTP Basic auth with ``api_key`` : ``api_secret``; 401 otherwise):
 

@@ -1,4 +1,4 @@
-"""Assemble the simulator into one Starlette app on its own origin (design.md §7)."""
+"""Assemble the simulator into one Starlette app on its own origin (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .iframe import IframePages, templates
 from .scripting import ScriptingApi
 from .vendor import VendorApi
 
-# The vendor expects the provider to answer within 10 s (idenfy-api.md §2.4); so do we.
+# The vendor expects the provider to answer within 10 s (docs/idenfy-api.md §2.4); so do we.
 WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 HEADERS = {"User-Agent": "idenfy-stepup-simulator"}
 

@@ -19,7 +19,7 @@ EVENT_TYPE = "FACIAL_AUTHENTICATION"
 
 
 def sign(body: bytes, key: str) -> str:
-    """Lower-case hex HMAC-SHA256 of the raw body (idenfy-api.md §2.3).
+    """Lower-case hex HMAC-SHA256 of the raw body (docs/idenfy-api.md §2.3).
 
     Kept here rather than imported from ``idenfy.webhook`` so the simulator stands on its own.
     """
@@ -29,15 +29,20 @@ def sign(body: bytes, key: str) -> str:
 def webhook_body(
     session: Session, outcome: Outcome, event_id: str, *, client_id: str, base_url: str
 ) -> bytes:
-    """A ``FacialAuthenticationWebhook`` (idenfy-api.md §2.1) for this session's outcome."""
+    """A ``FacialAuthenticationWebhook`` (docs/idenfy-api.md §2.1) for this session's outcome."""
     return event_body(
-        session.token, outcome.status, event_id=event_id, scan_ref=session.scan_ref,
-        client_id=client_id, type_=session.type, method=session.method,
+        session.token,
+        outcome.status,
+        event_id=event_id,
+        scan_ref=session.scan_ref,
+        client_id=client_id,
+        type_=session.type,
+        method=session.method,
         face_photo=photo_url(base_url, session.token, outcome.status),
         ip_address=outcome.ip_address,
         fail_reason=outcome.fail_reason if outcome.status == "FAILED" else None,
         risk_tags=outcome.risk_tags,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The simulated face-check iframe (idenfy-api.md §3): one button per outcome, no camera."""
+"""The simulated face-check iframe (docs/idenfy-api.md §3): one button per outcome, no camera."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from ..settings import CheckStatusType
 from .core import Simulator, read_object
 from .state import Outcome, Session, WebhookRecord
 
-STATUSES = ("SUCCESS", "FAILED", "EXPIRED", "CANCELED")  # idenfy-api.md §2.2
+STATUSES = ("SUCCESS", "FAILED", "EXPIRED", "CANCELED")  # docs/idenfy-api.md §2.2
 MAX_FAIL_REASON = 255  # §2.1: failReason is a free string of at most 255 characters
 MAX_FIELD = 255  # riskTags entries and ipAddress
 MAX_RISK_TAGS = 16
@@ -59,7 +59,7 @@ def parse_outcome(data: dict[str, Any]) -> Outcome | str:
 
 
 class ScriptingApi:
-    """The simulator's own controls; never part of the vendor contract, never authenticated."""
+    """The simulator's own controls; never part of iDenfy's API, never authenticated."""
 
     def __init__(self, sim: Simulator) -> None:
         self._sim = sim

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Tokens are ≤40 characters (idenfy-api.md §1.2, §4); the full length makes guessing hopeless.
+# Tokens are ≤40 characters (docs/idenfy-api.md §1.2, §4); the full length makes guessing hopeless.
 TOKEN_LENGTH = 40
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
-# Outcomes after which the vendor has a selfie to point facePhoto at (idenfy-api.md §2.1).
+# Outcomes after which the vendor has a selfie to point facePhoto at (docs/idenfy-api.md §2.1).
 _PHOTO_STATUSES = frozenset({"SUCCESS", "FAILED"})
 
 
@@ -78,7 +78,7 @@ class Session:
         return None if self.outcome is None else self.outcome.status == "SUCCESS"
 
     def vendor_view(self, base_url: str) -> dict[str, Any]:
-        """The ``FacialAuthenticationSession`` schema, exactly (idenfy-api.md §1.4)."""
+        """The ``FacialAuthenticationSession`` schema, exactly (docs/idenfy-api.md §1.4)."""
         status = self.outcome.status if self.outcome else ""
         return {
             "id": self.id,

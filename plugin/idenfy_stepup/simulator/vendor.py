@@ -27,7 +27,7 @@ BAD_METHOD = "method must be FACE_MATCHING or ACTIVE_LIVENESS."
 
 
 def vendor_error(status: int, identifier: str, message: str) -> JSONResponse:
-    """The partner API's error shape (idenfy-api.md §1.5)."""
+    """The partner API's error shape (docs/idenfy-api.md §1.5)."""
     return JSONResponse({"identifier": identifier, "message": message}, status_code=status)
 
 

@@ -1,6 +1,6 @@
 // Challenge page: wait for the server's pushed "done" event, then go to the finish URL.
 // The iframe's postMessage is only a UI hint; the signed webhook is the sole authority
-// (design.md §1), so messages change the status text and nothing else.
+// so messages change the status text and nothing else.
 (function () {
   "use strict";
 
@@ -136,7 +136,7 @@
     source.addEventListener("error", onStreamError);
   }
 
-  // The message's shape is not documented (idenfy-api.md §3): accept a string such as
+  // The message's shape is not documented by the vendor: accept a string such as
   // "APPROVED", JSON text, or an object with a "status" field, in any case.
   function messageStatus(data, depth) {
     if (typeof data === "string") {

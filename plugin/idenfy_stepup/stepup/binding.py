@@ -1,4 +1,4 @@
-"""Binding a challenge to the browser that started it (design.md §3, invariant 2).
+"""Binding a challenge to the browser that started it: only the starting browser finishes.
 
 The browser gets a random secret in an ``itsdangerous``-signed, HttpOnly, SameSite=Lax cookie
 scoped to its challenge's path; Redis keeps only the secret's SHA-256. A second browser, even

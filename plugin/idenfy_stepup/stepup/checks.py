@@ -205,17 +205,27 @@ AUTHORIZE_CHECKS: tuple[Check, ...] = (
     Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce),
     Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims),
     Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level),
-    Check("subject from a hint the client may use",
-          ("SUBJECT_REQUIRED", "SUBJECT_CONFLICT", "INVALID_ID_TOKEN_HINT"), True, _subject),
+    Check(
+        "subject from a hint the client may use",
+        ("SUBJECT_REQUIRED", "SUBJECT_CONFLICT", "INVALID_ID_TOKEN_HINT"),
+        True,
+        _subject,
+    ),
     Check("max_age is a non-negative integer", ("INVALID_REQUEST",), True, _max_age),
-    Check("request object's jti used once", ("INVALID_REQUEST_OBJECT",), True,
-          _request_object_once),
+    Check(
+        "request object's jti used once", ("INVALID_REQUEST_OBJECT",), True, _request_object_once
+    ),
     Check("subject's scanRef looked up", (), True, _directory),
-    Check("subject not locked, not over its failed checks",
-          ("SUBJECT_LOCKED", "RATE_LIMITED"), True, _subject_limits),
+    Check(
+        "subject not locked, not over its failed checks",
+        ("SUBJECT_LOCKED", "RATE_LIMITED"),
+        True,
+        _subject_limits,
+    ),
     Check("subject in the directory", ("NOT_ENROLLED",), True, _enrolled),
     Check("address under its open-challenge cap", ("RATE_LIMITED",), False, _open_cap),
-    Check("iDenfy check-status: face authentication possible", ("NOT_ENROLLED",), True,
-          _check_status),
+    Check(
+        "iDenfy check-status: face authentication possible", ("NOT_ENROLLED",), True, _check_status
+    ),
     Check("an enrollment is allowed", ("ENROLLMENT_REFUSED",), False, _enrollment_allowed),
-)  # fmt: skip
+)

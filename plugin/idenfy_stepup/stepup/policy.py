@@ -210,8 +210,18 @@ def _from_id_token_hint(
 
 
 # Algorithms an upstream may sign id_tokens with (never none, never a shared secret).
-UPSTREAM_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                 "ES512", "EdDSA")  # fmt: skip
+UPSTREAM_ALGS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
 # JWT types (``typ``, lower-cased) that are signed by the same keys but are not id_tokens:
 # RFC 9068 access tokens and OIDC back-channel logout tokens.
 NOT_ID_TOKENS = frozenset({"at+jwt", "application/at+jwt", "logout+jwt", "application/logout+jwt"})

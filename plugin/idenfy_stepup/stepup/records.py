@@ -29,8 +29,9 @@ class _JsonRecord:
 class StepUpRequest(_JsonRecord):
     """One OIDC authorization request, after client, redirect_uri and subject were checked.
 
-    It outlives the vendor token (design.md §2) so that every ending, even an abandoned
-    challenge, can still be reported to ``redirect_uri`` with ``state`` and ``iss``.
+    It outlives the vendor token (docs/architecture.md, "The challenge state machine") so that
+    every ending, even an abandoned challenge, can still be reported to ``redirect_uri`` with
+    ``state`` and ``iss``.
     """
 
     client_id: str
@@ -66,18 +67,35 @@ class StepUpRequest(_JsonRecord):
 
 
 _SHORT = {
-    "client_id": "c", "redirect_uri": "r", "scope": "sc", "subject": "u", "scan_ref": "k",
-    "acr": "a", "method": "m", "check_type": "t", "state": "s", "nonce": "n",
-    "code_challenge": "cc", "code_challenge_method": "cm", "max_age": "ma", "claims": "cl",
+    "client_id": "c",
+    "redirect_uri": "r",
+    "scope": "sc",
+    "subject": "u",
+    "scan_ref": "k",
+    "acr": "a",
+    "method": "m",
+    "check_type": "t",
+    "state": "s",
+    "nonce": "n",
+    "code_challenge": "cc",
+    "code_challenge_method": "cm",
+    "max_age": "ma",
+    "claims": "cl",
     "verified": "v",
-}  # fmt: skip
+}
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
 _NO_DEFAULT = object()
 _DEFAULTS: dict[str, Any] = {
-    "check_type": "AUTHENTICATION", "state": None, "nonce": None, "code_challenge": None,
-    "code_challenge_method": None, "max_age": None, "claims": {}, "verified": False,
-}  # fmt: skip
+    "check_type": "AUTHENTICATION",
+    "state": None,
+    "nonce": None,
+    "code_challenge": None,
+    "code_challenge_method": None,
+    "max_age": None,
+    "claims": {},
+    "verified": False,
+}
 
 
 @dataclass(frozen=True, slots=True)

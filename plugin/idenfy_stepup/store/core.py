@@ -227,9 +227,15 @@ class Store:
         """
         now = int(time.time())
         args = scripts.FinishArgs(
-            binding, now, max_attempts, mode, expiry_skew, stale_retry,
-            digest(code) if code else "", now + code_lifetime,
-        )  # fmt: skip
+            binding,
+            now,
+            max_attempts,
+            mode,
+            expiry_skew,
+            stale_retry,
+            digest(code) if code else "",
+            now + code_lifetime,
+        )
         keys = [self.challenge_key(token), self.request_key(token)]
         return await self._run(scripts.FINISH, keys, args)
 
@@ -352,11 +358,25 @@ class Store:
         recorded with an approval, for the id_token."""
         keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
         args = scripts.WebhookArgs(
-            verdict, outcome, retryable, scan_ref or "", check_type or "", method or "",
-            int(time.time()), marker_ttl, self.channel, token, webhook_id, risk_denial,
-            " ".join(risk_allowed), tag(ip) if ip else "", ip_policy, tag(UNKNOWN_ADDRESS),
-            risk_retryable, ip_retryable,
-        )  # fmt: skip
+            verdict,
+            outcome,
+            retryable,
+            scan_ref or "",
+            check_type or "",
+            method or "",
+            int(time.time()),
+            marker_ttl,
+            self.channel,
+            token,
+            webhook_id,
+            risk_denial,
+            " ".join(risk_allowed),
+            tag(ip) if ip else "",
+            ip_policy,
+            tag(UNKNOWN_ADDRESS),
+            risk_retryable,
+            ip_retryable,
+        )
         return await self._run(scripts.WEBHOOK, keys, args)
 
     async def challenge_request(self, token: str) -> StepUpRequest | None:

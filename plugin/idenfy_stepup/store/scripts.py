@@ -278,6 +278,13 @@ LIMITS: Script[LimitsArgs, LimitHit] = Script("limits", decode_limits)
 OPEN_CHALLENGES: Script[OpenArgs, int] = Script("open_challenges", int)
 REPLACE_SECRET: Script[ReplaceSecretArgs, bool] = Script("replace_secret", bool)
 ALL: tuple[Script[Any, Any], ...] = (
-    WEBHOOK, FINISH, RETRY_CLAIM, RETRY_LINK, REDEEM_CODE, CREATE, LIMITS, OPEN_CHALLENGES,
+    WEBHOOK,
+    FINISH,
+    RETRY_CLAIM,
+    RETRY_LINK,
+    REDEEM_CODE,
+    CREATE,
+    LIMITS,
+    OPEN_CHALLENGES,
     REPLACE_SECRET,
-)  # fmt: skip
+)

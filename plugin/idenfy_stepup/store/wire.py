@@ -31,9 +31,17 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, 
 
 Reply = Any
 _SUPPORTED = {
-    "host", "port", "db", "username", "password", "path", "connection_class",
-    "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname",
-}  # fmt: skip
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "path",
+    "connection_class",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_check_hostname",
+}
 
 
 class _Protocol(asyncio.Protocol):

@@ -3,7 +3,7 @@
 ``X-Forwarded-For`` is trivially forged, so it is read only when the direct peer is one of
 ``server.trusted_proxies``; then the right-most address that is not a trusted proxy is the
 client. The webhook's optional allowlist (``idenfy.webhook_allowed_ips``) is applied on top of
-the signature check, never instead of it (idenfy-api.md §2.4).
+the signature check, never instead of it (docs/idenfy-api.md §2.4).
 """
 
 from __future__ import annotations

@@ -100,8 +100,10 @@ class Edge:
         if conn is None:
             return False
         del self.waiting[conn]
-        log.debug("connection cap reached: closing the longest-waiting connection",
-                  extra={"event": "http.evicted"})  # fmt: skip
+        log.debug(
+            "connection cap reached: closing the longest-waiting connection",
+            extra={"event": "http.evicted"},
+        )
         conn.transport.close()
         return True
 
@@ -161,8 +163,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self.refusal = 0
         edge = self.edge
         if len(self.connections) > edge.limits.max_connections and not edge.evict_one():
-            log.debug("connection refused: every connection is busy",
-                      extra={"event": "http.refused"})  # fmt: skip
+            log.debug(
+                "connection refused: every connection is busy", extra={"event": "http.refused"}
+            )
             transport.write(TOO_MANY)
             transport.close()
             return

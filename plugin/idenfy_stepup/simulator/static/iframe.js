@@ -1,4 +1,4 @@
-// The simulated face-check iframe (idenfy-api.md §3): record the chosen outcome with the
+// The simulated face-check iframe: record the chosen outcome with the
 // simulator (which sends the signed webhook), then tell the parent window like the real iframe.
 "use strict";
 
