@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,6 +20,7 @@ from idenfy_stepup.idenfy.client import (
 from idenfy_stepup.idenfy.transport import (
     FetchError,
     FetchTimeout,
+    VendorRequest,
     VendorResponse,
     VendorTimeout,
 )
@@ -67,17 +68,9 @@ class Vendor:
         self.respond: Handler = lambda request: answer(200, {})
         self.client: IdenfyClient
 
-    async def fetch(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeouts: VendorTimeout,
-    ) -> VendorResponse:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        sent = Sent(method, url, lowered, body or b"", timeouts)
+    async def fetch(self, request: VendorRequest) -> VendorResponse:
+        lowered = {k.lower(): v for k, v in request.headers.items()}
+        sent = Sent(request.method, request.url, lowered, request.body or b"", request.timeouts)
         self.requests.append(sent)
         return self.respond(sent)
 

@@ -24,6 +24,7 @@ from idenfy_stepup.idenfy.transport import (
     AiohttpFetch,
     FetchError,
     FetchTimeout,
+    VendorRequest,
     VendorResponse,
 )
 
@@ -98,9 +99,7 @@ async def get(
     body: bytes | None = None,
     seconds: float = 5.0,
 ) -> VendorResponse:
-    return await fetch(
-        method, url, headers=headers or {}, body=body, timeouts=default_timeout(seconds)
-    )
+    return await fetch(VendorRequest(method, url, headers or {}, body, default_timeout(seconds)))
 
 
 def seen(reply: VendorResponse) -> dict[str, object]:

@@ -8,7 +8,14 @@ from json import dumps, loads
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .transport import FetchError, FetchTimeout, VendorFetch, VendorResponse, VendorTimeout
+from .transport import (
+    FetchError,
+    FetchTimeout,
+    VendorFetch,
+    VendorRequest,
+    VendorResponse,
+    VendorTimeout,
+)
 
 # The token goes into the iframe URL, the sessions path and Redis keys, so only URL-unreserved
 # characters are accepted (RFC 3986 §2.3). The vendor documents ≤40 (docs/idenfy-api.md
@@ -143,9 +150,7 @@ class IdenfyClient:
             body = dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
             headers = {**headers, "Content-Type": "application/json"}
         try:
-            response = await self._fetch(
-                method, url, headers=headers, body=body, timeouts=self._timeout
-            )
+            response = await self._fetch(VendorRequest(method, url, headers, body, self._timeout))
         except FetchTimeout as exc:
             raise VendorUnavailable("timeout") from exc
         except FetchError as exc:  # connection refused/reset, DNS, TLS, bad encoding

@@ -37,6 +37,17 @@ class VendorTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorRequest:
+    """One request to the vendor's API: what the client asks the edge to send."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    timeouts: VendorTimeout
+
+
+@dataclass(frozen=True, slots=True)
 class VendorResponse:
     """A vendor reply as the client reads it: the status and the whole (decoded) body."""
 
@@ -53,15 +64,7 @@ class FetchTimeout(FetchError):
 
 
 class VendorFetch(Protocol):
-    async def __call__(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeouts: VendorTimeout,
-    ) -> VendorResponse:
+    async def __call__(self, request: VendorRequest) -> VendorResponse:
         """One request; the whole reply, whatever its status. Failures raise FetchError."""
         ...
 
@@ -84,23 +87,15 @@ class AiohttpFetch:
             )
         return self._session
 
-    async def __call__(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        timeouts: VendorTimeout,
-    ) -> VendorResponse:
+    async def __call__(self, request: VendorRequest) -> VendorResponse:
         try:
             async with self._client().request(
-                method,
-                url,
-                headers=dict(headers),
-                data=body,
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=request.body,
                 allow_redirects=False,
-                timeout=_timeout(timeouts),
+                timeout=_timeout(request.timeouts),
             ) as reply:
                 return VendorResponse(reply.status, await reply.read())
         except (aiohttp.ConnectionTimeoutError, aiohttp.SocketTimeoutError) as exc:
