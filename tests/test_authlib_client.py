@@ -27,7 +27,8 @@ from joserfc import jwt
 from joserfc.errors import InvalidClaimError
 from joserfc.jwk import KeySet, RSAKey
 
-from .stack import REDIRECT_URI, TLS, Stack, StackPool, client_entry, client_secret
+from .harness.servers import TLS, Stack
+from .harness.settings import REDIRECT_URI, client_entry, client_secret
 
 with warnings.catch_warnings():
     # authlib 1.9 prefers the httpx2 fork and warns when it falls back to httpx (which this
@@ -51,11 +52,6 @@ SETTINGS: dict[str, Any] = {
         },
     ],
 }
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

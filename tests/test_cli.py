@@ -1,4 +1,5 @@
-"""The real command line: `idenfy-stepup serve` with design.md §7's minimal file, over HTTP."""
+"""The real command line: `idenfy-stepup serve` with the minimal settings file
+(config/minimal.yaml), over HTTP."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from .stack import free_socket, pkce, query
+from .harness.rp import pkce, query
+from .harness.servers import free_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "idenfy_stepup.cli"]

@@ -25,8 +25,9 @@ import yaml
 
 from idenfy_stepup.idenfy.webhook import sign
 
-from .conftest import RedisProcess
-from .stack import CLIENT_SECRET, REDIRECT_URI, free_socket, merge, stop_process
+from .harness.redis import RedisProcess
+from .harness.servers import free_socket, stop_process
+from .harness.settings import CLIENT_SECRET, REDIRECT_URI, merge
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .stack import base_settings, free_socket, live_settings, merge
+from .harness.servers import free_socket
+from .harness.settings import base_settings, live_settings, merge
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "idenfy_stepup.cli"]

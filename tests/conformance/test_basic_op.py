@@ -20,34 +20,21 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import pytest_asyncio
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from redis.asyncio import Redis
 
-from ..conftest import RedisProcess
-from ..stack import (
-    REDIRECT_URI,
-    TLS,
-    Flow,
-    Stack,
-    StackPool,
-    client_entry,
-    client_secret,
-    decode_id_token,
-    open_authorize,
-    pkce,
-    record_keys,
-    redeem_code,
-)
+from ..harness.redis import record_keys
+from ..harness.rp import Flow, authorize, decode_id_token, pkce, redeem_code
+from ..harness.servers import TLS, Stack
+from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -69,18 +56,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
-
-
 @dataclass
 class Done:
     """One complete step-up: the authorization request, its callback, the token response."""
@@ -95,7 +70,7 @@ class Done:
 async def step_up(stack: Stack, *, client_id: str = "shop", auth: str = "basic",
                   **params: str | None) -> Done:  # fmt: skip
     """Authorize (login_hint=alice unless given), approve, check the callback, redeem."""
-    flow = await open_authorize(stack, **{"client_id": client_id, "login_hint": "alice", **params})
+    flow = await authorize(stack, **{"client_id": client_id, "login_hint": "alice", **params})
     return await complete(stack, flow, auth=auth)
 
 
@@ -193,7 +168,7 @@ async def test_oidcc_server(stack: Stack) -> None:
 
 
 async def test_oidcc_response_type_missing(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", response_type=None)
+    flow = await authorize(stack, login_hint="alice", response_type=None)
     # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: reported to the (registered) redirect_uri.
     assert_error_redirect(flow, stack, "invalid_request")
 
@@ -287,7 +262,7 @@ async def test_oidcc_prompt_login(stack: Stack) -> None:
 
 
 async def test_oidcc_prompt_none_not_logged_in(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", prompt="none")
+    flow = await authorize(stack, login_hint="alice", prompt="none")
     assert_error_redirect(flow, stack, "login_required")
 
 
@@ -346,7 +321,7 @@ async def test_oidcc_id_token_hint(stack: Stack) -> None:
 async def test_oidcc_login_hint(stack: Stack) -> None:
     assert (await step_up(stack, login_hint="alice")).claims["sub"] == "alice"
     # A client that does not list login_hint in subject_hints cannot name a subject with it.
-    flow = await open_authorize(stack, client_id="default-hints", login_hint="alice")
+    flow = await authorize(stack, client_id="default-hints", login_hint="alice")
     assert assert_error_redirect(flow, stack, "invalid_request")["stepup_error"] == (
         "subject_required"
     )
@@ -377,7 +352,7 @@ async def test_oidcc_ensure_request_with_acr_values_succeeds_strict_client_refus
     # The default (strict_acr_values: true, design table): an unknown acr is refused with a
     # precise code instead of a weaker step-up the gateway did not ask for. This fails the
     # suite module, which is why a conformance run needs the setting above.
-    flow = await open_authorize(stack, login_hint="alice", acr_values="1 2")
+    flow = await authorize(stack, login_hint="alice", acr_values="1 2")
     result = assert_error_redirect(flow, stack, "unmet_authentication_requirements")
     assert result["stepup_error"] == "acr_unsupported"
 
@@ -431,14 +406,14 @@ async def test_oidcc_codereuse_30seconds(stack: Stack, redis: Redis) -> None:
 
 
 async def test_oidcc_ensure_registered_redirect_uri(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice",
+    flow = await authorize(stack, login_hint="alice",
                                 redirect_uri="https://evil.example/callback")  # fmt: skip
     assert_error_page(flow.response)
 
 
 async def test_oidcc_ensure_redirect_uri_in_authorization_request(stack: Stack) -> None:
     # OIDC Core §3.1.2.1: redirect_uri is REQUIRED, even with one registered URI.
-    flow = await open_authorize(stack, login_hint="alice", redirect_uri=None)
+    flow = await authorize(stack, login_hint="alice", redirect_uri=None)
     assert_error_page(flow.response)
 
 
@@ -467,7 +442,7 @@ async def test_oidcc_unsigned_request_object_supported_correctly_or_rejected_as_
     assert "none" not in meta["request_object_signing_alg_values_supported"]
     ro = unsigned_request_object(client_id="shop", response_type="code", scope="openid",
                                  redirect_uri=REDIRECT_URI, login_hint="alice")  # fmt: skip
-    flow = await open_authorize(stack, request=ro, login_hint=None)
+    flow = await authorize(stack, request=ro, login_hint=None)
     # Rejected, never silently ignored: the subject must come from what the client signed.
     assert_error_redirect(flow, stack, "invalid_request_object")
 
@@ -479,7 +454,7 @@ async def test_oidcc_ensure_request_object_with_redirect_uri(stack: Stack) -> No
         stack, response_type="code", scope="openid", redirect_uri=REDIRECT_URI,
         login_hint="alice", nonce="n-ro", state="s-ro",
     )  # fmt: skip
-    flow = await open_authorize(stack, request=ro, login_hint=None, redirect_uri=None,
+    flow = await authorize(stack, request=ro, login_hint=None, redirect_uri=None,
                                 state="s-ro", nonce=None)  # fmt: skip
     flow.params["redirect_uri"] = REDIRECT_URI  # where the callback must arrive
     done = await complete(stack, flow)
@@ -511,7 +486,7 @@ async def test_oidcc_ensure_request_with_valid_pkce_succeeds(stack: Stack) -> No
 
 
 async def test_oidcc_ensure_post_request_succeeds(stack: Stack) -> None:
-    flow = await open_authorize(stack, method="POST", login_hint="alice")
+    flow = await authorize(stack, method="POST", login_hint="alice")
     assert (await complete(stack, flow)).claims["sub"] == "alice"
 
 
@@ -531,12 +506,12 @@ async def test_oidcc_alternate_happy_flow(stack: Stack) -> None:
 
 
 async def test_pkce_plain_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", code_challenge_method="plain")
+    flow = await authorize(stack, login_hint="alice", code_challenge_method="plain")
     assert_error_redirect(flow, stack, "invalid_request")
 
 
 async def test_pkce_missing_code_challenge_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", code_challenge=None,
+    flow = await authorize(stack, login_hint="alice", code_challenge=None,
                                 code_challenge_method=None)  # fmt: skip
     assert_error_redirect(flow, stack, "invalid_request")
 
@@ -545,7 +520,7 @@ async def test_pkce_missing_code_challenge_is_refused(stack: Stack) -> None:
 async def test_pkce_missing_or_wrong_code_verifier_is_invalid_grant(
     stack: Stack, verifier: str | None
 ) -> None:
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
     assert_token_error(await redeem_code(stack, callback["code"], verifier=verifier),
                        "invalid_grant")  # fmt: skip
@@ -553,7 +528,7 @@ async def test_pkce_missing_or_wrong_code_verifier_is_invalid_grant(
 
 async def test_pkce_verifier_for_a_code_without_challenge_is_refused(stack: Stack) -> None:
     # RFC 9700 §4.8.2: a downgrade (challenge stripped, verifier sent) must not succeed.
-    flow = await open_authorize(stack, client_id="nopkce", login_hint="alice", use_pkce=False)
+    flow = await authorize(stack, client_id="nopkce", login_hint="alice", use_pkce=False)
     callback = await flow.approve()
     verifier, _ = pkce()
     response = await redeem_code(stack, callback["code"], client_id="nopkce", verifier=verifier)
@@ -564,32 +539,32 @@ async def test_pkce_verifier_for_a_code_without_challenge_is_refused(stack: Stac
 
 
 async def test_oidcc_redirect_uri_query_ok(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
+    flow = await authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
     done = await complete(stack, flow)
     # complete() checked the callback; the registered query was kept in front of ours.
     assert done.claims["aud"] == "qs"
 
 
 async def test_oidcc_redirect_uri_query_mismatch(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="qs", login_hint="alice",
+    flow = await authorize(stack, client_id="qs", login_hint="alice",
                                 redirect_uri="http://127.0.0.1:9/cb?foo=baz")  # fmt: skip
     assert_error_page(flow.response)
 
 
 async def test_oidcc_redirect_uri_query_added(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="shop", login_hint="alice",
+    flow = await authorize(stack, client_id="shop", login_hint="alice",
                                 redirect_uri=REDIRECT_URI + "?foo=bar")  # fmt: skip
     assert_error_page(flow.response)
 
 
 async def test_oidcc_request_uri_unsigned(stack: Stack) -> None:
     assert (await discovery(stack))["request_uri_parameter_supported"] is False
-    flow = await open_authorize(stack, login_hint="alice", request_uri="https://rp.example/ro")
+    flow = await authorize(stack, login_hint="alice", request_uri="https://rp.example/ro")
     assert_error_redirect(flow, stack, "request_uri_not_supported")
 
 
 async def test_oidcc_request_uri_signed(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice",
+    flow = await authorize(stack, login_hint="alice",
                                 request_uri="https://rp.example/signed.jwt")  # fmt: skip
     assert_error_redirect(flow, stack, "request_uri_not_supported")
 

@@ -12,20 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 
-from ..stack import (
-    TLS,
-    Stack,
-    StackPool,
-    client_entry,
-    decode_id_token,
-    open_authorize,
-    redeem_code,
-)
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack, StackPool
+from ..harness.settings import client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,18 +40,13 @@ NEW_RSA = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 EC_KEY = pem(ec.generate_private_key(ec.SECP256R1()))
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
 async def get(url: str, **kwargs: Any) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         return await c.get(url, **kwargs)
 
 
 async def id_token_of(stack: Stack) -> str:
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
     response = await redeem_code(stack, callback["code"], verifier=flow.verifier)
     assert response.status_code == 200, response.text
@@ -106,7 +94,7 @@ async def test_oidcc_userinfo_rs256(stack: Stack) -> None:
     # not advertise userinfo_signing_alg_values_supported and a client cannot register it.
     meta = (await get(f"{stack.issuer}/.well-known/openid-configuration")).json()
     assert "userinfo_signing_alg_values_supported" not in meta
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
     tokens = (await redeem_code(stack, callback["code"], verifier=flow.verifier)).json()
     response = await get(f"{stack.issuer}/userinfo",

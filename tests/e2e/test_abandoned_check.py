@@ -29,7 +29,8 @@ from starlette.routing import Route as StarletteRoute
 
 from idenfy_stepup.store import EXPIRY_SKEW_SECONDS
 
-from ..stack import Stack, StackPool, challenge_key, free_socket, serve_in_loop
+from ..harness.redis import challenge_key
+from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from .browser import chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]

@@ -18,7 +18,7 @@ from playwright.async_api import Page
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
-from ..stack import Stack, free_socket
+from ..harness.servers import Stack, free_socket
 from .apache import (
     GUIDE,
     GUIDE_VALUES,

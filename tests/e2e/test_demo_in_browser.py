@@ -19,7 +19,7 @@ from playwright.async_api import ConsoleMessage, Page
 
 from idenfy_stepup.demo.app import create_demo_app
 
-from ..stack import Stack, free_socket, serve_in_loop
+from ..harness.servers import Stack, free_socket, serve_in_loop
 from .browser import chromium
 
 DEMO_SECRET = "demo-secret-0123456789-0123456789-abcdef"

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from idenfy_stepup.idenfy.client import IdenfyClient, VendorUnavailable, default_timeout
 from idenfy_stepup.idenfy.transport import AiohttpTransport
 
-from ..stack import free_socket, serve_in_loop
+from ..harness.servers import free_socket, serve_in_loop
 
 
 async def echo(request: Request) -> Response:

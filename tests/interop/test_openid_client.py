@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-import pytest_asyncio
 
-from ..stack import REDIRECT_URI, Stack, StackPool, client_entry, client_secret
+from ..harness.servers import Stack
+from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -62,11 +62,6 @@ SETTINGS: dict[str, Any] = {
         client_entry("legacy", subject_hints=HINTS, iss_on_error=False),
     ]
 }
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
 
 
 class RelyingParty:

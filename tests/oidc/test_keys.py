@@ -13,18 +13,10 @@ from joserfc import jws
 from idenfy_stepup.app import create_app
 from idenfy_stepup.settings import parse_settings
 
-from ..conftest import RedisProcess
-from ..stack import (
-    TLS,
-    Stack,
-    StackPool,
-    base_settings,
-    client_entry,
-    decode_id_token,
-    merge,
-    open_authorize,
-    redeem_code,
-)
+from ..harness.redis import RedisProcess
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack, StackPool
+from ..harness.settings import base_settings, client_entry, merge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -58,7 +50,7 @@ async def jwks_of(stack: Stack) -> list[dict[str, Any]]:
 
 async def issue_id_token(stack: Stack, client_id: str = "shop") -> str:
     """A complete step-up for alice by ``client_id``; the id_token it ends with."""
-    flow = await open_authorize(stack, client_id=client_id, login_hint="alice")
+    flow = await authorize(stack, client_id=client_id, login_hint="alice")
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], client_id=client_id, verifier=flow.verifier)
     assert response.status_code == 200, response.text

@@ -12,28 +12,18 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
-from ..conftest import RedisProcess
-from ..stack import (
-    REDIRECT_URI,
-    TLS,
-    Stack,
-    StackPool,
-    client_entry,
-    decode_id_token,
-    open_authorize,
-    record_keys,
-    redeem_code,
-)
+from ..harness.redis import record_keys
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack
+from ..harness.settings import REDIRECT_URI, client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -60,23 +50,11 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
-
-
 async def issue_code(
     stack: Stack, client_id: str = "shop", **params: Any
 ) -> tuple[str, str | None]:
     """An approved step-up for alice; the code and the PKCE verifier it needs."""
-    flow = await open_authorize(stack, client_id=client_id, login_hint="alice", **params)
+    flow = await authorize(stack, client_id=client_id, login_hint="alice", **params)
     result = await flow.approve()
     return result["code"], flow.verifier
 
@@ -173,7 +151,7 @@ async def test_client_secret_post_with_wrong_secret(stack: Stack) -> None:
             "client_secret": "wrong"}  # fmt: skip
     response = await post_token(stack, data)
     assert response.json()["error"] == "invalid_client"
-    assert response.status_code in (400, 401)
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize("audience", ["issuer", "token_endpoint"])
@@ -221,7 +199,7 @@ async def test_private_key_jwt_bad_assertion_is_invalid_client(stack: Stack, cha
         stack, code, verifier, assertion(client_id, key=key, **claims)
     )
     assert response.json()["error"] == "invalid_client", response.text
-    assert response.status_code in (400, 401)
+    assert response.status_code == 400
 
 
 async def test_private_key_jwt_with_exp_far_ahead_is_refused(stack: Stack) -> None:
@@ -286,7 +264,7 @@ async def test_code_verifier_for_a_code_without_challenge_is_refused(stack: Stac
     assert verifier is not None
     response = await redeem_code(stack, code, client_id="nopkce", verifier=verifier)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] in ("invalid_request", "invalid_grant")
+    assert response.json()["error"] == "invalid_request"
     assert "access_token" not in response.json()
 
 
@@ -379,8 +357,8 @@ async def test_id_token_without_nonce_has_none(stack: Stack) -> None:
 async def test_other_grant_types_are_unsupported(stack: Stack, grant_type: str) -> None:
     code, verifier = await issue_code(stack)
     response = await redeem_code(stack, code, verifier=verifier, grant_type=grant_type)
-    expected = "unsupported_grant_type" if grant_type else "invalid_request"
-    assert response.json()["error"] in (expected, "unsupported_grant_type"), response.text
+    # An empty grant_type is not a grant type either.
+    assert response.json()["error"] == "unsupported_grant_type", response.text
     assert response.status_code == 400
 
 

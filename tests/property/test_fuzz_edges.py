@@ -35,19 +35,10 @@ from redis import Redis
 from idenfy_stepup.idenfy.webhook import sign
 from idenfy_stepup.stepup.binding import COOKIE
 
-from ..conftest import RedisProcess
-from ..stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    SIGNING_KEY,
-    TLS,
-    Stack,
-    authorize_params,
-    challenge_key,
-    pkce,
-    query,
-    start_stack,
-)
+from ..harness.redis import SECRETS_KEY, RedisProcess, challenge_key
+from ..harness.rp import authorize_params, pkce, query
+from ..harness.servers import TLS, Stack, start_stack
+from ..harness.settings import CLIENT_SECRET, REDIRECT_URI, SIGNING_KEY
 
 T = TypeVar("T")
 DB = 3  # a database of its own, so nothing else's keys change under the snapshot
@@ -111,7 +102,7 @@ def live(redis_proc: RedisProcess) -> Iterator[Live]:
         assert opened.status_code == 303, opened.text
         canary = opened.headers["location"].removeprefix("/challenge/")
         cookie = opened.cookies[COOKIE]
-        secret = redis.hget("stepup:secrets", "cookie")
+        secret = redis.hget(SECRETS_KEY, "cookie")
         assert isinstance(secret, bytes)
         live = Live(stack, loop, http, redis, canary, cookie, secret.decode())
         live.before = live.record()
@@ -225,7 +216,7 @@ def webhook_bodies(draw: st.DrawFn) -> bytes:
     )
 
 
-# content type → accepted by the webhook endpoint (idenfy-api.md §2: JSON only)
+# content type → accepted by the webhook endpoint (docs/idenfy-api.md, section 2: JSON only)
 CONTENT_TYPES: dict[str | None, bool] = {
     "application/json": True,
     "application/json; charset=utf-8": True,
@@ -386,7 +377,8 @@ def test_echoed_parameter_with_odd_characters(live: Live, name: str, value: str)
     params = {**authorize_params(code_challenge), name: value}
     response = live.request("GET", "/authorize", params=params)
     # response_type → an invalid_request error redirect (client and redirect_uri are valid);
-    # redirect_uri → a 400 error page (invariant 5). authlib alone would raise: a 500.
+    # redirect_uri → a 400 error page (no redirect before the client is validated). authlib
+    # alone would raise: a 500.
     assert_refused(response)
     live.assert_nothing_changed()
 

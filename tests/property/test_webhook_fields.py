@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from idenfy_stepup.idenfy.webhook import sign
 
-from ..stack import SIGNING_KEY, authorize_params, challenge_key, pkce
+from ..harness.redis import challenge_key
+from ..harness.rp import authorize_params, pkce
+from ..harness.settings import SIGNING_KEY
 from .test_fuzz_edges import FUZZ, LIMIT, Live, live  # noqa: F401  (a fixture)
 
 

@@ -23,7 +23,8 @@ from redis import Redis
 
 from idenfy_stepup.store import redis_server_binary
 
-from ..stack import Attempt, stop_process
+from ..harness.rp import Flow
+from ..harness.servers import stop_process
 from ..test_push import events_url, finish_url_of, next_event, wait_for_done
 
 
@@ -239,7 +240,7 @@ class SentinelSet(Topology):
         return time.monotonic() - began
 
 
-async def approve_with_push(attempt: Attempt, *, within: float) -> dict[str, str]:
+async def approve_with_push(attempt: Flow, *, within: float) -> dict[str, str]:
     """Hold the push stream open, let the webhook land, and follow the pushed finish URL.
 
     ``within`` is well under the push channel's 15 s fallback re-read: "done" must come from

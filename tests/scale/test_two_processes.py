@@ -32,22 +32,11 @@ from joserfc.jwk import KeySet
 from idenfy_stepup.settings import SimulatorSettings
 from idenfy_stepup.simulator import create_simulator_app
 
-from ..conftest import RedisProcess
-from ..stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    SCAN_REFS,
-    SIGNING_KEY,
-    TLS,
-    VENDOR_AUTH,
-    authorize_params,
-    free_socket,
-    live_settings,
-    pkce,
-    query,
-    serve_in_loop,
-    stop_process,
-)
+from ..harness.redis import RedisProcess
+from ..harness.rp import authorize_params, pkce, query
+from ..harness.servers import TLS, free_socket, serve_in_loop, stop_process
+from ..harness.settings import CLIENT_SECRET, REDIRECT_URI, SCAN_REFS, SIGNING_KEY, live_settings
+from ..harness.vendor import VENDOR_AUTH
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "plugin")}
@@ -113,15 +102,13 @@ def stop(provider: Provider) -> None:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    redis = RedisProcess()
+def deployment(tmp_path: Path, own_redis: RedisProcess) -> Iterator[Deployment]:
     providers: list[Provider] = []
     sim_sock = free_socket()  # holds the simulator's port until the test serves on it
     try:
-        redis.start()
         port_a, port_b = free_port(), free_port()
         config = tmp_path / "stepup.yaml"
-        write_config(config, port_a, sim_sock.getsockname()[1], redis.url)
+        write_config(config, port_a, sim_sock.getsockname()[1], own_redis.url)
         # B runs the very same file with another --port: same issuer, keys shared via Redis.
         providers.append(spawn(config, port_a, tmp_path / "a.log"))
         providers.append(spawn(config, port_b, tmp_path / "b.log"))
@@ -133,7 +120,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     finally:
         for provider in providers:
             stop(provider)
-        redis.stop()
         sim_sock.close()
     for provider in providers:
         assert provider.proc.returncode == 0, provider.log.read_text()
