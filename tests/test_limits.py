@@ -72,9 +72,16 @@ async def approve(attempt: Flow) -> dict[str, str]:
 
 def signed_hint(stack: Stack, subject: str = "alice") -> dict[str, str | None]:
     """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
-    body = {"iss": "shop", "aud": stack.issuer, "client_id": "shop", "response_type": "code",
-            "login_hint": subject, "exp": int(time.time()) + 300, "iat": int(time.time()),
-            "jti": secrets.token_urlsafe(12)}  # fmt: skip
+    body = {
+        "iss": "shop",
+        "aud": stack.issuer,
+        "client_id": "shop",
+        "response_type": "code",
+        "login_hint": subject,
+        "exp": int(time.time()) + 300,
+        "iat": int(time.time()),
+        "jti": secrets.token_urlsafe(12),
+    }
     signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
     return {"request": signed, "login_hint": None}
 
@@ -455,8 +462,12 @@ async def test_redis_down_at_the_ip_limit_fails_closed(own_redis: RedisProcess) 
 MINIMAL: dict[str, Any] = {"issuer": "http://127.0.0.1:8000", "idenfy": {"mode": "simulator"}}
 
 
-LIVE: dict[str, Any] = {"mode": "live", "api_key": "k", "api_secret": "s",
-                        "webhook_signing_key": "w" * 32}  # fmt: skip
+LIVE: dict[str, Any] = {
+    "mode": "live",
+    "api_key": "k",
+    "api_secret": "s",
+    "webhook_signing_key": "w" * 32,
+}
 
 
 def test_defaults_are_on_and_sane_in_live_mode() -> None:

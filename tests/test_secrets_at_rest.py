@@ -168,8 +168,9 @@ async def test_a_check_after_redis_lost_its_data_writes_the_keys_back(
 
 def test_live_mode_without_an_encryption_key_is_refused(tmp_path: Path) -> None:
     config = stack_config(tmp_path, "redis://127.0.0.1:1/0", live=True)
-    checked = subprocess.run([*CLI, "check-config", str(config)], capture_output=True,
-                             text=True, env=ENV, timeout=60)  # fmt: skip
+    checked = subprocess.run(
+        [*CLI, "check-config", str(config)], capture_output=True, text=True, env=ENV, timeout=60
+    )
     assert checked.returncode == 2
     assert "error: keys.encryption_key: required in idenfy.mode live" in checked.stderr
     code, stderr = serve_once(config)

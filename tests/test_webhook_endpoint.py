@@ -20,14 +20,23 @@ HEADERS = {"Content-Type": "application/json", "Idenfy-Event-Type": "FACIAL_AUTH
 
 
 def body(token: str, status: str = "SUCCESS", **extra: Any) -> bytes:
-    data = {"id": f"hook-{token[:8]}-{status}", "token": token, "scanRef": "SCAN-ALICE",
-            "clientId": "c", "status": status, "type": "AUTHENTICATION",
-            "method": "FACE_MATCHING", "failReason": None, **extra}  # fmt: skip
+    data = {
+        "id": f"hook-{token[:8]}-{status}",
+        "token": token,
+        "scanRef": "SCAN-ALICE",
+        "clientId": "c",
+        "status": status,
+        "type": "AUTHENTICATION",
+        "method": "FACE_MATCHING",
+        "failReason": None,
+        **extra,
+    }
     return json.dumps(data).encode()
 
 
-async def post(stack: Stack, raw: bytes, key: str | None = SIGNING_KEY,
-               **headers: str) -> httpx.Response:  # fmt: skip
+async def post(
+    stack: Stack, raw: bytes, key: str | None = SIGNING_KEY, **headers: str
+) -> httpx.Response:
     sent = {**HEADERS, **headers}
     if key is not None:
         sent["Idenfy-Signature"] = sign(raw, key)

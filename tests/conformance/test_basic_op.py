@@ -67,8 +67,9 @@ class Done:
     claims: dict[str, Any]
 
 
-async def step_up(stack: Stack, *, client_id: str = "shop", auth: str = "basic",
-                  **params: str | None) -> Done:  # fmt: skip
+async def step_up(
+    stack: Stack, *, client_id: str = "shop", auth: str = "basic", **params: str | None
+) -> Done:
     """Authorize (login_hint=alice unless given), approve, check the callback, redeem."""
     flow = await authorize(stack, **{"client_id": client_id, "login_hint": "alice", **params})
     return await complete(stack, flow, auth=auth)
@@ -81,9 +82,14 @@ async def complete(stack: Stack, flow: Flow, *, auth: str = "basic") -> Done:
     if "state" in flow.params:
         assert callback["state"] == flow.params["state"]
     client_id = flow.params["client_id"]
-    response = await redeem_code(stack, callback["code"], client_id=client_id, auth=auth,
-                                 verifier=flow.verifier,
-                                 redirect_uri=flow.params["redirect_uri"])  # fmt: skip
+    response = await redeem_code(
+        stack,
+        callback["code"],
+        client_id=client_id,
+        auth=auth,
+        verifier=flow.verifier,
+        redirect_uri=flow.params["redirect_uri"],
+    )
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     header, claims = await decode_id_token(stack, tokens["id_token"])
@@ -95,10 +101,16 @@ async def again(previous: Flow, **params: str | None) -> Flow:
     """A second authorization request from the same browser (its cookies included)."""
     verifier, challenge = pkce()
     base: dict[str, str | None] = {
-        "response_type": "code", "client_id": "shop", "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
-        "code_challenge": challenge, "code_challenge_method": "S256", "login_hint": "alice",
-    }  # fmt: skip
+        "response_type": "code",
+        "client_id": "shop",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": secrets.token_urlsafe(12),
+        "nonce": secrets.token_urlsafe(12),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+    }
     sent = {k: v for k, v in {**base, **params}.items() if v is not None}
     response = await previous.browser.get("/authorize", params=sent)
     return Flow(previous.stack, previous.browser, sent, verifier, response)
@@ -107,11 +119,13 @@ async def again(previous: Flow, **params: str | None) -> Flow:
 async def get_userinfo(stack: Stack, token: str, style: str) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         if style == "get":
-            return await c.get(f"{stack.issuer}/userinfo",
-                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return await c.get(
+                f"{stack.issuer}/userinfo", headers={"Authorization": f"Bearer {token}"}
+            )
         if style == "post-header":
-            return await c.post(f"{stack.issuer}/userinfo",
-                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return await c.post(
+                f"{stack.issuer}/userinfo", headers={"Authorization": f"Bearer {token}"}
+            )
         return await c.post(f"{stack.issuer}/userinfo", data={"access_token": token})
 
 
@@ -398,16 +412,14 @@ async def test_oidcc_codereuse_30seconds(stack: Stack, redis: Redis) -> None:
     assert (await get_userinfo(stack, access_token, "get")).status_code == 401
     # And once the records are gone altogether, the code is still no good.
     await redis.delete(*keys)
-    assert_token_error(await redeem_code(stack, code, verifier=done.flow.verifier),
-                       "invalid_grant")  # fmt: skip
+    assert_token_error(await redeem_code(stack, code, verifier=done.flow.verifier), "invalid_grant")
 
 
 # -- redirect_uri --------------------------------------------------------------------------------
 
 
 async def test_oidcc_ensure_registered_redirect_uri(stack: Stack) -> None:
-    flow = await authorize(stack, login_hint="alice",
-                                redirect_uri="https://evil.example/callback")  # fmt: skip
+    flow = await authorize(stack, login_hint="alice", redirect_uri="https://evil.example/callback")
     assert_error_page(flow.response)
 
 
@@ -429,9 +441,14 @@ def unsigned_request_object(**claims: Any) -> str:
 
 
 def signed_request_object(stack: Stack, client_id: str = "shop", **claims: Any) -> str:
-    body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "exp": int(time.time()) + 300, "jti": secrets.token_urlsafe(16),
-            **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "aud": stack.issuer,
+        "client_id": client_id,
+        "exp": int(time.time()) + 300,
+        "jti": secrets.token_urlsafe(16),
+        **claims,
+    }
     return jwt.encode({"alg": "HS256"}, body, OctKey.import_key(client_secret(client_id)))
 
 
@@ -440,8 +457,13 @@ async def test_oidcc_unsigned_request_object_supported_correctly_or_rejected_as_
 ) -> None:
     meta = await discovery(stack)
     assert "none" not in meta["request_object_signing_alg_values_supported"]
-    ro = unsigned_request_object(client_id="shop", response_type="code", scope="openid",
-                                 redirect_uri=REDIRECT_URI, login_hint="alice")  # fmt: skip
+    ro = unsigned_request_object(
+        client_id="shop",
+        response_type="code",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        login_hint="alice",
+    )
     flow = await authorize(stack, request=ro, login_hint=None)
     # Rejected, never silently ignored: the subject must come from what the client signed.
     assert_error_redirect(flow, stack, "invalid_request_object")
@@ -451,11 +473,17 @@ async def test_oidcc_ensure_request_object_with_redirect_uri(stack: Stack) -> No
     # redirect_uri only inside the (signed) request object; OIDC Core §6.1 requires only
     # response_type, client_id and scope in the query as well.
     ro = signed_request_object(
-        stack, response_type="code", scope="openid", redirect_uri=REDIRECT_URI,
-        login_hint="alice", nonce="n-ro", state="s-ro",
-    )  # fmt: skip
-    flow = await authorize(stack, request=ro, login_hint=None, redirect_uri=None,
-                                state="s-ro", nonce=None)  # fmt: skip
+        stack,
+        response_type="code",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        login_hint="alice",
+        nonce="n-ro",
+        state="s-ro",
+    )
+    flow = await authorize(
+        stack, request=ro, login_hint=None, redirect_uri=None, state="s-ro", nonce=None
+    )
     flow.params["redirect_uri"] = REDIRECT_URI  # where the callback must arrive
     done = await complete(stack, flow)
     assert done.claims["sub"] == "alice" and done.claims["nonce"] == "n-ro"
@@ -472,8 +500,9 @@ async def test_oidcc_refresh_token(stack: Stack) -> None:
     done = await step_up(stack, scope="openid offline_access", prompt="consent")
     assert "refresh_token" not in done.tokens
     assert done.tokens["scope"] == "openid"
-    response = await redeem_code(stack, "", grant_type="refresh_token",
-                                 refresh_token=done.tokens["access_token"])  # fmt: skip
+    response = await redeem_code(
+        stack, "", grant_type="refresh_token", refresh_token=done.tokens["access_token"]
+    )
     assert_token_error(response, "unsupported_grant_type")
 
 
@@ -494,10 +523,17 @@ async def test_oidcc_alternate_happy_flow(stack: Stack) -> None:
     # The same request with its parameters in another order (and the token request with
     # client_secret_post instead of Basic).
     verifier, challenge = pkce()
-    items = [("response_type", "code"), ("client_id", "post"), ("redirect_uri", REDIRECT_URI),
-             ("scope", "openid"), ("state", "st-alt"), ("nonce", "n-alt"),
-             ("code_challenge", challenge), ("code_challenge_method", "S256"),
-             ("login_hint", "alice")]  # fmt: skip
+    items = [
+        ("response_type", "code"),
+        ("client_id", "post"),
+        ("redirect_uri", REDIRECT_URI),
+        ("scope", "openid"),
+        ("state", "st-alt"),
+        ("nonce", "n-alt"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("login_hint", "alice"),
+    ]
     browser = stack.browser()
     response = await browser.get(f"/authorize?{urlencode(items[::-1])}")
     flow = Flow(stack, browser, dict(items), verifier, response)
@@ -511,8 +547,9 @@ async def test_pkce_plain_is_refused(stack: Stack) -> None:
 
 
 async def test_pkce_missing_code_challenge_is_refused(stack: Stack) -> None:
-    flow = await authorize(stack, login_hint="alice", code_challenge=None,
-                                code_challenge_method=None)  # fmt: skip
+    flow = await authorize(
+        stack, login_hint="alice", code_challenge=None, code_challenge_method=None
+    )
     assert_error_redirect(flow, stack, "invalid_request")
 
 
@@ -522,8 +559,9 @@ async def test_pkce_missing_or_wrong_code_verifier_is_invalid_grant(
 ) -> None:
     flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
-    assert_token_error(await redeem_code(stack, callback["code"], verifier=verifier),
-                       "invalid_grant")  # fmt: skip
+    assert_token_error(
+        await redeem_code(stack, callback["code"], verifier=verifier), "invalid_grant"
+    )
 
 
 async def test_pkce_verifier_for_a_code_without_challenge_is_refused(stack: Stack) -> None:
@@ -546,14 +584,16 @@ async def test_oidcc_redirect_uri_query_ok(stack: Stack) -> None:
 
 
 async def test_oidcc_redirect_uri_query_mismatch(stack: Stack) -> None:
-    flow = await authorize(stack, client_id="qs", login_hint="alice",
-                                redirect_uri="http://127.0.0.1:9/cb?foo=baz")  # fmt: skip
+    flow = await authorize(
+        stack, client_id="qs", login_hint="alice", redirect_uri="http://127.0.0.1:9/cb?foo=baz"
+    )
     assert_error_page(flow.response)
 
 
 async def test_oidcc_redirect_uri_query_added(stack: Stack) -> None:
-    flow = await authorize(stack, client_id="shop", login_hint="alice",
-                                redirect_uri=REDIRECT_URI + "?foo=bar")  # fmt: skip
+    flow = await authorize(
+        stack, client_id="shop", login_hint="alice", redirect_uri=REDIRECT_URI + "?foo=bar"
+    )
     assert_error_page(flow.response)
 
 
@@ -564,8 +604,7 @@ async def test_oidcc_request_uri_unsigned(stack: Stack) -> None:
 
 
 async def test_oidcc_request_uri_signed(stack: Stack) -> None:
-    flow = await authorize(stack, login_hint="alice",
-                                request_uri="https://rp.example/signed.jwt")  # fmt: skip
+    flow = await authorize(stack, login_hint="alice", request_uri="https://rp.example/signed.jwt")
     assert_error_redirect(flow, stack, "request_uri_not_supported")
 
 

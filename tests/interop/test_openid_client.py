@@ -81,10 +81,14 @@ class RelyingParty:
 
     async def run(self, *args: str) -> tuple[int, dict[str, Any]]:
         proc = await asyncio.create_subprocess_exec(
-            self.node, str(RP), *args, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            self.node,
+            str(RP),
+            *args,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT)
         except TimeoutError:
@@ -102,8 +106,9 @@ class RelyingParty:
         assert status == 0, started
         return started
 
-    async def callback(self, url: str, started: dict[str, Any], **checks: str
-                       ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    async def callback(
+        self, url: str, started: dict[str, Any], **checks: str
+    ) -> tuple[int, dict[str, Any]]:
         """The library's verdict on a callback; ``checks`` override what the RP expects."""
         expected = {k: started[k] for k in ("verifier", "state", "nonce")} | checks
         return await self.run(
@@ -116,8 +121,9 @@ def rp(node: str, stack: Stack) -> RelyingParty:
     return RelyingParty(node, stack)
 
 
-async def front_channel(stack: Stack, authorization_url: str, status: str = "SUCCESS",
-                        fail_reason: str | None = None) -> str:  # fmt: skip
+async def front_channel(
+    stack: Stack, authorization_url: str, status: str = "SUCCESS", fail_reason: str | None = None
+) -> str:
     """The user's browser: authorize → challenge page → face check → finish; the callback URL."""
     browser = stack.browser()
     response = await browser.get(authorization_url)

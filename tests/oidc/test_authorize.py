@@ -67,10 +67,17 @@ async def raw_get(stack: Stack, query_string: str) -> httpx.Response:
 def params_for(**extra: str) -> dict[str, str]:
     _, challenge = pkce()
     return {
-        "response_type": "code", "client_id": "shop", "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": "st-1", "nonce": "n-1", "code_challenge": challenge,
-        "code_challenge_method": "S256", "login_hint": "alice", **extra,
-    }  # fmt: skip
+        "response_type": "code",
+        "client_id": "shop",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "st-1",
+        "nonce": "n-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+        **extra,
+    }
 
 
 # -- accepted requests ---------------------------------------------------------------------------
@@ -258,10 +265,24 @@ async def test_unregistered_redirect_uri_or_client_is_an_error_page(
 
 @pytest.mark.parametrize(
     "name",
-    ["state", "client_id", "redirect_uri", "response_type", "scope", "nonce", "login_hint",
-     "code_challenge", "code_challenge_method", "acr_values", "claims", "prompt", "max_age",
-     "id_token_hint", "request"],
-)  # fmt: skip
+    [
+        "state",
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "nonce",
+        "login_hint",
+        "code_challenge",
+        "code_challenge_method",
+        "acr_values",
+        "claims",
+        "prompt",
+        "max_age",
+        "id_token_hint",
+        "request",
+    ],
+)
 async def test_repeated_parameter_is_refused(stack: Stack, name: str) -> None:
     # RFC 6749 §3.1: parameters MUST NOT be included more than once.
     items = [(k, v) for k, v in params_for().items() if k != name]

@@ -90,8 +90,9 @@ async def assert_names_alice(stack: Stack, hint: str, client_id: str = "strict")
     assert flow.token, (flow.response.status_code, flow.response.headers)
 
 
-async def assert_bad_hint(stack: Stack, hint: str, stepup_error: str = "invalid_id_token_hint",
-                          client_id: str = "strict") -> Flow:  # fmt: skip
+async def assert_bad_hint(
+    stack: Stack, hint: str, stepup_error: str = "invalid_id_token_hint", client_id: str = "strict"
+) -> Flow:
     flow = await authorize(stack, client_id=client_id, id_token_hint=hint)
     assert not flow.token, "a challenge was opened"
     result = flow.redirect

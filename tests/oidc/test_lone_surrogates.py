@@ -60,8 +60,15 @@ async def test_claims_parameter_with_a_lone_surrogate_is_invalid_request(
 def assertion(stack: Stack, **claims: Any) -> str:
     """A private_key_jwt assertion, its payload written with json.dumps (escapes kept)."""
     now = int(time.time())
-    body = {"iss": "jwt", "sub": "jwt", "aud": stack.issuer, "jti": secrets.token_urlsafe(16),
-            "iat": now, "exp": now + 60, **claims}  # fmt: skip
+    body = {
+        "iss": "jwt",
+        "sub": "jwt",
+        "aud": stack.issuer,
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
     return jws.serialize_compact({"alg": "RS256", "kid": "rp-1"}, json.dumps(body), RP_KEY)
 
 
@@ -71,8 +78,10 @@ async def test_client_assertion_with_a_lone_surrogate_is_invalid_client(
 ) -> None:
     flow = await authorize(stack, client_id="jwt", login_hint="alice")
     code = (await flow.approve())["code"]
-    form = {"client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": assertion(stack, **{claim: "x\ud800"})}  # fmt: skip
+    form = {
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(stack, **{claim: "x\ud800"}),
+    }
     response = await redeem_code(
         stack, code, client_id="jwt", auth="none", verifier=flow.verifier, **form
     )

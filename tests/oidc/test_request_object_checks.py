@@ -43,9 +43,16 @@ SETTINGS: dict[str, Any] = {
 def signed(stack: Stack, client_id: str = "strict", **claims: Any) -> str:
     """A request object for alice, HS256 with the client's secret; a claim given as None is
     left out."""
-    body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "response_type": "code", "exp": int(time.time()) + 300,
-            "jti": secrets.token_urlsafe(16), "login_hint": "alice", **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "aud": stack.issuer,
+        "client_id": client_id,
+        "response_type": "code",
+        "exp": int(time.time()) + 300,
+        "jti": secrets.token_urlsafe(16),
+        "login_hint": "alice",
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     # json.dumps escapes non-ASCII (a lone surrogate as \ud800, which joserfc cannot encode).
     payload = json.dumps(body).encode()
@@ -109,8 +116,11 @@ async def test_request_object_from_the_future_is_refused(stack: Stack, claim: st
 
 @pytest.mark.parametrize("aud", ["endpoint", "missing", "another"])
 async def test_request_object_audience_must_be_the_issuer(stack: Stack, aud: str) -> None:
-    value = {"endpoint": f"{stack.issuer}/authorize", "missing": None,
-             "another": "https://another-op.example"}[aud]  # fmt: skip
+    value = {
+        "endpoint": f"{stack.issuer}/authorize",
+        "missing": None,
+        "another": "https://another-op.example",
+    }[aud]
     flow = await authorize(stack, client_id="strict", request=signed(stack, aud=value))
     assert_refused(flow, stack)
 
@@ -163,8 +173,15 @@ async def test_refused_object_does_not_spend_its_jti(stack: Stack) -> None:
     # The signature is checked before the jti is remembered: a forgery carrying a jti the
     # client will use cannot burn it.
     jti = secrets.token_urlsafe(16)
-    body = {"iss": "strict", "aud": stack.issuer, "client_id": "strict", "response_type": "code",
-            "exp": int(time.time()) + 300, "jti": jti, "login_hint": "alice"}  # fmt: skip
+    body = {
+        "iss": "strict",
+        "aud": stack.issuer,
+        "client_id": "strict",
+        "response_type": "code",
+        "exp": int(time.time()) + 300,
+        "jti": jti,
+        "login_hint": "alice",
+    }
     forged = jwt.encode({"alg": "HS256"}, body, OctKey.import_key("f" * 40))
     refused = await authorize(stack, client_id="strict", request=forged)
     assert_refused(refused, stack)

@@ -46,12 +46,24 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def request_object(stack: Stack, client_id: str = "strict", *, key: Key | None = None,
-                   alg: str = "HS256", **claims: Any) -> str:  # fmt: skip
+def request_object(
+    stack: Stack,
+    client_id: str = "strict",
+    *,
+    key: Key | None = None,
+    alg: str = "HS256",
+    **claims: Any,
+) -> str:
     """A request object signed by the client (HS256 with its secret unless ``key`` is given)."""
-    body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "response_type": "code", "exp": int(time.time()) + 300,
-            "jti": secrets.token_urlsafe(16), **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "aud": stack.issuer,
+        "client_id": client_id,
+        "response_type": "code",
+        "exp": int(time.time()) + 300,
+        "jti": secrets.token_urlsafe(16),
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     signing = key if key is not None else OctKey.import_key(client_secret(client_id))
     return jwt.encode({"alg": alg}, body, signing, [alg])
@@ -172,9 +184,11 @@ async def test_query_claims_do_not_override_the_signed_subject(stack: Stack) -> 
     # redirect the face check to alice.
     query_claims = json.dumps({"id_token": {"sub": {"value": "alice"}}})
     flow = await authorize(
-        stack, client_id="strict", request=request_object(stack, login_hint="bob"),
+        stack,
+        client_id="strict",
+        request=request_object(stack, login_hint="bob"),
         claims=query_claims,
-    )  # fmt: skip
+    )
     assert not flow.token, "the face check was opened for the query's subject"
     assert flow.redirect["stepup_error"] == "not_enrolled"
 
@@ -212,9 +226,11 @@ async def test_request_object_nested_too_deeply_is_refused(stack: Stack) -> None
     for _ in range(900):
         deep = {"a": deep}
     flow = await authorize(
-        stack, method="POST", client_id="strict",
+        stack,
+        method="POST",
+        client_id="strict",
         request=request_object(stack, login_hint="alice", claims=deep),
-    )  # fmt: skip
+    )
     assert not flow.token
     assert flow.redirect["error"] == "invalid_request"
 
@@ -248,8 +264,13 @@ async def test_expired_id_token_hint_is_still_a_hint(stack: Stack, redis: Redis)
     # keys.id_token_hint_tolerance (600 s; tests/oidc/test_id_token_hint_checks.py: beyond it).
     key = await provider_key(stack, redis)
     now = int(time.time())
-    claims = {"iss": stack.issuer, "aud": "strict", "sub": "alice", "iat": now - 900,
-              "exp": now - 500}  # fmt: skip
+    claims = {
+        "iss": stack.issuer,
+        "aud": "strict",
+        "sub": "alice",
+        "iat": now - 900,
+        "exp": now - 500,
+    }
     hint = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
     flow = await authorize(stack, client_id="strict", id_token_hint=hint)
     assert await sub_after_approval(stack, flow) == "alice"
@@ -265,8 +286,11 @@ async def test_id_token_hint_not_signed_by_a_trusted_key_is_refused(stack: Stack
     forged_key = RSAKey.generate_key(2048, parameters={"kid": "forged"})
     now = int(time.time())
     claims = {"iss": stack.issuer, "aud": "strict", "sub": "alice", "iat": now, "exp": now + 60}
-    for hint in (jwt.encode({"alg": "RS256", "kid": "forged"}, claims, forged_key),
-                 unsigned(claims), "not-a-jwt"):  # fmt: skip
+    for hint in (
+        jwt.encode({"alg": "RS256", "kid": "forged"}, claims, forged_key),
+        unsigned(claims),
+        "not-a-jwt",
+    ):
         flow = await authorize(stack, client_id="strict", id_token_hint=hint)
         assert_refused(flow, stack, "invalid_request", "invalid_id_token_hint")
 
@@ -279,8 +303,9 @@ async def test_id_token_hint_is_not_accepted_where_the_client_does_not_allow_it(
     assert_refused(flow, stack, "invalid_request", "subject_required")
 
 
-def upstream_token(subject: str, *, iss: str = UPSTREAM, key: Key = UPSTREAM_KEY,
-                   aud: str = "strict") -> str:  # fmt: skip
+def upstream_token(
+    subject: str, *, iss: str = UPSTREAM, key: Key = UPSTREAM_KEY, aud: str = "strict"
+) -> str:
     """An upstream id_token issued to ``aud`` (the trusted issuer's default audience is the
     requesting client's client_id)."""
     now = int(time.time())
@@ -312,9 +337,11 @@ async def test_upstream_token_signed_with_another_key_is_refused(stack: Stack) -
 
 async def test_conflicting_hints_are_refused(stack: Stack) -> None:
     flow = await authorize(
-        stack, client_id="shop", login_hint="alice",
+        stack,
+        client_id="shop",
+        login_hint="alice",
         id_token_hint=upstream_token("carol", aud="shop"),
-    )  # fmt: skip
+    )
     assert_refused(flow, stack, "invalid_request", "subject_conflict")
 
 
@@ -328,7 +355,9 @@ async def test_request_object_and_id_token_hint_conflict(stack: Stack) -> None:
 
 async def test_agreeing_hints_are_one_subject(stack: Stack) -> None:
     flow = await authorize(
-        stack, client_id="shop", login_hint="alice",
+        stack,
+        client_id="shop",
+        login_hint="alice",
         id_token_hint=upstream_token("alice", aud="shop"),
-    )  # fmt: skip
+    )
     assert await sub_after_approval(stack, flow) == "alice"

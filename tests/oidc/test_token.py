@@ -72,8 +72,9 @@ def assert_oauth_error(response: httpx.Response, error: str, status: int = 400) 
     assert response.headers["cache-control"] == "no-store"
 
 
-async def userinfo(stack: Stack, method: str = "GET", *, token: str | None = None,
-                   form_token: str | None = None) -> httpx.Response:  # fmt: skip
+async def userinfo(
+    stack: Stack, method: str = "GET", *, token: str | None = None, form_token: str | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(verify=TLS) as c:
         if method == "POST":
@@ -84,14 +85,22 @@ async def userinfo(stack: Stack, method: str = "GET", *, token: str | None = Non
 
 def assertion(client_id: str = "jwt", *, key: RSAKey = RP_KEY, **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": client_id, "sub": client_id, "aud": "", "jti": secrets.token_urlsafe(16),
-            "iat": now, "exp": now + 60, **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": "",
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     return jwt.encode({"alg": "RS256", "kid": "rp-1"}, body, key)
 
 
-async def redeem_with_assertion(stack: Stack, code: str, verifier: str | None,
-                                client_assertion: str) -> httpx.Response:  # fmt: skip
+async def redeem_with_assertion(
+    stack: Stack, code: str, verifier: str | None, client_assertion: str
+) -> httpx.Response:
     form = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": client_assertion}
     return await redeem_code(stack, code, client_id="jwt", auth="none", verifier=verifier, **form)
 
@@ -111,8 +120,9 @@ async def test_client_secret_basic_gets_tokens_without_caching(stack: Stack) -> 
     assert response.headers["pragma"] == "no-cache"
 
 
-async def post_token(stack: Stack, data: dict[str, str], auth: tuple[str, str] | None = None
-                     ) -> httpx.Response:  # fmt: skip
+async def post_token(
+    stack: Stack, data: dict[str, str], auth: tuple[str, str] | None = None
+) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS) as c:
         return await c.post(f"{stack.issuer}/token", data=data, auth=auth)
 
@@ -123,8 +133,12 @@ async def test_basic_auth_failure_is_401_with_www_authenticate(
 ) -> None:
     # RFC 6749 §5.2: authentication via the Authorization header failed → 401 + challenge.
     code, verifier = await issue_code(stack)
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier or ""}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier or "",
+    }
     response = await post_token(stack, data, auth)
     assert_oauth_error(response, "invalid_client", 401)
     assert response.headers["www-authenticate"].startswith("Basic ")
@@ -146,9 +160,14 @@ async def test_client_secret_post(stack: Stack) -> None:
 
 async def test_client_secret_post_with_wrong_secret(stack: Stack) -> None:
     code, verifier = await issue_code(stack, "post")
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier or "", "client_id": "post",
-            "client_secret": "wrong"}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier or "",
+        "client_id": "post",
+        "client_secret": "wrong",
+    }
     response = await post_token(stack, data)
     assert response.json()["error"] == "invalid_client"
     assert response.status_code == 401
@@ -222,8 +241,9 @@ async def test_malformed_client_credentials_are_invalid_client_not_500(stack: St
     not_utf8 = base64.b64encode(b"\xff\xfe:secret").decode()
     data = {"grant_type": "authorization_code", "code": "x", "redirect_uri": REDIRECT_URI}
     async with httpx.AsyncClient(verify=TLS) as c:
-        response = await c.post(f"{stack.issuer}/token", data=data,
-                                headers={"Authorization": f"Basic {not_utf8}"})  # fmt: skip
+        response = await c.post(
+            f"{stack.issuer}/token", data=data, headers={"Authorization": f"Basic {not_utf8}"}
+        )
     assert_oauth_error(response, "invalid_client", 401)
     assert response.headers["www-authenticate"].startswith("Basic")
 
@@ -259,8 +279,9 @@ async def test_missing_or_wrong_code_verifier_is_invalid_grant(
 
 async def test_code_verifier_for_a_code_without_challenge_is_refused(stack: Stack) -> None:
     # RFC 9700 §4.8.2: a PKCE downgrade (challenge stripped, verifier sent) must fail.
-    code, verifier = await issue_code(stack, "nopkce", code_challenge=None,
-                                      code_challenge_method=None)  # fmt: skip
+    code, verifier = await issue_code(
+        stack, "nopkce", code_challenge=None, code_challenge_method=None
+    )
     assert verifier is not None
     response = await redeem_code(stack, code, client_id="nopkce", verifier=verifier)
     assert response.status_code == 400, response.text

@@ -66,8 +66,14 @@ async def issue_code(stack: Stack, client_id: str) -> tuple[str, str]:
 
 def assertion(client_id: str = "jwt", **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": client_id, "sub": client_id, "jti": secrets.token_urlsafe(16), "iat": now,
-            "exp": now + 60, **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "sub": client_id,
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
     return jwt.encode({"alg": "RS256", "kid": "rp-1"}, body, RP_KEY)
 
 
@@ -80,8 +86,13 @@ async def post_token(
     source: str = "",
     **form: str,
 ) -> httpx.Response:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier, **form}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        **form,
+    }
     headers = {"X-Forwarded-For": source} if source else {}
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         return await c.post(f"{stack.issuer}/token", data=data, auth=basic, headers=headers)
@@ -133,9 +144,12 @@ async def test_a_stolen_code_without_valid_credentials_is_refused_and_left_to_it
         {"basic": ("c0", "wrong-secret-0123456789")},
         {"client_id": "c0", "client_secret": "wrong"},
         {"basic": ("nobody", "whatever")},
-        {"client_id": "jwt", "client_assertion_type": ASSERTION_TYPE,
-         "client_assertion": assertion("c0", aud=stack.issuer)},  # unsigned by c0's secret
-    ]  # fmt: skip
+        {
+            "client_id": "jwt",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion("c0", aud=stack.issuer),
+        },  # unsigned by c0's secret
+    ]
     for attempt in attempts:
         response = await post_token(stack, code, verifier, source=address(), **attempt)
         # A failed client assertion is a 400; every other failed authentication a 401.
@@ -156,8 +170,9 @@ async def test_a_redeemed_code_replayed_by_a_stranger_does_not_revoke_its_token(
     assert first.status_code == 200, first.text
     access_token = first.json()["access_token"]
     for basic in (None, ("c1", "wrong-secret-0123456789"), ("c2", "x"), ("nobody", "x")):
-        assert_invalid_client(await post_token(stack, code, verifier, basic=basic,
-                                               source=address()))  # fmt: skip
+        assert_invalid_client(
+            await post_token(stack, code, verifier, basic=basic, source=address())
+        )
     assert await userinfo_status(stack, access_token) == 200
     # The rightful client's own replay still revokes it (RFC 6749 §4.1.2).
     again = await post_token(stack, code, verifier, basic=as_client("c1"), source=address())
@@ -202,8 +217,7 @@ async def test_failures_from_one_address_are_throttled_and_the_client_is_still_s
     attacker, gateway = address(), address()
     for _ in range(LIMIT["count"]):
         wrong = ("c4", secrets.token_urlsafe(24))
-        assert_invalid_client(await post_token(stack, code, verifier, basic=wrong,
-                                               source=attacker))  # fmt: skip
+        assert_invalid_client(await post_token(stack, code, verifier, basic=wrong, source=attacker))
     # Refused before authenticating: even the right credentials, and the code stays unspent.
     throttled = await post_token(stack, code, verifier, basic=as_client("c4"), source=attacker)
     assert_throttled(throttled)
@@ -216,14 +230,17 @@ async def test_a_client_under_attack_from_many_addresses_refuses_only_failing_on
 ) -> None:
     attackers = [address() for _ in range(LIMIT["count"])]
     for source in attackers:  # one failure each: no address reaches its own limit
-        assert_invalid_client(await post_token(stack, "x", "y", source=source,
-                                               basic=("c5", "wrong-secret")))  # fmt: skip
+        assert_invalid_client(
+            await post_token(stack, "x", "y", source=source, basic=("c5", "wrong-secret"))
+        )
     # c5's counter is full: an address that has failed gets no second guess ...
-    assert_throttled(await post_token(stack, "x", "y", source=attackers[0],
-                                      basic=("c5", "another-guess")))  # fmt: skip
+    assert_throttled(
+        await post_token(stack, "x", "y", source=attackers[0], basic=("c5", "another-guess"))
+    )
     # ... while a fresh address is still heard, and the client's own servers are served.
-    assert_invalid_client(await post_token(stack, "x", "y", source=address(),
-                                           basic=("c5", "a-guess")))  # fmt: skip
+    assert_invalid_client(
+        await post_token(stack, "x", "y", source=address(), basic=("c5", "a-guess"))
+    )
     code, verifier = await issue_code(stack, "c5")
     served = await post_token(stack, code, verifier, basic=as_client("c5"), source=address())
     assert served.status_code == 200, served.text
@@ -240,8 +257,9 @@ async def test_successful_authentication_never_counts(stack: Stack) -> None:
 async def test_failed_authentication_counters_are_namespaced(stack: Stack, redis: Redis) -> None:
     """The per-client counter is the identity ``client:<id>``, never an address or subject."""
 
-    assert_invalid_client(await post_token(stack, "x", "y", source=address(),
-                                           basic=("c7", "wrong-secret")))  # fmt: skip
+    assert_invalid_client(
+        await post_token(stack, "x", "y", source=address(), basic=("c7", "wrong-secret"))
+    )
     by_client = await redis.hgetall(rate_key("client:c7"))
     assert by_client.get(b"tc") == b"1"
     assert await redis.exists(rate_key("c7")) == 0

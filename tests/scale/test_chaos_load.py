@@ -142,8 +142,12 @@ class Driver:
         return response.status_code
 
     async def redeem(self, code: str, verifier: str) -> httpx.Response:
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-                "code_verifier": verifier}  # fmt: skip
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        }
         return await self.api.post(
             f"{self.stack.issuer}/token", data=form, auth=("shop", CLIENT_SECRET)
         )

@@ -36,8 +36,10 @@ async def test_approved_step_up_and_code_replay_on_a_cluster(stack: Stack) -> No
     assert result["state"] == attempt.state
     claims = await attempt.id_token(result["code"])
     assert (claims["sub"], claims["nonce"], claims["acr"]) == (
-        "alice", attempt.nonce, "urn:idenfy:stepup:face",
-    )  # fmt: skip
+        "alice",
+        attempt.nonce,
+        "urn:idenfy:stepup:face",
+    )
 
     replay = await attempt.redeem(result["code"])
     assert replay.status_code == 400

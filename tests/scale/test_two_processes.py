@@ -68,19 +68,28 @@ class Deployment:
 
 
 def write_config(path: Path, issuer_port: int, sim_port: int, redis_url: str) -> None:
-    config = live_settings(issuer_port, sim_port, redis_url, api_key=VENDOR_AUTH[0],
-                           api_secret=VENDOR_AUTH[1], signing_key=SIGNING_KEY)  # fmt: skip
+    config = live_settings(
+        issuer_port,
+        sim_port,
+        redis_url,
+        api_key=VENDOR_AUTH[0],
+        api_secret=VENDOR_AUTH[1],
+        signing_key=SIGNING_KEY,
+    )
     path.write_text(yaml.safe_dump(config))
 
 
 def spawn(config: Path, port: int, log: Path) -> Provider:
     with log.open("wb") as out:
+        serve = ["serve", "--config", str(config), "--port", str(port)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "idenfy_stepup.cli", "serve", "--config", str(config),
-             "--port", str(port)],
-            env=ENV, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "idenfy_stepup.cli", *serve],
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
     return Provider(f"http://127.0.0.1:{port}", proc, log)
 
 
@@ -200,8 +209,12 @@ async def step_up_across_processes(deployment: Deployment, browser: httpx.AsyncC
     assert answer["state"] == params["state"] and answer["iss"] == a.url, answer
     code = answer["code"]
 
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier}  # fmt: skip
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     async with httpx.AsyncClient(timeout=20, verify=TLS) as rp:
         tokens = await rp.post(f"{b.url}/token", data=form, auth=("shop", CLIENT_SECRET))
         assert tokens.status_code == 200, tokens.text
