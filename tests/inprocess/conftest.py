@@ -5,7 +5,7 @@ takes milliseconds. The tests run in their own (function) event loop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -14,10 +14,23 @@ from idenfy_stepup.app import create_app
 from idenfy_stepup.settings import Settings, parse_settings
 
 from ..harness.fake_vendor import FakeIdenfy, live_mode
+from ..harness.redis import RedisProcess
 from ..harness.settings import TEST_ENCRYPTION_KEY, base_settings, merge
 
 # The issuer's port is never listened on: requests reach the app without a socket.
 PORT = 8000
+
+
+@pytest.fixture
+def redis_url(redis_proc: RedisProcess) -> Iterator[str]:
+    """The session's redis-server, flushed before the test and after it: ``mode: live`` keeps
+    its generated secrets encrypted, which the simulator-mode stacks of later modules (no
+    encryption key) would refuse to start with."""
+    with redis_proc.client() as r:
+        r.flushall()
+    yield redis_proc.url
+    with redis_proc.client() as r:
+        r.flushall()
 
 
 @pytest.fixture
