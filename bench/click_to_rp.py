@@ -31,9 +31,9 @@ for entry in (ROOT, ROOT / "plugin"):
         sys.path.insert(0, str(entry))
 
 from playwright.async_api import Browser, Request  # noqa: E402
-from tests.conftest import RedisProcess  # noqa: E402
 from tests.e2e.browser import chromium  # noqa: E402
-from tests.stack import Stack, free_socket, serve_in_loop, start_stack  # noqa: E402
+from tests.harness.redis import RedisProcess  # noqa: E402
+from tests.harness.servers import Stack, free_socket, serve_in_loop, start_stack  # noqa: E402
 
 from idenfy_stepup.demo.app import create_demo_app  # noqa: E402
 

@@ -27,7 +27,8 @@ from joserfc import jwt
 from joserfc.errors import InvalidClaimError
 from joserfc.jwk import KeySet, RSAKey
 
-from .stack import REDIRECT_URI, TLS, Stack, StackPool, client_entry, client_secret
+from .harness.servers import TLS, Stack
+from .harness.settings import REDIRECT_URI, client_entry, client_secret
 
 with warnings.catch_warnings():
     # authlib 1.9 prefers the httpx2 fork and warns when it falls back to httpx (which this
@@ -54,11 +55,6 @@ SETTINGS: dict[str, Any] = {
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
 async def metadata(stack: Stack) -> dict[str, Any]:
     async with AsyncOAuth2Client(verify=TLS) as c:
         url = f"{stack.issuer}/.well-known/openid-configuration"
@@ -70,18 +66,28 @@ async def metadata(stack: Stack) -> dict[str, Any]:
 
 def secret_client() -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
-        client_id="shop", client_secret=client_secret("shop"),
-        token_endpoint_auth_method="client_secret_basic", scope="openid",
-        redirect_uri=REDIRECT_URI, code_challenge_method="S256", verify=TLS, timeout=20,
-    )  # fmt: skip
+        client_id="shop",
+        client_secret=client_secret("shop"),
+        token_endpoint_auth_method="client_secret_basic",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        verify=TLS,
+        timeout=20,
+    )
 
 
 def key_client(metadata: dict[str, Any]) -> AsyncOAuth2Client:
     client = AsyncOAuth2Client(
-        client_id="jwt", client_secret=RP_KEY, token_endpoint_auth_method="private_key_jwt",
-        scope="openid", redirect_uri=REDIRECT_URI, code_challenge_method="S256", verify=TLS,
+        client_id="jwt",
+        client_secret=RP_KEY,
+        token_endpoint_auth_method="private_key_jwt",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        verify=TLS,
         timeout=20,
-    )  # fmt: skip
+    )
     client.register_client_auth_method(
         PrivateKeyJWT(metadata["token_endpoint"], headers={"kid": "authlib-rp"})
     )
@@ -100,9 +106,12 @@ class Attempt:
     def __init__(self, client: AsyncOAuth2Client, metadata: dict[str, Any]) -> None:
         self.verifier, self.nonce = generate_token(48), generate_token(20)
         self.url, self.state = client.create_authorization_url(
-            metadata["authorization_endpoint"], code_verifier=self.verifier, nonce=self.nonce,
-            acr_values=ACR, login_hint="alice",
-        )  # fmt: skip
+            metadata["authorization_endpoint"],
+            code_verifier=self.verifier,
+            nonce=self.nonce,
+            acr_values=ACR,
+            login_hint="alice",
+        )
 
 
 async def front_channel(stack: Stack, url: str) -> str:
@@ -123,46 +132,56 @@ async def front_channel(stack: Stack, url: str) -> str:
     return callback
 
 
-async def redeem(client: AsyncOAuth2Client, metadata: dict[str, Any], attempt: Attempt,
-                 callback: str) -> dict[str, Any]:  # fmt: skip
+async def redeem(
+    client: AsyncOAuth2Client, metadata: dict[str, Any], attempt: Attempt, callback: str
+) -> dict[str, Any]:
     """The callback as the RP handles it; the token response."""
     # RFC 9207 §2.4 (authlib's client does not check it): discovery advertises iss, so it must
     # be present and be the issuer.
     assert metadata["authorization_response_iss_parameter_supported"] is True
     assert dict(parse_qsl(urlsplit(callback).query)).get("iss") == metadata["issuer"]
     token: dict[str, Any] = await client.fetch_token(
-        metadata["token_endpoint"], authorization_response=callback, state=attempt.state,
+        metadata["token_endpoint"],
+        authorization_response=callback,
+        state=attempt.state,
         code_verifier=attempt.verifier,
-    )  # fmt: skip
+    )
     return token
 
 
-async def id_token_claims(client: AsyncOAuth2Client, metadata: dict[str, Any],
-                          token: dict[str, Any], nonce: str) -> CodeIDToken:  # fmt: skip
+async def id_token_claims(
+    client: AsyncOAuth2Client, metadata: dict[str, Any], token: dict[str, Any], nonce: str
+) -> CodeIDToken:
     """The id_token verified against the JWKS and validated as OIDC Core §3.1.3.7 asks."""
     jwks = await client.request("GET", metadata["jwks_uri"], withhold_token=True)
     jwks.raise_for_status()
     decoded = jwt.decode(
-        token["id_token"], KeySet.import_key_set(jwks.json()),
+        token["id_token"],
+        KeySet.import_key_set(jwks.json()),
         algorithms=metadata["id_token_signing_alg_values_supported"],
-    )  # fmt: skip
+    )
     claims = CodeIDToken(
-        decoded.claims, decoded.header,
+        decoded.claims,
+        decoded.header,
         options={
             "iss": {"essential": True, "value": metadata["issuer"]},
             "aud": {"essential": True, "value": client.client_id},
             "sub": {"essential": True, "value": "alice"},
             "acr": {"essential": True, "value": ACR},
         },
-        params={"nonce": nonce, "client_id": client.client_id,
-                "access_token": token["access_token"]},
-    )  # fmt: skip
+        params={
+            "nonce": nonce,
+            "client_id": client.client_id,
+            "access_token": token["access_token"],
+        },
+    )
     claims.validate(leeway=5)
     return claims
 
 
-async def step_up(stack: Stack, client: AsyncOAuth2Client, metadata: dict[str, Any]
-                  ) -> tuple[Attempt, dict[str, Any], CodeIDToken]:  # fmt: skip
+async def step_up(
+    stack: Stack, client: AsyncOAuth2Client, metadata: dict[str, Any]
+) -> tuple[Attempt, dict[str, Any], CodeIDToken]:
     attempt = Attempt(client, metadata)
     sent = dict(parse_qsl(urlsplit(attempt.url).query))
     assert sent["code_challenge_method"] == "S256" and sent["code_challenge"]
@@ -203,9 +222,11 @@ async def test_authlib_client_rejects_wrong_state_and_nonce(
     callback = await front_channel(stack, attempt.url)
     with pytest.raises(MismatchingStateException):
         await rp.fetch_token(
-            metadata["token_endpoint"], authorization_response=callback, state="another-state",
+            metadata["token_endpoint"],
+            authorization_response=callback,
+            state="another-state",
             code_verifier=attempt.verifier,
-        )  # fmt: skip
+        )
     # The state check came before the redemption: the code still works, but not the nonce.
     token = await redeem(rp, metadata, attempt, callback)
     with pytest.raises(InvalidClaimError, match="nonce"):

@@ -17,9 +17,11 @@ STEPS = {"flow", "authorize", "page", "events_open", "webhook", "push", "finish"
 @pytest.mark.slow
 def test_load_benchmark_runs_whole_flows_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    args = [sys.executable, str(ROOT / "bench" / "load.py"), "--users", "4", "--duration", "3",
-            "--warmup", "1", "--rounds", "2", "--pending", "100", "--endpoint-cpu",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *(sys.executable, str(ROOT / "bench" / "load.py")),
+        *("--users", "4", "--duration", "3", "--warmup", "1", "--rounds", "2"),
+        *("--pending", "100", "--endpoint-cpu", "--out", str(out)),
+    ]
     run = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)

@@ -1,4 +1,5 @@
-"""The real command line: `idenfy-stepup serve` with design.md §7's minimal file, over HTTP."""
+"""The real command line: `idenfy-stepup serve` with the minimal settings file
+(config/minimal.yaml), over HTTP."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from .stack import free_socket, pkce, query
+from .harness.rp import pkce, query
+from .harness.servers import free_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "idenfy_stepup.cli"]
@@ -45,8 +47,9 @@ def minimal_config(tmp_path: Path) -> tuple[Path, int, int]:
 def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     config, port, sim_port = minimal_config(tmp_path)
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], env=ENV,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(config)], env=ENV, stdout=log, stderr=subprocess.STDOUT
+    )
     issuer = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -70,24 +73,41 @@ def test_serve_happy_path_with_minimal_config(served: tuple[str, str]) -> None:
     issuer, simulator = served
     verifier, challenge = pkce()
     with httpx.Client(base_url=issuer) as browser:
-        params = {"response_type": "code", "client_id": "shop", "scope": "openid",
-                  "redirect_uri": "http://127.0.0.1:9000/callback", "state": "s1",
-                  "nonce": "n1", "code_challenge": challenge,
-                  "code_challenge_method": "S256", "login_hint": "alice"}  # fmt: skip
+        params = {
+            "response_type": "code",
+            "client_id": "shop",
+            "scope": "openid",
+            "redirect_uri": "http://127.0.0.1:9000/callback",
+            "state": "s1",
+            "nonce": "n1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "login_hint": "alice",
+        }
         started = browser.get("/authorize", params=params)
         assert started.status_code == 303
         token = started.headers["location"].rsplit("/", 1)[1]
         page = browser.get(f"/challenge/{token}")
         assert 'id="idenfy-iframe"' in page.text
-        outcome = httpx.post(f"{simulator}/_simulator/sessions/{token}/outcome",
-                             json={"status": "SUCCESS"}, timeout=30)  # fmt: skip
+        outcome = httpx.post(
+            f"{simulator}/_simulator/sessions/{token}/outcome",
+            json={"status": "SUCCESS"},
+            timeout=30,
+        )
         assert outcome.json()["delivered"] == 200
         done = browser.get(f"/challenge/{token}/finish")
     result = query(done.headers["location"])
     assert result["state"] == "s1" and result["iss"] == issuer
-    tokens = httpx.post(f"{issuer}/token", auth=("shop", SECRET), data={
-        "grant_type": "authorization_code", "code": result["code"],
-        "redirect_uri": "http://127.0.0.1:9000/callback", "code_verifier": verifier})  # fmt: skip
+    tokens = httpx.post(
+        f"{issuer}/token",
+        auth=("shop", SECRET),
+        data={
+            "grant_type": "authorization_code",
+            "code": result["code"],
+            "redirect_uri": "http://127.0.0.1:9000/callback",
+            "code_verifier": verifier,
+        },
+    )
     assert tokens.status_code == 200, tokens.text
     keys = KeySet.import_key_set(httpx.get(f"{issuer}/jwks").json())
     claims = jwt.decode(tokens.json()["id_token"], keys).claims
@@ -97,10 +117,16 @@ def test_serve_happy_path_with_minimal_config(served: tuple[str, str]) -> None:
 def test_serve_bob_is_not_enrolled(served: tuple[str, str]) -> None:
     issuer, _ = served
     _, challenge = pkce()
-    params = {"response_type": "code", "client_id": "shop", "scope": "openid",
-              "redirect_uri": "http://127.0.0.1:9000/callback", "state": "s2",
-              "code_challenge": challenge, "code_challenge_method": "S256",
-              "login_hint": "bob"}  # fmt: skip
+    params = {
+        "response_type": "code",
+        "client_id": "shop",
+        "scope": "openid",
+        "redirect_uri": "http://127.0.0.1:9000/callback",
+        "state": "s2",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "bob",
+    }
     response = httpx.get(f"{issuer}/authorize", params=params)
     result = query(response.headers["location"])
     assert result["error"] == "unmet_authentication_requirements"

@@ -25,8 +25,10 @@ import yaml
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from .conftest import RedisProcess
-from .stack import CLIENT_SECRET, REDIRECT_URI, SHOP_CLIENT, free_socket, live_settings, pkce, query
+from .harness.redis import RedisProcess
+from .harness.rp import pkce, query
+from .harness.servers import free_socket
+from .harness.settings import CLIENT_SECRET, REDIRECT_URI, SHOP_CLIENT, live_settings
 
 pytestmark = pytest.mark.slow
 
@@ -113,8 +115,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, ready: Callable[[], Any], *, timeout: float = START_TIMEOUT,
-             procs: tuple[Proc, ...] = ()) -> None:  # fmt: skip
+def wait_for(
+    what: str,
+    ready: Callable[[], Any],
+    *,
+    timeout: float = START_TIMEOUT,
+    procs: tuple[Proc, ...] = (),
+) -> None:
     """Poll ``ready`` until it returns something true; fail (with the logs) at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -151,9 +158,12 @@ class Proc:
         self.out, self.err = self.folder / f"{self.name}.out", self.folder / f"{self.name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.popen = subprocess.Popen(
-                [str(EXE), *self.args], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                [str(EXE), *self.args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     @property
     def pid(self) -> int:
@@ -238,8 +248,15 @@ def assert_all_gone(procs: list[Ps], serve: Proc) -> None:
 
 def live_config(port: int, sim_port: int, redis_url: str, **server: Any) -> dict[str, Any]:
     """``mode: live`` pointed at a simulator run on its own (as bench/load.py runs it)."""
-    return live_settings(port, sim_port, redis_url, api_key=API_KEY, api_secret=API_SECRET,
-                         signing_key=SIGNING_KEY, **server)  # fmt: skip
+    return live_settings(
+        port,
+        sim_port,
+        redis_url,
+        api_key=API_KEY,
+        api_secret=API_SECRET,
+        signing_key=SIGNING_KEY,
+        **server,
+    )
 
 
 def simulator_config(port: int, sim_port: int, data_dir: Path, **server: Any) -> dict[str, Any]:
@@ -274,10 +291,17 @@ def step_up(issuer: str, simulator: str) -> dict[str, Any]:
     """
     verifier, challenge = pkce()
     state, nonce = os.urandom(8).hex(), os.urandom(8).hex()
-    params = {"response_type": "code", "client_id": "shop", "scope": "openid",
-              "redirect_uri": REDIRECT_URI, "state": state, "nonce": nonce,
-              "code_challenge": challenge, "code_challenge_method": "S256",
-              "login_hint": "alice"}  # fmt: skip
+    params = {
+        "response_type": "code",
+        "client_id": "shop",
+        "scope": "openid",
+        "redirect_uri": REDIRECT_URI,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+    }
     fresh = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=issuer, limits=fresh, timeout=20) as browser:
         started = browser.get("/authorize", params=params)
@@ -288,8 +312,11 @@ def step_up(issuer: str, simulator: str) -> dict[str, Any]:
         assert browser.cookies, "the challenge cookie was not set"
         page = browser.get(f"/challenge/{token}")
         assert page.status_code == 200, page.text
-        outcome = httpx.post(f"{simulator}/_simulator/sessions/{token}/outcome",
-                             json={"status": "SUCCESS"}, timeout=30)  # fmt: skip
+        outcome = httpx.post(
+            f"{simulator}/_simulator/sessions/{token}/outcome",
+            json={"status": "SUCCESS"},
+            timeout=30,
+        )
         assert outcome.status_code == 200, outcome.text
         assert outcome.json()["delivered"] == 200, outcome.text
         done = browser.get(f"/challenge/{token}/finish")
@@ -297,9 +324,17 @@ def step_up(issuer: str, simulator: str) -> dict[str, Any]:
     assert done.headers["location"].startswith(REDIRECT_URI), done.headers["location"]
     result = query(done.headers["location"])
     assert result["state"] == state and result["iss"] == issuer, result
-    tokens = httpx.post(f"{issuer}/token", auth=("shop", CLIENT_SECRET), timeout=20, data={
-        "grant_type": "authorization_code", "code": result["code"],
-        "redirect_uri": REDIRECT_URI, "code_verifier": verifier})  # fmt: skip
+    tokens = httpx.post(
+        f"{issuer}/token",
+        auth=("shop", CLIENT_SECRET),
+        timeout=20,
+        data={
+            "grant_type": "authorization_code",
+            "code": result["code"],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+    )
     assert tokens.status_code == 200, tokens.text
     keys = KeySet.import_key_set(httpx.get(f"{issuer}/jwks", timeout=20).json())
     claims = dict(jwt.decode(tokens.json()["id_token"], keys).claims)
@@ -318,26 +353,18 @@ class Live:
     simulator_url: str
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    redis = RedisProcess()
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
-
-
 @contextlib.contextmanager
-def live_stack(tmp_path: Path, redis: RedisProcess, *serve_args: str,
-               **server: Any) -> Iterator[Live]:  # fmt: skip
+def live_stack(
+    tmp_path: Path, redis: RedisProcess, *serve_args: str, **server: Any
+) -> Iterator[Live]:
     port, sim_port = free_port(), free_port()
     path = write(tmp_path, live_config(port, sim_port, redis.url, **server))
     issuer, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
     with running(tmp_path) as start:
         simulator = start("simulator", "simulator", "--config", str(path))
-        wait_for("the simulator answers", lambda: answers(f"{sim}/?token=x", 404),
-                 procs=(simulator,))  # fmt: skip
+        wait_for(
+            "the simulator answers", lambda: answers(f"{sim}/?token=x", 404), procs=(simulator,)
+        )
         serve = start("serve", "serve", "--config", str(path), *serve_args)
         wait_for("/readyz", lambda: answers(f"{issuer}/readyz"), procs=(serve, simulator))
         yield Live(serve, simulator, issuer, sim)
@@ -345,13 +372,12 @@ def live_stack(tmp_path: Path, redis: RedisProcess, *serve_args: str,
 
 def wait_workers(live: Live, count: int) -> list[Ps]:
     """Wait until ``count`` workers run (any one may answer /readyz before the others)."""
-    wait_for(f"{count} workers", lambda: len(live.serve.workers()) == count,
-             procs=(live.serve,))  # fmt: skip
+    wait_for(f"{count} workers", lambda: len(live.serve.workers()) == count, procs=(live.serve,))
     return live.serve.workers()
 
 
-def test_workers_serve_a_whole_step_up(tmp_path: Path, redis_server: RedisProcess) -> None:
-    with live_stack(tmp_path, redis_server, "--workers", "2") as live:
+def test_workers_serve_a_whole_step_up(tmp_path: Path, own_redis: RedisProcess) -> None:
+    with live_stack(tmp_path, own_redis, "--workers", "2") as live:
         workers = wait_workers(live, 2)
         tree = live.serve.tree()
         assert {w.pid for w in workers} <= {p.pid for p in children(live.serve.pid)}
@@ -369,8 +395,8 @@ def test_workers_serve_a_whole_step_up(tmp_path: Path, redis_server: RedisProces
         assert len(live.serve.workers()) == 2, live.serve.logs()
 
 
-def test_a_killed_worker_is_replaced(tmp_path: Path, redis_server: RedisProcess) -> None:
-    with live_stack(tmp_path, redis_server, "--workers", "2") as live:
+def test_a_killed_worker_is_replaced(tmp_path: Path, own_redis: RedisProcess) -> None:
+    with live_stack(tmp_path, own_redis, "--workers", "2") as live:
         workers = wait_workers(live, 2)
         victim, survivor = workers
         os.kill(victim.pid, signal.SIGKILL)
@@ -386,13 +412,14 @@ def test_a_killed_worker_is_replaced(tmp_path: Path, redis_server: RedisProcess)
             assert httpx.get(f"{live.issuer}/readyz").status_code == 200
         step_up(live.issuer, live.simulator_url)
         assert live.serve.popen.poll() is None
-        wait_for("the replacement is logged", lambda: "replacing it" in live.serve.logs(),
-                 timeout=5)  # fmt: skip
+        wait_for(
+            "the replacement is logged", lambda: "replacing it" in live.serve.logs(), timeout=5
+        )
 
 
-def test_a_crash_loop_stops_the_service(tmp_path: Path, redis_server: RedisProcess) -> None:
+def test_a_crash_loop_stops_the_service(tmp_path: Path, own_redis: RedisProcess) -> None:
     """More than 5 replacements within 60 s: the parent gives up with exit code 1."""
-    with live_stack(tmp_path, redis_server, "--workers", "2") as live:
+    with live_stack(tmp_path, own_redis, "--workers", "2") as live:
         wait_workers(live, 2)
         killed: dict[int, Ps] = {}
         deadline = time.monotonic() + 30
@@ -409,8 +436,8 @@ def test_a_crash_loop_stops_the_service(tmp_path: Path, redis_server: RedisProce
         assert_all_gone(list(live.serve.seen.values()), live.serve)
 
 
-def test_sigterm_stops_parent_and_workers(tmp_path: Path, redis_server: RedisProcess) -> None:
-    with live_stack(tmp_path, redis_server, "--workers", "2") as live:
+def test_sigterm_stops_parent_and_workers(tmp_path: Path, own_redis: RedisProcess) -> None:
+    with live_stack(tmp_path, own_redis, "--workers", "2") as live:
         wait_workers(live, 2)
         tree = live.serve.tree()
         live.serve.popen.send_signal(signal.SIGTERM)  # the parent only, as systemd would
@@ -423,10 +450,10 @@ def test_sigterm_stops_parent_and_workers(tmp_path: Path, redis_server: RedisPro
 
 
 def test_ctrl_c_to_the_process_group_stops_everything(
-    tmp_path: Path, redis_server: RedisProcess
+    tmp_path: Path, own_redis: RedisProcess
 ) -> None:
     """A terminal's Ctrl-C reaches the parent and every worker at once: no worker is replaced."""
-    with live_stack(tmp_path, redis_server, "--workers", "2") as live:
+    with live_stack(tmp_path, own_redis, "--workers", "2") as live:
         wait_workers(live, 2)
         tree = live.serve.tree()
         os.killpg(live.serve.pid, signal.SIGINT)
@@ -438,10 +465,17 @@ def test_ctrl_c_to_the_process_group_stops_everything(
 def open_push_stream(issuer: str) -> tuple[threading.Thread, list[str]]:
     """A browser on a challenge page, its push channel open; what it read ends up in the list."""
     _, challenge = pkce()
-    params = {"response_type": "code", "client_id": "shop", "scope": "openid",
-              "redirect_uri": REDIRECT_URI, "state": "s", "nonce": "n",
-              "code_challenge": challenge, "code_challenge_method": "S256",
-              "login_hint": "alice"}  # fmt: skip
+    params = {
+        "response_type": "code",
+        "client_id": "shop",
+        "scope": "openid",
+        "redirect_uri": REDIRECT_URI,
+        "state": "s",
+        "nonce": "n",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+    }
     browser = httpx.Client(base_url=issuer, timeout=60)
     started = browser.get("/authorize", params=params)
     token = started.headers["location"].rsplit("/", 1)[1]
@@ -469,11 +503,11 @@ def open_push_stream(issuer: str) -> tuple[threading.Thread, list[str]]:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_stopping_ends_open_push_streams_at_once(
-    tmp_path: Path, redis_server: RedisProcess, workers: str
+    tmp_path: Path, own_redis: RedisProcess, workers: str
 ) -> None:
     """A push stream lasts up to challenge.push_timeout (25 s); SIGTERM must not wait for it,
     nor cut it: the stream ends cleanly and EventSource reconnects (elsewhere)."""
-    with live_stack(tmp_path, redis_server, "--workers", workers) as live:
+    with live_stack(tmp_path, own_redis, "--workers", workers) as live:
         if workers == "2":
             wait_workers(live, 2)
         reader, lines = open_push_stream(live.issuer)
@@ -488,9 +522,9 @@ def test_stopping_ends_open_push_streams_at_once(
         assert "Cancel" not in live.serve.logs() and "killing" not in live.serve.logs()
 
 
-def test_workers_flag_overrides_config(tmp_path: Path, redis_server: RedisProcess) -> None:
+def test_workers_flag_overrides_config(tmp_path: Path, own_redis: RedisProcess) -> None:
     """server.workers: 3 in the file, --workers 1 on the command line: one plain process."""
-    with live_stack(tmp_path, redis_server, "--workers", "1", workers=3) as live:
+    with live_stack(tmp_path, own_redis, "--workers", "1", workers=3) as live:
         assert live.serve.tree() == []
         step_up(live.issuer, live.simulator_url)
         assert live.serve.tree() == []
@@ -519,11 +553,11 @@ def simulator_mode(tmp_path: Path) -> Iterator[Embedded]:
     with running(tmp_path) as start:
         serve = start("serve", "serve", "--config", str(path))
         wait_for("/readyz", lambda: answers(f"{issuer}/readyz"), procs=(serve,))
-        wait_for("the simulator answers", lambda: answers(f"{sim}/?token=unknown", None),
-                 procs=(serve,))  # fmt: skip
+        wait_for(
+            "the simulator answers", lambda: answers(f"{sim}/?token=unknown", None), procs=(serve,)
+        )
         # 2 workers + the simulator are spawned: the simulator is the one on its port
-        wait_for("2 workers and the simulator", lambda: len(serve.workers()) == 3,
-                 procs=(serve,))  # fmt: skip
+        wait_for("2 workers and the simulator", lambda: len(serve.workers()) == 3, procs=(serve,))
         spawned_ = serve.workers()
         on_sim_port = listeners(sim_port)
         simulator = [p for p in spawned_ if p.pid in on_sim_port]
@@ -573,8 +607,9 @@ def test_demo_ignores_server_workers(tmp_path: Path) -> None:
     with running(tmp_path) as start:
         demo = start("demo", "demo", "--config", str(path), "--demo-port", str(demo_port))
         wait_for("/readyz", lambda: answers(f"{issuer}/readyz"), procs=(demo,))
-        wait_for("the demo app", lambda: answers(f"http://127.0.0.1:{demo_port}/", None),
-                 procs=(demo,))  # fmt: skip
+        wait_for(
+            "the demo app", lambda: answers(f"http://127.0.0.1:{demo_port}/", None), procs=(demo,)
+        )
         assert demo.workers() == []
         assert [p.cmdline for p in demo.tree() if "redis-server" not in p.cmdline] == []
 
@@ -583,8 +618,9 @@ def test_demo_ignores_server_workers(tmp_path: Path) -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [str(EXE), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.mark.parametrize("count", ["0", "65", "-1"])
@@ -599,8 +635,9 @@ def test_workers_out_of_range_is_refused(tmp_path: Path, count: str) -> None:
 
 @pytest.mark.parametrize("count", [0, 65])
 def test_server_workers_out_of_range_is_refused(tmp_path: Path, count: int) -> None:
-    path = write(tmp_path, simulator_config(free_port(), free_port(), tmp_path / "data",
-                                            workers=count))  # fmt: skip
+    path = write(
+        tmp_path, simulator_config(free_port(), free_port(), tmp_path / "data", workers=count)
+    )
     result = run("serve", "--config", str(path))
     assert result.returncode == 2, result
     assert "server.workers" in result.stderr
@@ -615,17 +652,30 @@ def test_simulator_without_signing_key_warns_and_serves(tmp_path: Path) -> None:
     config_port, port = free_port(), free_port()
     path = write(tmp_path, simulator_config(free_port(), config_port, tmp_path / "data"))
     with running(tmp_path) as start:
-        simulator = start("simulator", "simulator", "--config", str(path),
-                          "--host", "127.0.0.1", "--port", str(port))  # fmt: skip
+        simulator = start(
+            "simulator",
+            "simulator",
+            "--config",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        )
         url = f"http://127.0.0.1:{port}"
-        wait_for("the simulator answers", lambda: answers(f"{url}/?token=unknown", 404),
-                 procs=(simulator,))  # fmt: skip
+        wait_for(
+            "the simulator answers",
+            lambda: answers(f"{url}/?token=unknown", 404),
+            procs=(simulator,),
+        )
         err = simulator.err.read_text()
         assert "warning: idenfy.webhook_signing_key is not set: webhooks are sent unsigned" in err
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{config_port}/?token=unknown")  # --port won
-        sessions = httpx.get(f"{url}/api/v2/facial-authentication-sessions/",
-                             auth=("simulator-api-key", "simulator-api-secret"))  # fmt: skip
+        sessions = httpx.get(
+            f"{url}/api/v2/facial-authentication-sessions/",
+            auth=("simulator-api-key", "simulator-api-secret"),
+        )
         assert sessions.status_code == 200 and sessions.json() == []
         simulator.popen.send_signal(signal.SIGTERM)
         assert simulator.wait(15) == 0, simulator.logs()
@@ -638,12 +688,16 @@ def test_simulator_with_signing_key_does_not_warn(tmp_path: Path) -> None:
     with running(tmp_path) as start:
         simulator = start("simulator", "simulator", "--config", str(path))
         url = f"http://127.0.0.1:{sim_port}"
-        wait_for("the simulator answers", lambda: answers(f"{url}/?token=x", 404),
-                 procs=(simulator,))  # fmt: skip
-        wrong = httpx.get(f"{url}/api/v2/facial-authentication-sessions/",
-                          auth=("simulator-api-key", "simulator-api-secret"))  # fmt: skip
-        assert wrong.status_code in (401, 403), wrong.text
-        right = httpx.get(f"{url}/api/v2/facial-authentication-sessions/",
-                          auth=(API_KEY, API_SECRET))  # fmt: skip
+        wait_for(
+            "the simulator answers", lambda: answers(f"{url}/?token=x", 404), procs=(simulator,)
+        )
+        wrong = httpx.get(
+            f"{url}/api/v2/facial-authentication-sessions/",
+            auth=("simulator-api-key", "simulator-api-secret"),
+        )
+        assert wrong.status_code == 401, wrong.text
+        right = httpx.get(
+            f"{url}/api/v2/facial-authentication-sessions/", auth=(API_KEY, API_SECRET)
+        )
         assert right.status_code == 200, right.text
         assert "unsigned" not in simulator.err.read_text()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from idenfy_stepup.settings import ConfigError, load_settings, parse_settings
+from idenfy_stepup.settings import ConfigError, Settings, load_settings, parse_settings
 from idenfy_stepup.settings.lint import unsafe_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +36,7 @@ def test_shipped_files_load(name: str) -> None:
     assert settings.redis.url == "embedded"
 
 
-def test_example_documents_every_key_and_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("IDENFY_API_KEY", "IDENFY_API_SECRET", "STEPUP_SIGNING_KEY_PEM"):
         monkeypatch.setenv(var, "x")
     monkeypatch.setenv("IDENFY_WEBHOOK_SIGNING_KEY", "k" * 40)
@@ -39,6 +45,103 @@ def test_example_documents_every_key_and_loads(monkeypatch: pytest.MonkeyPatch) 
     settings = load_settings(ROOT / "config" / "example.yaml")
     assert settings.idenfy.mode == "live"
     assert settings.keys.signing[0].kid == "2026-11"
+
+
+# -- config/example.yaml documents every key -----------------------------------------------------
+#
+# A key path names a key through the settings models: ``keys.signing[].kid`` (a list of models),
+# ``errors.*.hint`` (a mapping whose values are models). Mappings of data (``directory.static``,
+# ``idenfy.risk_tags``, a client's ``jwks``) are values: their keys are not settings.
+HOW = {"model": ".", "items": "[].", "values": ".*."}
+
+
+def models_in(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """The models an annotation holds, and how: as itself, as list items or as mapping values."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [("model", annotation)]
+    if origin in (typing.Union, types.UnionType):
+        return [found for arg in args for found in models_in(arg)]
+    if origin in (tuple, list):
+        return [("items", m) for arg in args if arg is not Ellipsis for _, m in models_in(arg)]
+    if origin is dict:
+        return [("values", m) for _, m in models_in(args[1])]
+    return []
+
+
+def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every key path the settings models accept."""
+    paths = set()
+    for name, info in model.model_fields.items():
+        path = prefix + (info.alias or name)
+        paths.add(path)
+        for how, sub in models_in(info.annotation):
+            paths |= model_keys(sub, path + HOW[how])
+    return paths
+
+
+def file_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every key path a parsed settings file sets."""
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    paths = set()
+    for key, value in data.items():
+        path = prefix + str(key)
+        paths.add(path)
+        info = fields.get(str(key))
+        for how, sub in models_in(info.annotation) if info is not None else []:
+            if how == "model":
+                found = [value]
+            else:
+                found = list(value if how == "items" else value.values()) if value else []
+            for item in found:
+                if isinstance(item, dict):
+                    paths |= file_keys(sub, item, path + HOW[how])
+    return paths
+
+
+# A commented-out key (an alternative that cannot be set beside the one shown, or a field shown
+# with its use): ``# key: value`` at the indentation of the keys around it.
+COMMENTED_KEY = re.compile(r"^(?P<indent>\s*)# (?P<key>[a-z_]+):(?: |$)")
+
+
+def documented_keys(text: str) -> set[str]:
+    """The key paths ``text`` sets, and those its commented-out keys would set: each such line
+    is uncommented on its own; one that does not add exactly one known key is prose."""
+    known = model_keys(Settings)
+    paths = file_keys(Settings, yaml.safe_load(text))
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        match = COMMENTED_KEY.match(line)
+        if match is None:
+            continue
+        uncommented = [*lines[:number], match["indent"] + line[match.end("indent") + 2 :]]
+        try:
+            data = yaml.safe_load("\n".join([*uncommented, *lines[number + 1 :]]))
+        except yaml.YAMLError:
+            continue
+        added = file_keys(Settings, data) - paths if isinstance(data, dict) else set()
+        if len(added) == 1 and added <= known:
+            paths |= added
+    return paths
+
+
+def test_example_documents_every_key_and_no_other() -> None:
+    text = (ROOT / "config" / "example.yaml").read_text()
+    documented, known = documented_keys(text), model_keys(Settings)
+    assert sorted(known - documented) == [], "settings keys config/example.yaml does not show"
+    assert sorted(documented - known) == [], "keys in config/example.yaml that no setting has"
+
+
+def test_the_key_comparison_sees_a_missing_an_extra_and_a_commented_key() -> None:
+    """The comparison above, on texts whose answers are known: it can fail."""
+    text = (ROOT / "config" / "example.yaml").read_text()
+    assert "keys.signing[].private_key_file" in documented_keys(text)  # commented out
+    without = "\n".join(x for x in text.splitlines() if not x.startswith("  keep_alive_timeout:"))
+    assert model_keys(Settings) - documented_keys(without) == {"server.keep_alive_timeout"}
+    extra = text.replace("\nserver:\n", "\nserver:\n  keep_alive_timout: 5\n", 1)
+    assert documented_keys(extra) - model_keys(Settings) == {"server.keep_alive_timout"}
+    prose = text.replace("\nserver:\n", "\nserver:\n  # note: this is prose\n", 1)
+    assert documented_keys(prose) == documented_keys(text)
 
 
 def test_defaults_are_safe() -> None:

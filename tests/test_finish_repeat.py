@@ -8,40 +8,17 @@ neither opens a challenge nor consumes one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
-from .conftest import RedisProcess
-from .stack import (
-    REDIRECT_URI,
-    Attempt,
-    Stack,
-    StackPool,
-    authorize_params,
-    challenge,
-    challenge_key,
-    pkce,
-    query,
-    vendor_sessions,
-)
+from .harness.redis import challenge_key
+from .harness.rp import Flow, authorize_params, challenge, pkce, query
+from .harness.servers import Stack
+from .harness.settings import REDIRECT_URI
+from .harness.vendor import vendor_sessions
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
 
 
 def rp(response: httpx.Response) -> dict[str, str]:
@@ -53,7 +30,7 @@ def rp(response: httpx.Response) -> dict[str, str]:
     return query(location)
 
 
-async def approved(stack: Stack) -> tuple[Attempt, dict[str, str]]:
+async def approved(stack: Stack) -> tuple[Flow, dict[str, str]]:
     attempt = await challenge(stack)
     assert (await stack.outcome(attempt.token, "SUCCESS")).json()["delivered"] == 200
     return attempt, rp(await attempt.finish())

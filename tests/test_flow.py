@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from .stack import REDIRECT_URI, Stack, challenge
+import pytest
+
+from .harness.rp import challenge
+from .harness.servers import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def test_approved_step_up_issues_id_token(stack: Stack) -> None:
@@ -28,4 +33,5 @@ async def test_face_mismatch_redirects_access_denied(stack: Stack) -> None:
     assert result["error"] == "access_denied"
     assert result["stepup_error"] == "face_mismatch"
     assert result["state"] == attempt.state
-    assert REDIRECT_URI
+    assert result["iss"] == stack.issuer
+    assert "code" not in result

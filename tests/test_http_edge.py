@@ -25,8 +25,9 @@ import yaml
 
 from idenfy_stepup.idenfy.webhook import sign
 
-from .conftest import RedisProcess
-from .stack import CLIENT_SECRET, REDIRECT_URI, free_socket, merge, stop_process
+from .harness.redis import RedisProcess
+from .harness.servers import free_socket, stop_process
+from .harness.settings import CLIENT_SECRET, REDIRECT_URI, merge
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +35,14 @@ EXE = Path(sys.executable).with_name("idenfy-stepup")
 PLUGIN = Path(__file__).resolve().parent.parent / "plugin"
 KEY = "edge-test-webhook-signing-key-0123456789abcdef"
 CAP = 100
-EDGE = {"header_timeout": 2, "body_timeout": 3, "keep_alive_timeout": 1,
-        "max_header_bytes": 4096, "max_request_line_bytes": 1024,
-        "max_connections": CAP}  # fmt: skip
+EDGE = {
+    "header_timeout": 2,
+    "body_timeout": 3,
+    "keep_alive_timeout": 1,
+    "max_header_bytes": 4096,
+    "max_request_line_bytes": 1024,
+    "max_connections": CAP,
+}
 WAIT = 15.0  # far beyond every deadline above: a socket still open then is held forever
 
 
@@ -88,8 +94,9 @@ class Provider:
             command += ["--demo-port", str(self.demo_port)]
         env = {**os.environ, "PYTHONPATH": str(PLUGIN)}
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
         ports = [self.port, self.sim_port] + ([self.demo_port] if args[0] == "demo" else [])
         deadline = time.monotonic() + 30
         for port in ports:
@@ -142,17 +149,30 @@ def status(raw: bytes) -> int:
 
 def webhook_raw() -> tuple[bytes, dict[str, str]]:
     """A signed delivery for a token nobody opened: the provider verifies it and says so."""
-    raw = json.dumps({"id": "edge-1", "token": "u" * 32, "scanRef": "SCAN-ALICE",
-                      "clientId": "c", "status": "SUCCESS", "type": "AUTHENTICATION",
-                      "method": "FACE_MATCHING", "failReason": None}).encode()  # fmt: skip
-    return raw, {"Content-Type": "application/json", "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
-                 "Idenfy-Signature": sign(raw, KEY)}  # fmt: skip
+    raw = json.dumps(
+        {
+            "id": "edge-1",
+            "token": "u" * 32,
+            "scanRef": "SCAN-ALICE",
+            "clientId": "c",
+            "status": "SUCCESS",
+            "type": "AUTHENTICATION",
+            "method": "FACE_MATCHING",
+            "failReason": None,
+        }
+    ).encode()
+    return raw, {
+        "Content-Type": "application/json",
+        "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
+        "Idenfy-Signature": sign(raw, KEY),
+    }
 
 
 def deliver_webhook(port: int) -> httpx.Response:
     raw, headers = webhook_raw()
-    return httpx.post(f"http://127.0.0.1:{port}/webhooks/idenfy", content=raw, headers=headers,
-                      timeout=10)  # fmt: skip
+    return httpx.post(
+        f"http://127.0.0.1:{port}/webhooks/idenfy", content=raw, headers=headers, timeout=10
+    )
 
 
 def established(port: int) -> int:
@@ -194,9 +214,11 @@ def test_connection_that_never_sends_a_request_is_closed_silently(provider: Prov
 
 def test_stalled_body_is_cut_off_with_408_and_no_error_logged(provider: Provider) -> None:
     with provider.connect() as sock:
-        sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 100\r\n\r\ngrant_type=")  # fmt: skip
+        sock.sendall(
+            b"POST /token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\n\r\ngrant_type="
+        )
         assert status(answer(sock)) == 408
     assert provider.healthy()
     assert not [line for line in provider.lines() if " ERROR " in line]
@@ -250,8 +272,11 @@ def test_endless_header_is_refused_before_it_is_read_in_full(provider: Provider)
 
 
 def test_request_within_the_limits_is_served(provider: Provider) -> None:
-    response = httpx.get(f"http://127.0.0.1:{provider.port}/healthz?x={'a' * 900}",
-                         headers={"X-Fill": "b" * 2500}, timeout=5)  # fmt: skip
+    response = httpx.get(
+        f"http://127.0.0.1:{provider.port}/healthz?x={'a' * 900}",
+        headers={"X-Fill": "b" * 2500},
+        timeout=5,
+    )
     assert response.status_code == 200
 
 
@@ -288,8 +313,10 @@ def test_when_every_connection_is_busy_a_new_one_gets_503_with_retry_after(
     try:
         for _ in range(CAP):  # requests whose bodies are still to come: nothing to evict
             sock = provider.connect()
-            sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
-                         b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")  # fmt: skip
+            sock.sendall(
+                b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+            )
             busy.append(sock)
         time.sleep(0.3)
         with provider.connect() as sock:
@@ -320,8 +347,12 @@ def test_client_leaving_mid_body_is_a_debug_line_not_an_error(
     raw, headers = webhook_raw()
     extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items() if k != "Content-Type")
     with provider.connect() as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n".encode()
-                     + extra + b"Content-Length: %d\r\n\r\n" % len(raw) + raw[:20])  # fmt: skip
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n".encode()
+            + extra
+            + b"Content-Length: %d\r\n\r\n" % len(raw)
+            + raw[:20]
+        )
         time.sleep(0.2)
     deadline = time.monotonic() + 5
     while not any("mid-body" in line for line in provider.lines()[before:]):
@@ -349,8 +380,9 @@ def test_every_server_cuts_off_dripping_headers(
 ) -> None:
     started = Provider(tmp_path, redis_proc.url, *args)
     try:
-        port = {"provider": started.port, "simulator": started.sim_port,
-                "demo": started.demo_port}[server]  # fmt: skip
+        port = {"provider": started.port, "simulator": started.sim_port, "demo": started.demo_port}[
+            server
+        ]
         with started.connect(port) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a")
             assert status(answer(sock)) == 408

@@ -22,24 +22,12 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from idenfy_stepup.settings import ConfigError, LimitSettings, parse_settings
-from idenfy_stepup.store import tag
 
-from .conftest import RedisProcess
-from .stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    UNSET,
-    Attempt,
-    Stack,
-    authorize_params,
-    begin,
-    challenge,
-    pkce,
-    query,
-    resend_webhook,
-    running_stack,
-    vendor_sessions,
-)
+from .harness.redis import RedisProcess, lock_key
+from .harness.rp import Flow, authorize, challenge, query
+from .harness.servers import Stack, running_stack
+from .harness.settings import CLIENT_SECRET, REDIRECT_URI, UNSET
+from .harness.vendor import resend_webhook, vendor_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF: dict[str, Any] = {
@@ -62,10 +50,6 @@ def per(count: int, seconds: int = 600) -> dict[str, int]:
     return {"count": count, "seconds": seconds}
 
 
-def lock_key(subject: str) -> str:
-    return f"stepup:lock:{{{tag(subject)}}}"
-
-
 def rp_redirect(response: httpx.Response) -> dict[str, str]:
     assert response.status_code == 303, (response.status_code, response.text)
     location = response.headers["location"]
@@ -73,26 +57,33 @@ def rp_redirect(response: httpx.Response) -> dict[str, str]:
     return query(location)
 
 
-def refusal(response: httpx.Response, attempt: Attempt) -> tuple[str, str]:
+def refusal(response: httpx.Response, attempt: Flow) -> tuple[str, str]:
     """``(error, stepup_error)`` of a refusal redirect that carries the request's ``state``."""
     result = rp_redirect(response)
     assert result["state"] == attempt.state
     return result["error"], result["stepup_error"]
 
 
-async def approve(attempt: Attempt) -> dict[str, str]:
+async def approve(attempt: Flow) -> dict[str, str]:
     delivered = await attempt.stack.outcome(attempt.token, "SUCCESS")
     assert delivered.json()["delivered"] == 200, delivered.text
     return await attempt.result()
 
 
-def signed_hint(stack: Stack, subject: str = "alice") -> dict[str, str]:
+def signed_hint(stack: Stack, subject: str = "alice") -> dict[str, str | None]:
     """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
-    body = {"iss": "shop", "aud": stack.issuer, "client_id": "shop", "response_type": "code",
-            "login_hint": subject, "exp": int(time.time()) + 300, "iat": int(time.time()),
-            "jti": secrets.token_urlsafe(12)}  # fmt: skip
+    body = {
+        "iss": "shop",
+        "aud": stack.issuer,
+        "client_id": "shop",
+        "response_type": "code",
+        "login_hint": subject,
+        "exp": int(time.time()) + 300,
+        "iat": int(time.time()),
+        "jti": secrets.token_urlsafe(12),
+    }
     signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
-    return {"request": signed, "login_hint": ""}
+    return {"request": signed, "login_hint": None}
 
 
 def behind_proxy(**on: Any) -> dict[str, Any]:
@@ -103,19 +94,13 @@ def from_address(address: str) -> dict[str, str]:
     return {"X-Forwarded-For": address}
 
 
-async def begin_from(stack: Stack, address: str, **extra: str) -> tuple[Attempt, httpx.Response]:
-    verifier, code_challenge = pkce()
-    params = {k: v for k, v in authorize_params(code_challenge, **extra).items() if v != ""}
-    browser = stack.browser()
-    response = await browser.get("/authorize", params=params, headers=from_address(address))
-    attempt = Attempt(stack, browser, params.get("state", ""), params.get("nonce", ""), verifier)
-    location = response.headers.get("location", "")
-    if response.status_code == 303 and location.startswith("/challenge/"):
-        attempt.token = location.rsplit("/", 1)[1]
-    return attempt, response
+async def begin_from(stack: Stack, address: str, **extra: str) -> tuple[Flow, httpx.Response]:
+    params: dict[str, str | None] = {"login_hint": "alice", **extra}
+    attempt = await authorize(stack, headers=from_address(address), **params)
+    return attempt, attempt.response
 
 
-async def fail(attempt: Attempt, reason: str = "FACE_MISMATCH") -> dict[str, str]:
+async def fail(attempt: Flow, reason: str = "FACE_MISMATCH") -> dict[str, str]:
     delivered = await attempt.stack.outcome(attempt.token, "FAILED", reason)
     assert delivered.json()["delivered"] == 200, delivered.text
     return await attempt.result()
@@ -131,7 +116,8 @@ async def test_failures_per_ip_redirect_a_known_client_and_show_others_a_429_pag
     for _ in range(2):
         assert (await fail(await challenge(stack)))["stepup_error"] == "face_mismatch"
 
-    attempt, response = await begin(stack)
+    attempt = await authorize(stack, login_hint="alice")
+    response = attempt.response
     result = rp_redirect(response)
     assert result["error"] == "temporarily_unavailable"
     assert result["stepup_error"] == "rate_limited"
@@ -140,7 +126,7 @@ async def test_failures_per_ip_redirect_a_known_client_and_show_others_a_429_pag
 
     # Before client_id and redirect_uri are known to be valid: a page, never a redirect.
     for bad in ({"client_id": "nobody"}, {"redirect_uri": "https://evil.example/cb"}):
-        _, response = await begin(stack, **bad)
+        response = (await authorize(stack, **{"login_hint": "alice", **bad})).response
         assert response.status_code == 429 and "location" not in response.headers
         assert 1 <= int(response.headers["retry-after"]) <= 60
         assert "rate_limited" in response.text
@@ -167,11 +153,12 @@ async def test_expired_canceled_and_refused_count_against_the_address(
     canceled = await challenge(stack)
     response = await canceled.browser.post(f"/challenge/{canceled.token}/cancel")
     assert refusal(response, canceled)[1] == "user_canceled"
-    assert (await begin(stack, acr_values="urn:nowhere"))[0].token == ""  # refused: counts
+    refused = await authorize(stack, login_hint="alice", acr_values="urn:nowhere")
+    assert refused.token == ""  # refused: counts
     expired = await challenge(stack)
     assert (await stack.outcome(expired.token, "EXPIRED")).json()["delivered"] == 200
     assert (await expired.result())["stepup_error"] == "challenge_expired"
-    _, response = await begin(stack)
+    response = (await authorize(stack, login_hint="alice")).response
     assert rp_redirect(response)["stepup_error"] == "rate_limited"
 
 
@@ -211,7 +198,8 @@ async def test_open_challenges_per_ip_protect_vendor_credits(stack_factory: Fact
     )
     first = await challenge(stack)
     await challenge(stack)
-    _, response = await begin(stack, login_hint="dave")  # another subject, the same address
+    # another subject, the same address
+    response = (await authorize(stack, login_hint="dave")).response
     assert rp_redirect(response)["stepup_error"] == "rate_limited"
     assert len(await vendor_sessions(stack)) == 2  # refused before the vendor was called
     assert "code" in await approve(first)  # an ended check no longer holds a place
@@ -226,7 +214,8 @@ async def test_a_retry_is_a_new_open_challenge(stack_factory: Factory) -> None:
     assert (await attempt.finish()).status_code == 200  # the retry screen: the first has ended
     moved = await attempt.browser.post(f"/challenge/{attempt.token}/retry")
     assert moved.headers["location"].startswith("/challenge/")
-    _, response = await begin(stack)  # the retry's attempt holds the only place
+    # the retry's attempt holds the only place
+    response = (await authorize(stack, login_hint="alice")).response
     assert rp_redirect(response)["stepup_error"] == "rate_limited"
     assert len(await vendor_sessions(stack)) == 2
 
@@ -267,10 +256,12 @@ async def test_only_a_subjects_own_failed_checks_count_against_it(stack_factory:
     stack: Stack = await stack_factory(settings=limits(failures_per_subject=per(2)))
     for _ in range(2):
         await fail(await challenge(stack, **signed_hint(stack)))
-    attempt, response = await begin(stack, **signed_hint(stack))
+    attempt = await authorize(stack, **signed_hint(stack))
+    response = attempt.response
     assert refusal(response, attempt) == ("temporarily_unavailable", "rate_limited")
     # Reading alice's state harms nobody: a claimed hint is refused too, counting nothing.
-    attempt, response = await begin(stack)
+    attempt = await authorize(stack, login_hint="alice")
+    response = attempt.response
     assert refusal(response, attempt)[1] == "rate_limited"
     assert (await challenge(stack, **signed_hint(stack, "carol"))).token  # carol is apart
     assert len(await vendor_sessions(stack)) == 3
@@ -309,12 +300,13 @@ async def test_spoofing_locks_the_subject_out(
     with redis_proc.client() as r:
         assert 890 <= r.ttl(lock_key("alice")) <= 900
     for hint in (signed_hint(stack), {}):  # whichever hint names alice
-        again, response = await begin(stack, **hint)
+        again = await authorize(stack, **{"login_hint": "alice", **hint})
+        response = again.response
         result = rp_redirect(response)
         assert (result["error"], result["stepup_error"]) == ("access_denied", "subject_locked")
         assert result["state"] == again.state and result["iss"] == stack.issuer
     assert len(await vendor_sessions(stack)) == 1  # no vendor call for a locked subject
-    _, response = await begin(stack, login_hint="bob")  # others are not affected
+    response = (await authorize(stack, login_hint="bob")).response  # others are not affected
     assert rp_redirect(response)["stepup_error"] == "not_enrolled"
 
 
@@ -352,7 +344,7 @@ async def test_the_lock_out_expires(stack_factory: Factory, redis_proc: RedisPro
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
     attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
-    _, response = await begin(stack)
+    response = (await authorize(stack, login_hint="alice")).response
     assert rp_redirect(response)["stepup_error"] == "subject_locked"
     with redis_proc.client() as r:
         assert r.pexpire(lock_key("alice"), 1)
@@ -437,7 +429,7 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
     )
     attempt = await challenge(stack, **signed_hint(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_CAPTURE")  # failure 1
-    _, response = await begin(stack)  # failure 2
+    response = (await authorize(stack, login_hint="alice")).response  # failure 2
     result = rp_redirect(response)
     assert (result["error"], result["stepup_error"], result["error_description"]) == (
         "access_denied",
@@ -445,8 +437,8 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
         "Locked.",
     )
 
-    _, response = await begin(stack, login_hint="bob")  # not_enrolled: failure 3
-    _, response = await begin(stack, login_hint="bob")
+    response = (await authorize(stack, login_hint="bob")).response  # not_enrolled: failure 3
+    response = (await authorize(stack, login_hint="bob")).response
     result = rp_redirect(response)
     assert (result["error"], result["stepup_error"], result["error_description"]) == (
         "access_denied",
@@ -455,18 +447,14 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
     )
 
 
-async def test_redis_down_at_the_ip_limit_fails_closed() -> None:
-    own = RedisProcess()
-    own.start()
-    try:
-        async with running_stack(own.url, settings=limits(failures_per_ip=per(5, 60))) as stack:
-            own.stop()
-            attempt, response = await begin(stack)
-            assert refusal(response, attempt) == ("temporarily_unavailable", "store_unavailable")
-            _, response = await begin(stack, client_id="nobody")
-            assert response.status_code == 503 and "location" not in response.headers
-    finally:
-        own.stop()
+async def test_redis_down_at_the_ip_limit_fails_closed(own_redis: RedisProcess) -> None:
+    async with running_stack(own_redis.url, settings=limits(failures_per_ip=per(5, 60))) as stack:
+        own_redis.stop()
+        attempt = await authorize(stack, login_hint="alice")
+        response = attempt.response
+        assert refusal(response, attempt) == ("temporarily_unavailable", "store_unavailable")
+        response = (await authorize(stack, login_hint="alice", client_id="nobody")).response
+        assert response.status_code == 503 and "location" not in response.headers
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -474,8 +462,12 @@ async def test_redis_down_at_the_ip_limit_fails_closed() -> None:
 MINIMAL: dict[str, Any] = {"issuer": "http://127.0.0.1:8000", "idenfy": {"mode": "simulator"}}
 
 
-LIVE: dict[str, Any] = {"mode": "live", "api_key": "k", "api_secret": "s",
-                        "webhook_signing_key": "w" * 32}  # fmt: skip
+LIVE: dict[str, Any] = {
+    "mode": "live",
+    "api_key": "k",
+    "api_secret": "s",
+    "webhook_signing_key": "w" * 32,
+}
 
 
 def test_defaults_are_on_and_sane_in_live_mode() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from idenfy_stepup.cli.logs import TextFormatter
 
-from .stack import Stack, open_authorize
+from .harness.rp import authorize
+from .harness.servers import Stack
 
 FORGED = "2026-01-01 00:00:00,000 INFO    step-up approved subject=admin result=approved"
 # A line's tokens as a ``key=value`` reader splits them: a quoted string (escapes inside), a
@@ -76,11 +77,12 @@ def text_log() -> Iterator[io.StringIO]:
     root.setLevel(old_level)
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_login_hint_with_a_newline_cannot_forge_an_approval_line(
     stack: Stack, text_log: io.StringIO
 ) -> None:
     hint = f"mallory\n{FORGED}"
-    flow = await open_authorize(stack, login_hint=hint)
+    flow = await authorize(stack, login_hint=hint)
     assert flow.redirect["stepup_error"] == "not_enrolled"
     lines = text_log.getvalue().splitlines()
     event = [line for line in lines if "mallory" in line]

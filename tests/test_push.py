@@ -1,4 +1,5 @@
-"""The push channel (design.md §1 step 9): ``/challenge/T/events`` says "done" when it is done.
+"""The push channel (docs/architecture.md, "The flow"): ``/challenge/T/events`` says "done"
+when it is done.
 
 Server-Sent Events over real HTTP: the browser holds the stream open while the simulator's
 webhook lands; no polling anywhere.
@@ -9,26 +10,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from .conftest import RedisProcess
-from .stack import TLS, Attempt, Stack, StackPool, challenge, query, running_stack
+from .harness.redis import RedisProcess
+from .harness.rp import Flow, challenge, query
+from .harness.servers import TLS, Stack, StackPool, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 QUICK = 2.0  # seconds within which a pushed "done" must arrive
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
-
-
-def events_url(attempt: Attempt, stack: Stack | None = None) -> str:
+def events_url(attempt: Flow, stack: Stack | None = None) -> str:
     base = (stack or attempt.stack).issuer
     return f"{base}/challenge/{attempt.token}/events"
 
@@ -160,16 +156,6 @@ async def test_push_reaches_a_browser_waiting_on_another_instance(pool: StackPoo
     finished = await attempt.browser.get(f"{b.issuer}{finish_url_of(block)}")
     assert finished.status_code == 303
     assert "code" in query(finished.headers["location"])
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    proc = RedisProcess()
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def test_push_with_redis_down_ends_without_done(own_redis: RedisProcess) -> None:

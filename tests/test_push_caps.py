@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,8 +19,9 @@ from redis.asyncio import Redis
 from idenfy_stepup.store import EXPIRY_SKEW_SECONDS
 from idenfy_stepup.web.push_slots import PushSlots
 
-from .conftest import RedisProcess
-from .stack import Attempt, Stack, StackPool, challenge, challenge_key, running_stack
+from .harness.redis import RedisProcess, challenge_key
+from .harness.rp import Flow, challenge
+from .harness.servers import Stack, StackPool, running_stack
 from .test_push import events_url, next_event, wait_for_done
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -32,7 +33,7 @@ def slots_of(stack: Stack) -> PushSlots:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(attempt: Attempt) -> AsyncIterator[httpx.Response]:
+async def open_stream(attempt: Flow) -> AsyncIterator[httpx.Response]:
     """A push stream of ``attempt``'s browser, held open (its first event read) until the
     block ends; a refused one is yielded as it is. ``rest`` reads what follows."""
     async with attempt.browser.stream("GET", events_url(attempt)) as response:
@@ -109,7 +110,7 @@ async def test_a_refused_stream_changes_nothing(pool: StackPool) -> None:
 ONE = {"challenge": {"push_streams_per_challenge": 1, "push_timeout": 5}}
 
 
-async def assert_slot_free(stack: Stack, attempt: Attempt) -> None:
+async def assert_slot_free(stack: Stack, attempt: Flow) -> None:
     for _ in range(200):  # the server notices a closed connection within moments
         if slots_of(stack).open_streams(attempt.token) == 0:
             break
@@ -153,16 +154,6 @@ async def test_the_slot_is_given_back_after_done(pool: StackPool) -> None:
             async with asyncio.timeout(10):
                 await wait_for_done(lines)
         await assert_slot_free(stack, attempt)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    proc = RedisProcess()
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def test_the_slot_is_given_back_when_redis_fails(own_redis: RedisProcess) -> None:

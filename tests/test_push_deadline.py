@@ -12,12 +12,14 @@ import asyncio
 import time
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from idenfy_stepup.store import EXPIRY_SKEW_SECONDS
 
-from .stack import REDIRECT_URI, Attempt, Stack, StackPool, challenge, challenge_key, query
+from .harness.redis import challenge_key
+from .harness.rp import Flow, challenge, query
+from .harness.servers import Stack
+from .harness.settings import REDIRECT_URI
 from .test_push import events_url, finish_url_of, next_event, wait_for_done
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -25,12 +27,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 LEAD = 2  # seconds from opening the stream to the challenge's deadline
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
-
-
-async def expire_in(stack: Stack, attempt: Attempt, seconds: float) -> float:
+async def expire_in(stack: Stack, attempt: Flow, seconds: float) -> float:
     """Move the challenge's deadline (expiry + skew) ``seconds`` from now; returns it."""
     expires_at = int(time.time() + seconds) - EXPIRY_SKEW_SECONDS
     async with Redis.from_url(stack.settings.redis.url) as redis:
@@ -38,7 +35,7 @@ async def expire_in(stack: Stack, attempt: Attempt, seconds: float) -> float:
     return float(expires_at + EXPIRY_SKEW_SECONDS)
 
 
-def assert_expired_redirect(location: str, attempt: Attempt, stack: Stack) -> None:
+def assert_expired_redirect(location: str, attempt: Flow, stack: Stack) -> None:
     assert location.startswith(REDIRECT_URI), location
     got = query(location)
     assert got["error"] == "access_denied", got

@@ -1,4 +1,5 @@
-"""design.md §2, the retry branch: DENIED(retryable, attempts left) → "try again" → new token.
+"""The retry branch of the challenge state machine (docs/architecture.md, "Retries"):
+DENIED(retryable, attempts left) → "try again" → new token.
 
 Also the other ways out of the retry screen and the challenge page: attempts exhausted, give up,
 and our own cancel control.
@@ -11,40 +12,26 @@ import time
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from .conftest import RedisProcess
-from .stack import (
-    REDIRECT_URI,
-    TLS,
-    Attempt,
-    Stack,
-    StackPool,
-    challenge,
-    challenge_key,
-    query,
-    simulator_session,
-    vendor_sessions,
-)
+from .harness.redis import RedisProcess, challenge_key
+from .harness.rp import Flow, challenge, query
+from .harness.servers import TLS, Stack, StackPool
+from .harness.settings import REDIRECT_URI
+from .harness.vendor import simulator_session, vendor_sessions
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 TWO_ATTEMPTS = {"challenge": {"max_attempts": 2}}
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
-
-
-async def failed(stack: Stack, attempt: Attempt, reason: str) -> httpx.Response:
+async def failed(stack: Stack, attempt: Flow, reason: str) -> httpx.Response:
     """Deliver a FAILED webhook and finish: the retry screen or the RP's error."""
     delivered = await stack.outcome(attempt.token, "FAILED", reason)
     assert delivered.json()["delivered"] == 200
     return await attempt.finish()
 
 
-async def retry(attempt: Attempt, token: str | None = None) -> httpx.Response:
+async def retry(attempt: Flow, token: str | None = None) -> httpx.Response:
     return await attempt.browser.post(f"/challenge/{token or attempt.token}/retry")
 
 
@@ -55,7 +42,7 @@ def next_token(response: httpx.Response) -> str:
     return location.removeprefix("/challenge/")
 
 
-def assert_rp_error(response: httpx.Response, attempt: Attempt, stack: Stack, code: str) -> None:
+def assert_rp_error(response: httpx.Response, attempt: Flow, stack: Stack, code: str) -> None:
     assert response.status_code == 303, (response.status_code, response.text)
     location = response.headers["location"]
     assert location.startswith(REDIRECT_URI + "?"), location

@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,14 @@ from redis import Redis
 from idenfy_stepup.boot.sealed_secrets import Sealer, kek_id
 from idenfy_stepup.boot.startup import StartupError
 
-from .conftest import RedisProcess
-from .stack import TLS, Stack, open_authorize, redeem_code, running_stack
+from .harness.redis import SECRETS_KEY, RedisProcess
+from .harness.rp import authorize, redeem_code
+from .harness.servers import TLS, Stack, running_stack
 from .test_startup_errors import CLI, ENV, serve_once, stack_config
 
 KEK_A = "a1" * 32
 KEK_B = base64.urlsafe_b64encode(b"\xb2" * 32).rstrip(b"=").decode()  # base64url works too
 FIELDS = (b"jwk:RS256", b"jwk:ES256", b"cookie")
-SECRETS_KEY = "stepup:secrets"
 
 
 def with_kek(kek: str | None, previous: str | None = None) -> dict[str, Any]:
@@ -33,15 +32,6 @@ def with_kek(kek: str | None, previous: str | None = None) -> dict[str, Any]:
     if previous is not None:
         keys["encryption_key_previous"] = previous
     return {"keys": keys}
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    """A redis-server of this test's own (the test flushes it)."""
-    proc = RedisProcess()
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def stored(redis: Redis) -> dict[bytes, bytes]:
@@ -58,7 +48,7 @@ async def test_generated_secrets_are_stored_encrypted_and_still_sign(
     own_redis: RedisProcess,
 ) -> None:
     async with running_stack(own_redis.url, settings=with_kek(KEK_A)) as stack:
-        flow = await open_authorize(stack, login_hint="alice")
+        flow = await authorize(stack, login_hint="alice")
         result = await flow.approve()
         token = await redeem_code(stack, result["code"], verifier=flow.verifier)
         assert token.status_code == 200 and "id_token" in token.json()
@@ -178,8 +168,9 @@ async def test_a_check_after_redis_lost_its_data_writes_the_keys_back(
 
 def test_live_mode_without_an_encryption_key_is_refused(tmp_path: Path) -> None:
     config = stack_config(tmp_path, "redis://127.0.0.1:1/0", live=True)
-    checked = subprocess.run([*CLI, "check-config", str(config)], capture_output=True,
-                             text=True, env=ENV, timeout=60)  # fmt: skip
+    checked = subprocess.run(
+        [*CLI, "check-config", str(config)], capture_output=True, text=True, env=ENV, timeout=60
+    )
     assert checked.returncode == 2
     assert "error: keys.encryption_key: required in idenfy.mode live" in checked.stderr
     code, stderr = serve_once(config)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .stack import base_settings, free_socket, live_settings, merge
+from .harness.servers import free_socket
+from .harness.settings import base_settings, live_settings, merge
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "idenfy_stepup.cli"]
@@ -30,8 +31,9 @@ def stack_config(tmp_path: Path, redis_url: str, *, live: bool = False, **extra:
     """A settings file like the test stacks' (simulator mode, or live), with ``extra`` merged."""
     port, sim_port = closed_port(), closed_port()
     if live:
-        raw = live_settings(port, sim_port, redis_url, api_key="k", api_secret="s",
-                            signing_key="w" * 40)  # fmt: skip
+        raw = live_settings(
+            port, sim_port, redis_url, api_key="k", api_secret="s", signing_key="w" * 40
+        )
         raw.pop("keys")
     else:
         raw = base_settings(port, sim_port, redis_url)
@@ -42,8 +44,13 @@ def stack_config(tmp_path: Path, redis_url: str, *, live: bool = False, **extra:
 
 def serve_once(config: Path, *args: str, command: str = "serve") -> tuple[int, str]:
     """Run ``idenfy-stepup serve`` until it exits by itself: (exit code, stderr)."""
-    proc = subprocess.run([*CLI, command, "--config", str(config), *args], capture_output=True,
-                          text=True, env=ENV, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, command, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
     return proc.returncode, proc.stderr
 
 
@@ -54,8 +61,16 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
-BAD_PEM = {"keys": {"signing": [{"kid": "k1", "private_key": "-----BEGIN PRIVATE KEY-----\n"
-                                 "AAAA\n-----END PRIVATE KEY-----\n"}]}}  # fmt: skip
+BAD_PEM = {
+    "keys": {
+        "signing": [
+            {
+                "kid": "k1",
+                "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            }
+        ]
+    }
+}
 
 
 @pytest.mark.parametrize("args", [(), ("--workers", "2")], ids=["one", "workers"])
@@ -88,8 +103,9 @@ def test_unreadable_trusted_issuer_jwks_file_is_one_line_and_exit_2(
 ) -> None:
     bad = tmp_path / "jwks.json"
     bad.write_text("{not json")
-    directory = {"directory": {"trusted_issuers": [{"issuer": "https://sso.example",
-                                                    "jwks_file": str(bad)}]}}  # fmt: skip
+    directory = {
+        "directory": {"trusted_issuers": [{"issuer": "https://sso.example", "jwks_file": str(bad)}]}
+    }
     code, stderr = serve_once(stack_config(tmp_path, redis_url, **directory))
     assert code == 2
     assert one_line(stderr) == "directory.trusted_issuers[0].jwks_file: not valid JSON"
@@ -107,8 +123,13 @@ def test_unreachable_redis_is_one_line_and_exit_3(tmp_path: Path, args: tuple[st
 def test_subjects_against_unreachable_redis_is_one_line_and_exit_3(tmp_path: Path) -> None:
     port = closed_port()
     config = stack_config(tmp_path, f"redis://127.0.0.1:{port}/0")
-    proc = subprocess.run([*CLI, "subjects", "get", "alice", "--config", str(config)],
-                          capture_output=True, text=True, env=ENV, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [*CLI, "subjects", "get", "alice", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
     assert proc.returncode == 3
     assert one_line(proc.stderr) == f"redis.url: Redis at redis://127.0.0.1:{port}/0 is unreachable"
 
@@ -118,18 +139,18 @@ def test_a_missing_variable_is_listed_with_every_other_problem(
 ) -> None:
     env = {k: v for k, v in ENV.items() if k != "STEPUP_TEST_UNSET_SECRET"}
     config = stack_config(
-        tmp_path, redis_url,
+        tmp_path,
+        redis_url,
         cookies={"secret": "${STEPUP_TEST_UNSET_SECRET}", "max_age": 5},
         server={"port": "eighty"},
-    )  # fmt: skip
+    )
     expected = [
         "cookies.secret: environment variable STEPUP_TEST_UNSET_SECRET is not set",
         "cookies.max_age: Input should be greater than or equal to 60",
         "server.port: Input should be a valid integer, unable to parse string as an integer",
     ]
     for command in (["check-config", str(config)], ["serve", "--config", str(config)]):
-        proc = subprocess.run([*CLI, *command], capture_output=True, text=True, env=env,
-                              timeout=60)  # fmt: skip
+        proc = subprocess.run([*CLI, *command], capture_output=True, text=True, env=env, timeout=60)
         assert proc.returncode == 2, proc.stderr
         listed = [line.strip() for line in proc.stderr.splitlines()[1:]]
         assert sorted(listed) == sorted(expected), proc.stderr

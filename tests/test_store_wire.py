@@ -40,8 +40,8 @@ from idenfy_stepup.store import (
 )
 from idenfy_stepup.store import wire as store_wire
 
-from .conftest import RedisProcess
-from .stack import free_socket
+from .harness.redis import RedisProcess
+from .harness.servers import free_socket
 
 TIMEOUT = 0.5  # the short socket timeout of the timeout tests
 SCRIPT = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"

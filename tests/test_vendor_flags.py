@@ -14,23 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
-from .stack import (
-    REDIRECT_URI,
-    TLS,
-    Attempt,
-    Stack,
-    StackPool,
-    begin,
-    challenge,
-    challenge_key,
-    post_webhook,
-    query,
-    vendor_sessions,
-    webhook_body,
-)
+from .harness.redis import challenge_key
+from .harness.rp import Flow, authorize, challenge, query
+from .harness.servers import TLS, Stack, StackPool
+from .harness.settings import REDIRECT_URI
+from .harness.vendor import post_webhook, vendor_sessions, webhook_body
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,26 +30,14 @@ IP_DENY = {"idenfy": {"webhook_ip_policy": "deny"}}
 ELSEWHERE = "203.0.113.7"  # TEST-NET-3: never the test's own loopback address
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(pool: StackPool) -> Any:
-    client = Redis.from_url(pool.redis_url)
-    yield client
-    await client.aclose()
-
-
-async def approve(stack: Stack, attempt: Attempt, **extra: Any) -> dict[str, str]:
+async def approve(stack: Stack, attempt: Flow, **extra: Any) -> dict[str, str]:
     """The simulator sends a SUCCESS (with ``extra`` webhook fields); the RP's redirect."""
     delivered = await stack.outcome(attempt.token, "SUCCESS", **extra)
     assert delivered.json()["delivered"] == 200, delivered.text
     return await attempt.result()
 
 
-def assert_denied(result: dict[str, str], attempt: Attempt, stack: Stack, code: str) -> None:
+def assert_denied(result: dict[str, str], attempt: Flow, stack: Stack, code: str) -> None:
     assert "code" not in result, result
     assert result["error"] == "access_denied"
     assert result["stepup_error"] == code
@@ -174,7 +152,8 @@ async def test_an_enrollment_is_marked_in_the_id_token(stack: Stack) -> None:
 
 async def test_refused_enrollment_redirects_before_a_vendor_session(pool: StackPool) -> None:
     stack = await pool.get(settings=NO_ENROLLMENT)
-    attempt, response = await begin(stack, login_hint="carol")
+    attempt = await authorize(stack, login_hint="carol")
+    response = attempt.response
     assert response.status_code == 303
     location = response.headers["location"]
     assert location.startswith(REDIRECT_URI), location

@@ -10,20 +10,33 @@ import pytest
 
 from idenfy_stepup.idenfy.webhook import sign
 
-from .stack import SIGNING_KEY, Stack, challenge
+from .harness.rp import challenge
+from .harness.servers import Stack, StackPool
+from .harness.settings import SIGNING_KEY
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HEADERS = {"Content-Type": "application/json", "Idenfy-Event-Type": "FACIAL_AUTHENTICATION"}
 
 
 def body(token: str, status: str = "SUCCESS", **extra: Any) -> bytes:
-    data = {"id": f"hook-{token[:8]}-{status}", "token": token, "scanRef": "SCAN-ALICE",
-            "clientId": "c", "status": status, "type": "AUTHENTICATION",
-            "method": "FACE_MATCHING", "failReason": None, **extra}  # fmt: skip
+    data = {
+        "id": f"hook-{token[:8]}-{status}",
+        "token": token,
+        "scanRef": "SCAN-ALICE",
+        "clientId": "c",
+        "status": status,
+        "type": "AUTHENTICATION",
+        "method": "FACE_MATCHING",
+        "failReason": None,
+        **extra,
+    }
     return json.dumps(data).encode()
 
 
-async def post(stack: Stack, raw: bytes, key: str | None = SIGNING_KEY,
-               **headers: str) -> httpx.Response:  # fmt: skip
+async def post(
+    stack: Stack, raw: bytes, key: str | None = SIGNING_KEY, **headers: str
+) -> httpx.Response:
     sent = {**HEADERS, **headers}
     if key is not None:
         sent["Idenfy-Signature"] = sign(raw, key)
@@ -54,9 +67,9 @@ async def test_upper_case_signature_accepted(stack: Stack) -> None:
     assert response.json() == {"result": "applied"}
 
 
-async def test_previous_key_accepted_during_rotation(stack_factory: Any) -> None:
+async def test_previous_key_accepted_during_rotation(pool: StackPool) -> None:
     old = "old-signing-key-0123456789-0123456789"
-    stack = await stack_factory(settings={"idenfy": {"webhook_signing_key_previous": old}})
+    stack = await pool.get(settings={"idenfy": {"webhook_signing_key_previous": old}})
     attempt = await challenge(stack)
     response = await post(stack, body(attempt.token), key=old)
     assert response.json() == {"result": "applied"}
@@ -101,16 +114,16 @@ async def test_pending_status_is_not_final(stack: Stack) -> None:
     assert "code" in await attempt.result()
 
 
-async def test_allowlist_refuses_other_sources(stack_factory: Any) -> None:
-    stack = await stack_factory(settings={"idenfy": {"webhook_allowed_ips": ["10.0.0.0/8"]}})
+async def test_allowlist_refuses_other_sources(pool: StackPool) -> None:
+    stack = await pool.get(settings={"idenfy": {"webhook_allowed_ips": ["10.0.0.0/8"]}})
     attempt = await challenge(stack)
     # X-Forwarded-For is ignored when the peer is not a trusted proxy.
     response = await post(stack, body(attempt.token), **{"X-Forwarded-For": "10.1.2.3"})
     assert response.status_code == 403
 
 
-async def test_allowlist_behind_trusted_proxy(stack_factory: Any) -> None:
-    stack = await stack_factory(
+async def test_allowlist_behind_trusted_proxy(pool: StackPool) -> None:
+    stack = await pool.get(
         settings={
             "server": {"trusted_proxies": ["127.0.0.1/32"]},
             "idenfy": {"webhook_allowed_ips": ["10.0.0.0/8"]},

@@ -20,34 +20,21 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import pytest_asyncio
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from redis.asyncio import Redis
 
-from ..conftest import RedisProcess
-from ..stack import (
-    REDIRECT_URI,
-    TLS,
-    Flow,
-    Stack,
-    StackPool,
-    client_entry,
-    client_secret,
-    decode_id_token,
-    open_authorize,
-    pkce,
-    record_keys,
-    redeem_code,
-)
+from ..harness.redis import record_keys
+from ..harness.rp import Flow, authorize, decode_id_token, pkce, redeem_code
+from ..harness.servers import TLS, Stack
+from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -69,18 +56,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
-
-
 @dataclass
 class Done:
     """One complete step-up: the authorization request, its callback, the token response."""
@@ -92,10 +67,11 @@ class Done:
     claims: dict[str, Any]
 
 
-async def step_up(stack: Stack, *, client_id: str = "shop", auth: str = "basic",
-                  **params: str | None) -> Done:  # fmt: skip
+async def step_up(
+    stack: Stack, *, client_id: str = "shop", auth: str = "basic", **params: str | None
+) -> Done:
     """Authorize (login_hint=alice unless given), approve, check the callback, redeem."""
-    flow = await open_authorize(stack, **{"client_id": client_id, "login_hint": "alice", **params})
+    flow = await authorize(stack, **{"client_id": client_id, "login_hint": "alice", **params})
     return await complete(stack, flow, auth=auth)
 
 
@@ -106,9 +82,14 @@ async def complete(stack: Stack, flow: Flow, *, auth: str = "basic") -> Done:
     if "state" in flow.params:
         assert callback["state"] == flow.params["state"]
     client_id = flow.params["client_id"]
-    response = await redeem_code(stack, callback["code"], client_id=client_id, auth=auth,
-                                 verifier=flow.verifier,
-                                 redirect_uri=flow.params["redirect_uri"])  # fmt: skip
+    response = await redeem_code(
+        stack,
+        callback["code"],
+        client_id=client_id,
+        auth=auth,
+        verifier=flow.verifier,
+        redirect_uri=flow.params["redirect_uri"],
+    )
     assert response.status_code == 200, response.text
     tokens: dict[str, Any] = response.json()
     header, claims = await decode_id_token(stack, tokens["id_token"])
@@ -120,10 +101,16 @@ async def again(previous: Flow, **params: str | None) -> Flow:
     """A second authorization request from the same browser (its cookies included)."""
     verifier, challenge = pkce()
     base: dict[str, str | None] = {
-        "response_type": "code", "client_id": "shop", "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
-        "code_challenge": challenge, "code_challenge_method": "S256", "login_hint": "alice",
-    }  # fmt: skip
+        "response_type": "code",
+        "client_id": "shop",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": secrets.token_urlsafe(12),
+        "nonce": secrets.token_urlsafe(12),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+    }
     sent = {k: v for k, v in {**base, **params}.items() if v is not None}
     response = await previous.browser.get("/authorize", params=sent)
     return Flow(previous.stack, previous.browser, sent, verifier, response)
@@ -132,11 +119,13 @@ async def again(previous: Flow, **params: str | None) -> Flow:
 async def get_userinfo(stack: Stack, token: str, style: str) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         if style == "get":
-            return await c.get(f"{stack.issuer}/userinfo",
-                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return await c.get(
+                f"{stack.issuer}/userinfo", headers={"Authorization": f"Bearer {token}"}
+            )
         if style == "post-header":
-            return await c.post(f"{stack.issuer}/userinfo",
-                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return await c.post(
+                f"{stack.issuer}/userinfo", headers={"Authorization": f"Bearer {token}"}
+            )
         return await c.post(f"{stack.issuer}/userinfo", data={"access_token": token})
 
 
@@ -193,7 +182,7 @@ async def test_oidcc_server(stack: Stack) -> None:
 
 
 async def test_oidcc_response_type_missing(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", response_type=None)
+    flow = await authorize(stack, login_hint="alice", response_type=None)
     # OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: reported to the (registered) redirect_uri.
     assert_error_redirect(flow, stack, "invalid_request")
 
@@ -287,7 +276,7 @@ async def test_oidcc_prompt_login(stack: Stack) -> None:
 
 
 async def test_oidcc_prompt_none_not_logged_in(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", prompt="none")
+    flow = await authorize(stack, login_hint="alice", prompt="none")
     assert_error_redirect(flow, stack, "login_required")
 
 
@@ -346,7 +335,7 @@ async def test_oidcc_id_token_hint(stack: Stack) -> None:
 async def test_oidcc_login_hint(stack: Stack) -> None:
     assert (await step_up(stack, login_hint="alice")).claims["sub"] == "alice"
     # A client that does not list login_hint in subject_hints cannot name a subject with it.
-    flow = await open_authorize(stack, client_id="default-hints", login_hint="alice")
+    flow = await authorize(stack, client_id="default-hints", login_hint="alice")
     assert assert_error_redirect(flow, stack, "invalid_request")["stepup_error"] == (
         "subject_required"
     )
@@ -377,7 +366,7 @@ async def test_oidcc_ensure_request_with_acr_values_succeeds_strict_client_refus
     # The default (strict_acr_values: true, design table): an unknown acr is refused with a
     # precise code instead of a weaker step-up the gateway did not ask for. This fails the
     # suite module, which is why a conformance run needs the setting above.
-    flow = await open_authorize(stack, login_hint="alice", acr_values="1 2")
+    flow = await authorize(stack, login_hint="alice", acr_values="1 2")
     result = assert_error_redirect(flow, stack, "unmet_authentication_requirements")
     assert result["stepup_error"] == "acr_unsupported"
 
@@ -423,22 +412,20 @@ async def test_oidcc_codereuse_30seconds(stack: Stack, redis: Redis) -> None:
     assert (await get_userinfo(stack, access_token, "get")).status_code == 401
     # And once the records are gone altogether, the code is still no good.
     await redis.delete(*keys)
-    assert_token_error(await redeem_code(stack, code, verifier=done.flow.verifier),
-                       "invalid_grant")  # fmt: skip
+    assert_token_error(await redeem_code(stack, code, verifier=done.flow.verifier), "invalid_grant")
 
 
 # -- redirect_uri --------------------------------------------------------------------------------
 
 
 async def test_oidcc_ensure_registered_redirect_uri(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice",
-                                redirect_uri="https://evil.example/callback")  # fmt: skip
+    flow = await authorize(stack, login_hint="alice", redirect_uri="https://evil.example/callback")
     assert_error_page(flow.response)
 
 
 async def test_oidcc_ensure_redirect_uri_in_authorization_request(stack: Stack) -> None:
     # OIDC Core §3.1.2.1: redirect_uri is REQUIRED, even with one registered URI.
-    flow = await open_authorize(stack, login_hint="alice", redirect_uri=None)
+    flow = await authorize(stack, login_hint="alice", redirect_uri=None)
     assert_error_page(flow.response)
 
 
@@ -454,9 +441,14 @@ def unsigned_request_object(**claims: Any) -> str:
 
 
 def signed_request_object(stack: Stack, client_id: str = "shop", **claims: Any) -> str:
-    body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "exp": int(time.time()) + 300, "jti": secrets.token_urlsafe(16),
-            **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "aud": stack.issuer,
+        "client_id": client_id,
+        "exp": int(time.time()) + 300,
+        "jti": secrets.token_urlsafe(16),
+        **claims,
+    }
     return jwt.encode({"alg": "HS256"}, body, OctKey.import_key(client_secret(client_id)))
 
 
@@ -465,9 +457,14 @@ async def test_oidcc_unsigned_request_object_supported_correctly_or_rejected_as_
 ) -> None:
     meta = await discovery(stack)
     assert "none" not in meta["request_object_signing_alg_values_supported"]
-    ro = unsigned_request_object(client_id="shop", response_type="code", scope="openid",
-                                 redirect_uri=REDIRECT_URI, login_hint="alice")  # fmt: skip
-    flow = await open_authorize(stack, request=ro, login_hint=None)
+    ro = unsigned_request_object(
+        client_id="shop",
+        response_type="code",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        login_hint="alice",
+    )
+    flow = await authorize(stack, request=ro, login_hint=None)
     # Rejected, never silently ignored: the subject must come from what the client signed.
     assert_error_redirect(flow, stack, "invalid_request_object")
 
@@ -476,11 +473,17 @@ async def test_oidcc_ensure_request_object_with_redirect_uri(stack: Stack) -> No
     # redirect_uri only inside the (signed) request object; OIDC Core §6.1 requires only
     # response_type, client_id and scope in the query as well.
     ro = signed_request_object(
-        stack, response_type="code", scope="openid", redirect_uri=REDIRECT_URI,
-        login_hint="alice", nonce="n-ro", state="s-ro",
-    )  # fmt: skip
-    flow = await open_authorize(stack, request=ro, login_hint=None, redirect_uri=None,
-                                state="s-ro", nonce=None)  # fmt: skip
+        stack,
+        response_type="code",
+        scope="openid",
+        redirect_uri=REDIRECT_URI,
+        login_hint="alice",
+        nonce="n-ro",
+        state="s-ro",
+    )
+    flow = await authorize(
+        stack, request=ro, login_hint=None, redirect_uri=None, state="s-ro", nonce=None
+    )
     flow.params["redirect_uri"] = REDIRECT_URI  # where the callback must arrive
     done = await complete(stack, flow)
     assert done.claims["sub"] == "alice" and done.claims["nonce"] == "n-ro"
@@ -497,8 +500,9 @@ async def test_oidcc_refresh_token(stack: Stack) -> None:
     done = await step_up(stack, scope="openid offline_access", prompt="consent")
     assert "refresh_token" not in done.tokens
     assert done.tokens["scope"] == "openid"
-    response = await redeem_code(stack, "", grant_type="refresh_token",
-                                 refresh_token=done.tokens["access_token"])  # fmt: skip
+    response = await redeem_code(
+        stack, "", grant_type="refresh_token", refresh_token=done.tokens["access_token"]
+    )
     assert_token_error(response, "unsupported_grant_type")
 
 
@@ -511,7 +515,7 @@ async def test_oidcc_ensure_request_with_valid_pkce_succeeds(stack: Stack) -> No
 
 
 async def test_oidcc_ensure_post_request_succeeds(stack: Stack) -> None:
-    flow = await open_authorize(stack, method="POST", login_hint="alice")
+    flow = await authorize(stack, method="POST", login_hint="alice")
     assert (await complete(stack, flow)).claims["sub"] == "alice"
 
 
@@ -519,10 +523,17 @@ async def test_oidcc_alternate_happy_flow(stack: Stack) -> None:
     # The same request with its parameters in another order (and the token request with
     # client_secret_post instead of Basic).
     verifier, challenge = pkce()
-    items = [("response_type", "code"), ("client_id", "post"), ("redirect_uri", REDIRECT_URI),
-             ("scope", "openid"), ("state", "st-alt"), ("nonce", "n-alt"),
-             ("code_challenge", challenge), ("code_challenge_method", "S256"),
-             ("login_hint", "alice")]  # fmt: skip
+    items = [
+        ("response_type", "code"),
+        ("client_id", "post"),
+        ("redirect_uri", REDIRECT_URI),
+        ("scope", "openid"),
+        ("state", "st-alt"),
+        ("nonce", "n-alt"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("login_hint", "alice"),
+    ]
     browser = stack.browser()
     response = await browser.get(f"/authorize?{urlencode(items[::-1])}")
     flow = Flow(stack, browser, dict(items), verifier, response)
@@ -531,13 +542,14 @@ async def test_oidcc_alternate_happy_flow(stack: Stack) -> None:
 
 
 async def test_pkce_plain_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", code_challenge_method="plain")
+    flow = await authorize(stack, login_hint="alice", code_challenge_method="plain")
     assert_error_redirect(flow, stack, "invalid_request")
 
 
 async def test_pkce_missing_code_challenge_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", code_challenge=None,
-                                code_challenge_method=None)  # fmt: skip
+    flow = await authorize(
+        stack, login_hint="alice", code_challenge=None, code_challenge_method=None
+    )
     assert_error_redirect(flow, stack, "invalid_request")
 
 
@@ -545,15 +557,16 @@ async def test_pkce_missing_code_challenge_is_refused(stack: Stack) -> None:
 async def test_pkce_missing_or_wrong_code_verifier_is_invalid_grant(
     stack: Stack, verifier: str | None
 ) -> None:
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
-    assert_token_error(await redeem_code(stack, callback["code"], verifier=verifier),
-                       "invalid_grant")  # fmt: skip
+    assert_token_error(
+        await redeem_code(stack, callback["code"], verifier=verifier), "invalid_grant"
+    )
 
 
 async def test_pkce_verifier_for_a_code_without_challenge_is_refused(stack: Stack) -> None:
     # RFC 9700 §4.8.2: a downgrade (challenge stripped, verifier sent) must not succeed.
-    flow = await open_authorize(stack, client_id="nopkce", login_hint="alice", use_pkce=False)
+    flow = await authorize(stack, client_id="nopkce", login_hint="alice", use_pkce=False)
     callback = await flow.approve()
     verifier, _ = pkce()
     response = await redeem_code(stack, callback["code"], client_id="nopkce", verifier=verifier)
@@ -564,33 +577,34 @@ async def test_pkce_verifier_for_a_code_without_challenge_is_refused(stack: Stac
 
 
 async def test_oidcc_redirect_uri_query_ok(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
+    flow = await authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
     done = await complete(stack, flow)
     # complete() checked the callback; the registered query was kept in front of ours.
     assert done.claims["aud"] == "qs"
 
 
 async def test_oidcc_redirect_uri_query_mismatch(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="qs", login_hint="alice",
-                                redirect_uri="http://127.0.0.1:9/cb?foo=baz")  # fmt: skip
+    flow = await authorize(
+        stack, client_id="qs", login_hint="alice", redirect_uri="http://127.0.0.1:9/cb?foo=baz"
+    )
     assert_error_page(flow.response)
 
 
 async def test_oidcc_redirect_uri_query_added(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="shop", login_hint="alice",
-                                redirect_uri=REDIRECT_URI + "?foo=bar")  # fmt: skip
+    flow = await authorize(
+        stack, client_id="shop", login_hint="alice", redirect_uri=REDIRECT_URI + "?foo=bar"
+    )
     assert_error_page(flow.response)
 
 
 async def test_oidcc_request_uri_unsigned(stack: Stack) -> None:
     assert (await discovery(stack))["request_uri_parameter_supported"] is False
-    flow = await open_authorize(stack, login_hint="alice", request_uri="https://rp.example/ro")
+    flow = await authorize(stack, login_hint="alice", request_uri="https://rp.example/ro")
     assert_error_redirect(flow, stack, "request_uri_not_supported")
 
 
 async def test_oidcc_request_uri_signed(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice",
-                                request_uri="https://rp.example/signed.jwt")  # fmt: skip
+    flow = await authorize(stack, login_hint="alice", request_uri="https://rp.example/signed.jwt")
     assert_error_redirect(flow, stack, "request_uri_not_supported")
 
 

@@ -12,20 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 
-from ..stack import (
-    TLS,
-    Stack,
-    StackPool,
-    client_entry,
-    decode_id_token,
-    open_authorize,
-    redeem_code,
-)
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack, StackPool
+from ..harness.settings import client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,18 +40,13 @@ NEW_RSA = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 EC_KEY = pem(ec.generate_private_key(ec.SECP256R1()))
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
 async def get(url: str, **kwargs: Any) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         return await c.get(url, **kwargs)
 
 
 async def id_token_of(stack: Stack) -> str:
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
     response = await redeem_code(stack, callback["code"], verifier=flow.verifier)
     assert response.status_code == 200, response.text
@@ -76,12 +64,19 @@ async def test_oidcc_discovery_endpoint_verification(pool: StackPool) -> None:
     # OIDC Discovery §4.3: issuer identical to the one the configuration was fetched for.
     assert meta["issuer"] == HTTPS_ISSUER
     urls = {k: v for k, v in meta.items() if k.endswith(("_endpoint", "_uri"))}
-    assert set(urls) >= {"authorization_endpoint", "token_endpoint", "userinfo_endpoint",
-                         "jwks_uri"}  # fmt: skip
+    assert set(urls) >= {
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+    }
     for name, url in urls.items():
         assert urlsplit(url).scheme == "https" and url.startswith(HTTPS_ISSUER + "/"), name
-    for name in ("response_types_supported", "subject_types_supported",
-                 "id_token_signing_alg_values_supported"):  # fmt: skip
+    for name in (
+        "response_types_supported",
+        "subject_types_supported",
+        "id_token_signing_alg_values_supported",
+    ):
         assert meta[name], name
     assert "RS256" in meta["id_token_signing_alg_values_supported"]
     assert meta["scopes_supported"] == ["openid"]
@@ -106,28 +101,43 @@ async def test_oidcc_userinfo_rs256(stack: Stack) -> None:
     # not advertise userinfo_signing_alg_values_supported and a client cannot register it.
     meta = (await get(f"{stack.issuer}/.well-known/openid-configuration")).json()
     assert "userinfo_signing_alg_values_supported" not in meta
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     callback = await flow.approve()
     tokens = (await redeem_code(stack, callback["code"], verifier=flow.verifier)).json()
-    response = await get(f"{stack.issuer}/userinfo",
-                         headers={"Authorization": f"Bearer {tokens['access_token']}"})  # fmt: skip
+    response = await get(
+        f"{stack.issuer}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
     assert response.headers["content-type"].startswith("application/json")
     assert response.json() == {"sub": "alice"}
 
 
 async def test_oidcc_server_rotate_keys(pool: StackPool) -> None:
-    before = await pool.get(settings={**SETTINGS, "keys": {"signing": [
-        {"kid": "rsa-old", "private_key": OLD_RSA},
-        {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
-    ]}})  # fmt: skip
+    before = await pool.get(
+        settings={
+            **SETTINGS,
+            "keys": {
+                "signing": [
+                    {"kid": "rsa-old", "private_key": OLD_RSA},
+                    {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
+                ]
+            },
+        }
+    )
     old_token = await id_token_of(before)
     assert jws.extract_compact(old_token.encode()).headers()["kid"] == "rsa-old"
     # Rotated: a new active key, the old one published until its tokens have expired.
-    after = await pool.get(settings={**SETTINGS, "keys": {"signing": [
-        {"kid": "rsa-old", "private_key": OLD_RSA, "publish_only": True},
-        {"kid": "rsa-new", "private_key": NEW_RSA},
-        {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
-    ]}})  # fmt: skip
+    after = await pool.get(
+        settings={
+            **SETTINGS,
+            "keys": {
+                "signing": [
+                    {"kid": "rsa-old", "private_key": OLD_RSA, "publish_only": True},
+                    {"kid": "rsa-new", "private_key": NEW_RSA},
+                    {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
+                ]
+            },
+        }
+    )
     kids = sorted(k["kid"] for k in (await get(f"{after.issuer}/jwks")).json()["keys"])
     assert kids == ["ec-1", "rsa-new", "rsa-old"]
     header, _ = await decode_id_token(after, await id_token_of(after))

@@ -228,7 +228,8 @@ async def test_denied_callback_shows_the_stepup_error(client: httpx.AsyncClient)
 
 
 async def test_denied_callback_without_iss_is_accepted(client: httpx.AsyncClient) -> None:
-    """The provider may leave ``iss`` off error redirects for some gateways (design §6)."""
+    """The provider may leave ``iss`` off error redirects for some gateways
+    (``iss_on_error`` in docs/architecture.md, "The settings file")."""
     state = params(await start(client))["state"]
     response = await callback(
         client, error="access_denied", stepup_error="user_canceled", state=state

@@ -117,8 +117,9 @@ def render_snippet(**values: str) -> str:
     return GATEWAY_SNIPPET.substitute(values)
 
 
-def gateway_client(client_id: str, client_secret: str, gateway: str, *,
-                   iss_on_error: bool = False) -> dict[str, Any]:  # fmt: skip
+def gateway_client(
+    client_id: str, client_secret: str, gateway: str, *, iss_on_error: bool = False
+) -> dict[str, Any]:
     """The provider's `clients:` entry for the gateway (the guide shows it as YAML)."""
     return {
         "client_id": client_id,
@@ -165,8 +166,7 @@ def _write_config(root: Path, port: int, snippet: str) -> Path:
         folder.chmod(0o755)
     (root / "htdocs" / "protected" / "account.html").write_text(PAGE)
     user = "User www-data\nGroup www-data" if os.geteuid() == 0 else ""
-    conf = SERVER_CONF.substitute(root=root, port=port, user=user, modules=MODULES,
-                                  snippet=snippet)  # fmt: skip
+    conf = SERVER_CONF.substitute(root=root, port=port, user=user, modules=MODULES, snippet=snippet)
     path = root / "httpd.conf"
     path.write_text(conf)
     return path
@@ -204,10 +204,12 @@ def _spawn(root: Path, conf: Path) -> subprocess.Popen[bytes]:
     with open(root / "logs" / "stderr.log", "wb") as stderr:
         return subprocess.Popen(
             [APACHE, "-d", str(root), "-f", str(conf), "-DFOREGROUND"],
-            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
             start_new_session=True,  # httpd signals its process group when it stops
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"},
-        )  # fmt: skip
+        )
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,8 @@ from starlette.routing import Route as StarletteRoute
 
 from idenfy_stepup.store import EXPIRY_SKEW_SECONDS
 
-from ..stack import Stack, StackPool, challenge_key, free_socket, serve_in_loop
+from ..harness.redis import challenge_key
+from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from .browser import chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -46,11 +47,17 @@ class Site:
     def authorize_url(self, state: str) -> str:
         verifier = secrets.token_urlsafe(48)
         digest = hashlib.sha256(verifier.encode()).digest()
-        params = {"response_type": "code", "client_id": "abandoned-rp", "scope": "openid",
-                  "redirect_uri": f"{self.rp}/callback", "state": state,
-                  "nonce": secrets.token_urlsafe(12), "login_hint": "alice",
-                  "code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode(),
-                  "code_challenge_method": "S256"}  # fmt: skip
+        params = {
+            "response_type": "code",
+            "client_id": "abandoned-rp",
+            "scope": "openid",
+            "redirect_uri": f"{self.rp}/callback",
+            "state": state,
+            "nonce": secrets.token_urlsafe(12),
+            "login_hint": "alice",
+            "code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode(),
+            "code_challenge_method": "S256",
+        }
         return f"{self.stack.issuer}/authorize?{urlencode(params)}"
 
     async def expire_in(self, token: str, seconds: float) -> None:
@@ -76,10 +83,15 @@ async def site(pool: StackPool, redis_proc: Any) -> AsyncIterator[Site]:
 
     sock = free_socket()
     rp = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server, task = await serve_in_loop(Starlette(routes=[StarletteRoute("/callback", callback)]),
-                                       sock)  # fmt: skip
-    client = {"client_id": "abandoned-rp", "client_secret": "abandoned-rp-secret-0123456789-ab",
-              "redirect_uris": [f"{rp}/callback"], "subject_hints": ["login_hint"]}  # fmt: skip
+    server, task = await serve_in_loop(
+        Starlette(routes=[StarletteRoute("/callback", callback)]), sock
+    )
+    client = {
+        "client_id": "abandoned-rp",
+        "client_secret": "abandoned-rp-secret-0123456789-ab",
+        "redirect_uris": [f"{rp}/callback"],
+        "subject_hints": ["login_hint"],
+    }
     stack = await pool.get(settings={"clients": [client]})
     redis = Redis.from_url(redis_proc.url)
     try:

@@ -18,7 +18,7 @@ from playwright.async_api import Page
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
-from ..stack import Stack, free_socket
+from ..harness.servers import Stack, free_socket
 from .apache import (
     GUIDE,
     GUIDE_VALUES,
@@ -46,8 +46,13 @@ async def gateway(
     url = f"http://127.0.0.1:{port}"
     client = gateway_client(CLIENT_ID, CLIENT_SECRET, url, iss_on_error=iss_on_error)
     stack: Stack = await stack_factory(settings={"clients": [client]})
-    snippet = render_snippet(issuer=stack.issuer, gateway=url, client_id=CLIENT_ID,
-                             client_secret=CLIENT_SECRET, passphrase=new_passphrase())  # fmt: skip
+    snippet = render_snippet(
+        issuer=stack.issuer,
+        gateway=url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        passphrase=new_passphrase(),
+    )
     if hint_from_header:
         snippet = snippet.replace(*HINT_FROM_HEADER)
     async with running_apache(port, snippet) as apache:
@@ -62,8 +67,7 @@ async def open_protected_page(page: Page, stack: Stack, apache: Apache) -> None:
 
 @pytest.mark.slow
 async def test_gateway_shows_protected_content_after_face_check(stack_factory: Any) -> None:
-    async with gateway(stack_factory, iss_on_error=False) as (stack, apache), \
-            chromium() as browser:  # fmt: skip
+    async with gateway(stack_factory, iss_on_error=False) as (stack, apache), chromium() as browser:
         page = await browser.new_page()
         await open_protected_page(page, stack, apache)
         await page.frame_locator("#idenfy-iframe").locator('button[data-outcome="SUCCESS"]').click()
@@ -72,8 +76,10 @@ async def test_gateway_shows_protected_content_after_face_check(stack_factory: A
         main = page.locator("main[data-protected]")
         assert await main.count() == 1, f"{await page.content()}\n{apache.log()}"
         # What mod_auth_openidc took from the id_token and passed to the application:
-        claims = {name: await page.locator(f'[data-claim="{name}"]').inner_text()
-                  for name in ("sub", "acr", "amr", "auth_time", "iss")}  # fmt: skip
+        claims = {
+            name: await page.locator(f'[data-claim="{name}"]').inner_text()
+            for name in ("sub", "acr", "amr", "auth_time", "iss")
+        }
         assert claims["sub"] == "alice"
         assert claims["acr"] == STEPUP_ACR
         assert claims["amr"] == "face"
@@ -88,8 +94,10 @@ async def test_gateway_shows_protected_content_after_face_check(stack_factory: A
 @pytest.mark.slow
 async def test_gateway_takes_the_user_from_a_request_header(stack_factory: Any) -> None:
     """The guide's production variant: `login_hint` is an Apache expression (2.4.11.2+)."""
-    async with gateway(stack_factory, iss_on_error=False, hint_from_header=True) as (
-        stack, apache), chromium() as browser:  # fmt: skip
+    async with (
+        gateway(stack_factory, iss_on_error=False, hint_from_header=True) as (stack, apache),
+        chromium() as browser,
+    ):
         page = await browser.new_page(extra_http_headers={"X-Stepup-User": "mallory"})
         await page.goto(f"{apache.url}{PAGE_PATH}")
         # The provider's directory has no mallory: the hint reached the provider.
@@ -105,8 +113,7 @@ async def test_gateway_takes_the_user_from_a_request_header(stack_factory: Any) 
 
 @pytest.mark.slow
 async def test_gateway_error_page_shows_face_mismatch(stack_factory: Any) -> None:
-    async with gateway(stack_factory, iss_on_error=False) as (stack, apache), \
-            chromium() as browser:  # fmt: skip
+    async with gateway(stack_factory, iss_on_error=False) as (stack, apache), chromium() as browser:
         page = await browser.new_page()
         await open_protected_page(page, stack, apache)
         frame = page.frame_locator("#idenfy-iframe")
@@ -123,8 +130,7 @@ async def test_gateway_error_page_shows_face_mismatch(stack_factory: Any) -> Non
 async def test_gateway_misreads_iss_on_error_responses(stack_factory: Any) -> None:
     """Why the guide sets `iss_on_error: false`: mod_auth_openidc 2.4.x takes a redirect with
     `iss` and no `code` for a discovery response and never shows the provider's error."""
-    async with gateway(stack_factory, iss_on_error=True) as (stack, apache), \
-            chromium() as browser:  # fmt: skip
+    async with gateway(stack_factory, iss_on_error=True) as (stack, apache), chromium() as browser:
         page = await browser.new_page()
         await open_protected_page(page, stack, apache)
         frame = page.frame_locator("#idenfy-iframe")
@@ -143,6 +149,10 @@ def test_guide_shows_the_tested_configuration() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", guide, flags=re.S)
     assert blocks, "the guide shows the provider's client entry as YAML"
     entry = yaml.safe_load(blocks[0])["clients"][0]
-    expected = gateway_client(GUIDE_VALUES["client_id"], GUIDE_VALUES["client_secret"],
-                              GUIDE_VALUES["gateway"], iss_on_error=False)  # fmt: skip
+    expected = gateway_client(
+        GUIDE_VALUES["client_id"],
+        GUIDE_VALUES["client_secret"],
+        GUIDE_VALUES["gateway"],
+        iss_on_error=False,
+    )
     assert entry == expected

@@ -19,7 +19,7 @@ from playwright.async_api import ConsoleMessage, Page
 
 from idenfy_stepup.demo.app import create_demo_app
 
-from ..stack import Stack, free_socket, serve_in_loop
+from ..harness.servers import Stack, free_socket, serve_in_loop
 from .browser import chromium
 
 DEMO_SECRET = "demo-secret-0123456789-0123456789-abcdef"
@@ -30,13 +30,21 @@ SHOTS = os.environ.get("STEPUP_SCREENSHOTS")  # a folder: save pictures for the 
 async def demo_stack(stack_factory: Any) -> AsyncIterator[tuple[Stack, str]]:
     sock = free_socket()
     demo = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    client = {"client_id": "northwind-bank", "name": "Northwind Bank",
-              "client_secret": DEMO_SECRET, "redirect_uris": [f"{demo}/callback"],
-              "subject_hints": ["login_hint"]}  # fmt: skip
+    client = {
+        "client_id": "northwind-bank",
+        "name": "Northwind Bank",
+        "client_secret": DEMO_SECRET,
+        "redirect_uris": [f"{demo}/callback"],
+        "subject_hints": ["login_hint"],
+    }
     stack: Stack = await stack_factory(settings={"clients": [client]})
-    app = create_demo_app(issuer=stack.issuer, client_id="northwind-bank",
-                          client_secret=DEMO_SECRET, redirect_uri=f"{demo}/callback",
-                          session_secret=secrets.token_urlsafe(32))  # fmt: skip
+    app = create_demo_app(
+        issuer=stack.issuer,
+        client_id="northwind-bank",
+        client_secret=DEMO_SECRET,
+        redirect_uri=f"{demo}/callback",
+        session_secret=secrets.token_urlsafe(32),
+    )
     server, task = await serve_in_loop(app, sock)
     try:
         yield stack, demo

@@ -1,4 +1,4 @@
-"""IdenfyClient against a fake network edge (a recording fetch); idenfy-api.md §1."""
+"""IdenfyClient against a fake network edge (a recording fetch); docs/idenfy-api.md, section 1."""
 
 from __future__ import annotations
 

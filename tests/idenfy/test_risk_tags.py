@@ -25,17 +25,23 @@ def test_mistyped_risk_tags_are_400(tags: object) -> None:
 
 
 def test_risk_tags_are_normalised_and_strange_ones_kept_as_a_placeholder() -> None:
-    event = parse_event(_event(riskTags=[" untrusted_environment", "UNTRUSTED_ENVIRONMENT", "",
-                                         "<script>", "x" * 500]))  # fmt: skip
+    event = parse_event(
+        _event(
+            riskTags=[" untrusted_environment", "UNTRUSTED_ENVIRONMENT", "", "<script>", "x" * 500]
+        )
+    )
     assert event.risk_tags == ("UNTRUSTED_ENVIRONMENT", MALFORMED_TAG)
     assert parse_event(_event(riskTags=None)).risk_tags == ()
 
 
 @pytest.mark.parametrize(
     "idenfy",
-    [{"risk_tags": {"untrusted": "deny"}}, {"risk_tags": {"X": "warn"}},
-     {"webhook_ip_policy": "strict"}],
-)  # fmt: skip
+    [
+        {"risk_tags": {"untrusted": "deny"}},
+        {"risk_tags": {"X": "warn"}},
+        {"webhook_ip_policy": "strict"},
+    ],
+)
 def test_bad_flag_settings_name_their_key(idenfy: dict[str, Any]) -> None:
     raw = {"issuer": "http://127.0.0.1:8000", "idenfy": {"mode": "simulator", **idenfy}}
     with pytest.raises(ConfigError) as info:

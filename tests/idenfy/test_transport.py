@@ -28,7 +28,7 @@ from idenfy_stepup.idenfy.transport import (
     VendorResponse,
 )
 
-from ..stack import free_socket, serve_in_loop
+from ..harness.servers import free_socket, serve_in_loop
 
 
 async def echo(request: Request) -> Response:

@@ -1,4 +1,5 @@
-"""FACIAL_AUTHENTICATION webhook signing, content type and parsing (idenfy-api.md §2)."""
+"""FACIAL_AUTHENTICATION webhook signing, content type and parsing (docs/idenfy-api.md,
+section 2)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-import pytest_asyncio
 
-from ..stack import REDIRECT_URI, Stack, StackPool, client_entry, client_secret
+from ..harness.servers import Stack
+from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -64,11 +64,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
 class RelyingParty:
     """``rp.mjs`` for a client (``shop`` by default) of one stack."""
 
@@ -86,10 +81,14 @@ class RelyingParty:
 
     async def run(self, *args: str) -> tuple[int, dict[str, Any]]:
         proc = await asyncio.create_subprocess_exec(
-            self.node, str(RP), *args, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            self.node,
+            str(RP),
+            *args,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), NODE_TIMEOUT)
         except TimeoutError:
@@ -107,8 +106,9 @@ class RelyingParty:
         assert status == 0, started
         return started
 
-    async def callback(self, url: str, started: dict[str, Any], **checks: str
-                       ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    async def callback(
+        self, url: str, started: dict[str, Any], **checks: str
+    ) -> tuple[int, dict[str, Any]]:
         """The library's verdict on a callback; ``checks`` override what the RP expects."""
         expected = {k: started[k] for k in ("verifier", "state", "nonce")} | checks
         return await self.run(
@@ -121,8 +121,9 @@ def rp(node: str, stack: Stack) -> RelyingParty:
     return RelyingParty(node, stack)
 
 
-async def front_channel(stack: Stack, authorization_url: str, status: str = "SUCCESS",
-                        fail_reason: str | None = None) -> str:  # fmt: skip
+async def front_channel(
+    stack: Stack, authorization_url: str, status: str = "SUCCESS", fail_reason: str | None = None
+) -> str:
     """The user's browser: authorize → challenge page → face check → finish; the callback URL."""
     browser = stack.browser()
     response = await browser.get(authorization_url)

@@ -15,20 +15,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from ..stack import (
-    REDIRECT_URI,
-    Flow,
-    Stack,
-    StackPool,
-    client_entry,
-    decode_id_token,
-    open_authorize,
-    pkce,
-    query,
-    redeem_code,
-)
+from ..harness.rp import Flow, authorize, decode_id_token, pkce, query, redeem_code
+from ..harness.servers import Stack
+from ..harness.settings import REDIRECT_URI, client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -50,13 +40,8 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
 def assert_error_page(response: httpx.Response, status: int = 400) -> None:
-    """Invariant 5: an HTML page, and no redirect anywhere."""
+    """No redirect before the client is validated: an HTML page, and no redirect anywhere."""
     assert response.status_code == status, (response.status_code, response.headers, response.text)
     assert "location" not in response.headers
     assert response.headers["content-type"].startswith("text/html")
@@ -82,17 +67,24 @@ async def raw_get(stack: Stack, query_string: str) -> httpx.Response:
 def params_for(**extra: str) -> dict[str, str]:
     _, challenge = pkce()
     return {
-        "response_type": "code", "client_id": "shop", "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": "st-1", "nonce": "n-1", "code_challenge": challenge,
-        "code_challenge_method": "S256", "login_hint": "alice", **extra,
-    }  # fmt: skip
+        "response_type": "code",
+        "client_id": "shop",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "st-1",
+        "nonce": "n-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "login_hint": "alice",
+        **extra,
+    }
 
 
 # -- accepted requests ---------------------------------------------------------------------------
 
 
 async def test_get_opens_a_challenge_and_ends_with_a_code(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice")
+    flow = await authorize(stack, login_hint="alice")
     assert flow.token, flow.response.text
     result = await flow.approve()
     assert result["code"]
@@ -102,7 +94,7 @@ async def test_get_opens_a_challenge_and_ends_with_a_code(stack: Stack) -> None:
 
 async def test_post_form_opens_a_challenge_and_ends_with_a_code(stack: Stack) -> None:
     # oidcc-ensure-post-request-succeeds
-    flow = await open_authorize(stack, method="POST", login_hint="alice")
+    flow = await authorize(stack, method="POST", login_hint="alice")
     assert flow.token, flow.response.text
     result = await flow.approve()
     assert result["code"] and result["state"] == flow.params["state"]
@@ -112,7 +104,7 @@ async def test_post_form_opens_a_challenge_and_ends_with_a_code(stack: Stack) ->
 
 async def test_unknown_parameters_are_ignored(stack: Stack) -> None:
     # oidcc-ensure-request-with-unknown-parameter-succeeds
-    flow = await open_authorize(stack, login_hint="alice", extra="foobar", **{"x-vendor": "1"})
+    flow = await authorize(stack, login_hint="alice", extra="foobar", **{"x-vendor": "1"})
     assert flow.token, flow.response.text
 
 
@@ -125,7 +117,7 @@ async def test_parameter_order_is_irrelevant(stack: Stack) -> None:
 
 
 async def test_redirect_uri_with_registered_query_is_kept(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
+    flow = await authorize(stack, client_id="qs", redirect_uri=QS_REDIRECT, login_hint="alice")
     assert flow.token, flow.response.text
     await flow.stack.outcome(flow.token, "SUCCESS")
     finish = await flow.browser.get(f"/challenge/{flow.token}/finish")
@@ -135,7 +127,7 @@ async def test_redirect_uri_with_registered_query_is_kept(stack: Stack) -> None:
 
 
 async def test_client_without_required_pkce_works_without_it(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="nopkce", use_pkce=False, login_hint="alice")
+    flow = await authorize(stack, client_id="nopkce", use_pkce=False, login_hint="alice")
     assert flow.token, flow.response.text
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], client_id="nopkce")
@@ -145,7 +137,7 @@ async def test_client_without_required_pkce_works_without_it(stack: Stack) -> No
 async def test_max_age_zero_is_accepted_and_auth_time_is_in_the_id_token(stack: Stack) -> None:
     # oidcc-max-age-1 flavour: the step-up is always fresh, auth_time says when it happened.
     started = int(time.time())
-    flow = await open_authorize(stack, login_hint="alice", max_age="0")
+    flow = await authorize(stack, login_hint="alice", max_age="0")
     assert flow.token, flow.response.text
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], verifier=flow.verifier)
@@ -155,7 +147,7 @@ async def test_max_age_zero_is_accepted_and_auth_time_is_in_the_id_token(stack: 
 
 async def test_known_acr_values_is_the_acr_achieved(stack: Stack) -> None:
     # oidcc-ensure-request-with-acr-values-succeeds
-    flow = await open_authorize(stack, login_hint="alice", acr_values=f"urn:unknown {LIVENESS}")
+    flow = await authorize(stack, login_hint="alice", acr_values=f"urn:unknown {LIVENESS}")
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], verifier=flow.verifier)
     _, claims = await decode_id_token(stack, response.json()["id_token"])
@@ -164,7 +156,7 @@ async def test_known_acr_values_is_the_acr_achieved(stack: Stack) -> None:
 
 async def test_claims_with_essential_acr_is_honoured(stack: Stack) -> None:
     claims_param = json.dumps({"id_token": {"acr": {"essential": True, "values": [LIVENESS]}}})
-    flow = await open_authorize(stack, login_hint="alice", claims=claims_param)
+    flow = await authorize(stack, login_hint="alice", claims=claims_param)
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], verifier=flow.verifier)
     _, claims = await decode_id_token(stack, response.json()["id_token"])
@@ -213,7 +205,7 @@ REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
 async def test_refusal_redirects_with_state_iss_and_codes(
     stack: Stack, overrides: dict[str, Any], error: str, stepup_error: str
 ) -> None:
-    flow = await open_authorize(stack, **{"login_hint": "alice", **overrides})
+    flow = await authorize(stack, **{"login_hint": "alice", **overrides})
     assert_error_redirect(flow, stack, error, stepup_error)
 
 
@@ -226,20 +218,20 @@ async def test_client_without_iss_on_error_gets_none_on_errors(
     stack: Stack, overrides: dict[str, str]
 ) -> None:
     # mod_auth_openidc 2.4.x reads `iss` without `code` as a discovery response.
-    flow = await open_authorize(stack, client_id="noiss", login_hint="alice", **overrides)
+    flow = await authorize(stack, client_id="noiss", login_hint="alice", **overrides)
     result = flow.redirect
     assert result["error"] and result["state"] == flow.params["state"]
     assert "iss" not in result
 
 
 async def test_client_without_iss_on_error_still_gets_iss_on_success(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="noiss", login_hint="alice")
+    flow = await authorize(stack, client_id="noiss", login_hint="alice")
     result = await flow.approve()
     assert result["code"] and result["iss"] == stack.issuer
 
 
 async def test_error_redirect_without_state_has_no_state(stack: Stack) -> None:
-    flow = await open_authorize(stack, login_hint="alice", state=None, prompt="none")
+    flow = await authorize(stack, login_hint="alice", state=None, prompt="none")
     result = flow.redirect
     assert result["error"] == "login_required" and result["iss"] == stack.issuer
     assert "state" not in result
@@ -265,7 +257,7 @@ async def test_error_redirect_without_state_has_no_state(stack: Stack) -> None:
 async def test_unregistered_redirect_uri_or_client_is_an_error_page(
     stack: Stack, client_id: str | None, redirect_uri: str | None
 ) -> None:
-    flow = await open_authorize(
+    flow = await authorize(
         stack, client_id=client_id, redirect_uri=redirect_uri, login_hint="alice"
     )
     assert_error_page(flow.response)
@@ -273,10 +265,24 @@ async def test_unregistered_redirect_uri_or_client_is_an_error_page(
 
 @pytest.mark.parametrize(
     "name",
-    ["state", "client_id", "redirect_uri", "response_type", "scope", "nonce", "login_hint",
-     "code_challenge", "code_challenge_method", "acr_values", "claims", "prompt", "max_age",
-     "id_token_hint", "request"],
-)  # fmt: skip
+    [
+        "state",
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "nonce",
+        "login_hint",
+        "code_challenge",
+        "code_challenge_method",
+        "acr_values",
+        "claims",
+        "prompt",
+        "max_age",
+        "id_token_hint",
+        "request",
+    ],
+)
 async def test_repeated_parameter_is_refused(stack: Stack, name: str) -> None:
     # RFC 6749 §3.1: parameters MUST NOT be included more than once.
     items = [(k, v) for k, v in params_for().items() if k != name]
@@ -355,6 +361,6 @@ async def test_non_utf8_post_body_is_an_error_page(stack: Stack) -> None:
 async def test_redirects_never_leave_the_registered_origin(stack: Stack) -> None:
     # No open redirect: every answer is a page, the challenge, or the registered redirect_uri.
     for overrides in ({"response_type": "token"}, {"prompt": "none"}, {"login_hint": "bob"}):
-        flow = await open_authorize(stack, **{"login_hint": "alice", **overrides})
+        flow = await authorize(stack, **{"login_hint": "alice", **overrides})
         location = urlsplit(flow.response.headers["location"])
         assert (location.scheme, location.netloc) == ("http", "127.0.0.1:9")

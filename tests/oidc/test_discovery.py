@@ -6,9 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from ..stack import TLS, Stack, StackPool
+from ..harness.servers import TLS, Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,11 +29,6 @@ ENDPOINTS = {
     "userinfo_endpoint": "/userinfo",
     "jwks_uri": "/jwks",
 }
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get()
 
 
 async def fetch(url: str) -> httpx.Response:

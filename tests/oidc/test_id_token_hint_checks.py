@@ -24,8 +24,10 @@ from joserfc import jws, jwt
 from joserfc.jwk import ECKey, Key, RSAKey, import_key
 from redis.asyncio import Redis
 
-from ..conftest import RedisProcess
-from ..stack import Flow, Stack, StackPool, client_entry, open_authorize
+from ..harness.redis import SECRETS_KEY, RedisProcess
+from ..harness.rp import Flow, authorize
+from ..harness.servers import Stack
+from ..harness.settings import client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -53,15 +55,10 @@ SETTINGS: dict[str, Any] = {
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
 async def own_key(stack: Stack, redis_proc: RedisProcess) -> AsyncIterator[Key]:
     """The provider's RS256 signing key, as shared in Redis (generated once per Redis)."""
     client = Redis.from_url(redis_proc.url)
-    raw = await client.hget("stepup:secrets", "jwk:RS256")
+    raw = await client.hget(SECRETS_KEY, "jwk:RS256")
     await client.aclose()
     assert raw is not None
     yield import_key(json.loads(raw))
@@ -89,13 +86,14 @@ def b64(data: bytes) -> str:
 
 
 async def assert_names_alice(stack: Stack, hint: str, client_id: str = "strict") -> None:
-    flow = await open_authorize(stack, client_id=client_id, id_token_hint=hint)
+    flow = await authorize(stack, client_id=client_id, id_token_hint=hint)
     assert flow.token, (flow.response.status_code, flow.response.headers)
 
 
-async def assert_bad_hint(stack: Stack, hint: str, stepup_error: str = "invalid_id_token_hint",
-                          client_id: str = "strict") -> Flow:  # fmt: skip
-    flow = await open_authorize(stack, client_id=client_id, id_token_hint=hint)
+async def assert_bad_hint(
+    stack: Stack, hint: str, stepup_error: str = "invalid_id_token_hint", client_id: str = "strict"
+) -> Flow:
+    flow = await authorize(stack, client_id=client_id, id_token_hint=hint)
     assert not flow.token, "a challenge was opened"
     result = flow.redirect
     assert result["error"] == "invalid_request", result

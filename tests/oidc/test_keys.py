@@ -13,18 +13,10 @@ from joserfc import jws
 from idenfy_stepup.app import create_app
 from idenfy_stepup.settings import parse_settings
 
-from ..conftest import RedisProcess
-from ..stack import (
-    TLS,
-    Stack,
-    StackPool,
-    base_settings,
-    client_entry,
-    decode_id_token,
-    merge,
-    open_authorize,
-    redeem_code,
-)
+from ..harness.redis import RedisProcess
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack, StackPool
+from ..harness.settings import base_settings, client_entry, merge
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -58,7 +50,7 @@ async def jwks_of(stack: Stack) -> list[dict[str, Any]]:
 
 async def issue_id_token(stack: Stack, client_id: str = "shop") -> str:
     """A complete step-up for alice by ``client_id``; the id_token it ends with."""
-    flow = await open_authorize(stack, client_id=client_id, login_hint="alice")
+    flow = await authorize(stack, client_id=client_id, login_hint="alice")
     result = await flow.approve()
     response = await redeem_code(stack, result["code"], client_id=client_id, verifier=flow.verifier)
     assert response.status_code == 200, response.text
@@ -103,19 +95,33 @@ async def test_es256_client_gets_es256_id_token_with_published_kid(pool: StackPo
 
 
 async def test_rotation_old_key_still_published_new_key_signs(pool: StackPool) -> None:
-    before = await pool.get(settings={**SETTINGS, "keys": {"signing": [
-        {"kid": "rsa-2024", "private_key": OLD_RSA},
-        {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
-    ]}})  # fmt: skip
+    before = await pool.get(
+        settings={
+            **SETTINGS,
+            "keys": {
+                "signing": [
+                    {"kid": "rsa-2024", "private_key": OLD_RSA},
+                    {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
+                ]
+            },
+        }
+    )
     old_token = await issue_id_token(before)
     assert jws.extract_compact(old_token.encode()).headers()["kid"] == "rsa-2024"
 
     # The rotated configuration lists the retired key first: publish_only, not order, decides.
-    after = await pool.get(settings={**SETTINGS, "keys": {"signing": [
-        {"kid": "rsa-2024", "private_key": OLD_RSA, "publish_only": True},
-        {"kid": "rsa-2025", "private_key": NEW_RSA},
-        {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
-    ]}})  # fmt: skip
+    after = await pool.get(
+        settings={
+            **SETTINGS,
+            "keys": {
+                "signing": [
+                    {"kid": "rsa-2024", "private_key": OLD_RSA, "publish_only": True},
+                    {"kid": "rsa-2025", "private_key": NEW_RSA},
+                    {"kid": "ec-1", "alg": "ES256", "private_key": EC_KEY},
+                ]
+            },
+        }
+    )
     keys = await jwks_of(after)
     assert_well_formed(keys)
     assert sorted(k["kid"] for k in keys) == ["ec-1", "rsa-2024", "rsa-2025"]
@@ -132,10 +138,16 @@ async def test_rotation_old_key_still_published_new_key_signs(pool: StackPool) -
 
 
 async def test_discovery_lists_only_algorithms_that_sign(pool: StackPool) -> None:
-    stack = await pool.get(settings={"keys": {"signing": [
-        {"kid": "rsa-2025", "private_key": NEW_RSA},
-        {"kid": "ec-old", "alg": "ES256", "private_key": EC_KEY, "publish_only": True},
-    ]}})  # fmt: skip
+    stack = await pool.get(
+        settings={
+            "keys": {
+                "signing": [
+                    {"kid": "rsa-2025", "private_key": NEW_RSA},
+                    {"kid": "ec-old", "alg": "ES256", "private_key": EC_KEY, "publish_only": True},
+                ]
+            }
+        }
+    )
     async with httpx.AsyncClient(verify=TLS) as c:
         meta = (await c.get(f"{stack.issuer}/.well-known/openid-configuration")).json()
     assert meta["id_token_signing_alg_values_supported"] == ["RS256"]
@@ -146,9 +158,8 @@ async def test_client_alg_without_an_active_key_refuses_to_start(redis_proc: Red
     # Signing an ES256 client's id_token with RS256 would break its registration
     # (OIDC Dynamic Client Registration §2, id_token_signed_response_alg): fail at start-up.
     raw = base_settings(1, 2, redis_proc.url)
-    settings = parse_settings(merge(raw, {**SETTINGS, "keys": {"signing": [
-        {"kid": "rsa-2025", "private_key": NEW_RSA},
-    ]}}))  # fmt: skip
+    only_rsa = {"signing": [{"kid": "rsa-2025", "private_key": NEW_RSA}]}
+    settings = parse_settings(merge(raw, {**SETTINGS, "keys": only_rsa}))
     app = create_app(settings)
     with pytest.raises(ValueError, match=r"clients\[1\].*ES256"):
         async with app.router.lifespan_context(app):

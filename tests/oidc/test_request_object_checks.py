@@ -15,20 +15,12 @@ import time
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from joserfc import jws, jwt
 from joserfc.jwk import OctKey
 
-from ..stack import (
-    Flow,
-    Stack,
-    StackPool,
-    client_entry,
-    client_secret,
-    decode_id_token,
-    open_authorize,
-    redeem_code,
-)
+from ..harness.rp import Flow, authorize, decode_id_token, redeem_code
+from ..harness.servers import Stack
+from ..harness.settings import client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -48,17 +40,19 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
 def signed(stack: Stack, client_id: str = "strict", **claims: Any) -> str:
     """A request object for alice, HS256 with the client's secret; a claim given as None is
     left out."""
-    body = {"iss": client_id, "aud": stack.issuer, "client_id": client_id,
-            "response_type": "code", "exp": int(time.time()) + 300,
-            "jti": secrets.token_urlsafe(16), "login_hint": "alice", **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "aud": stack.issuer,
+        "client_id": client_id,
+        "response_type": "code",
+        "exp": int(time.time()) + 300,
+        "jti": secrets.token_urlsafe(16),
+        "login_hint": "alice",
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     # json.dumps escapes non-ASCII (a lone surrogate as \ud800, which joserfc cannot encode).
     payload = json.dumps(body).encode()
@@ -90,7 +84,7 @@ async def id_token_claims(stack: Stack, flow: Flow) -> dict[str, Any]:
 
 
 async def test_request_object_without_exp_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, exp=None))
+    flow = await authorize(stack, client_id="strict", request=signed(stack, exp=None))
     assert_refused(flow, stack)
 
 
@@ -98,24 +92,22 @@ async def test_request_object_without_exp_is_refused(stack: Stack) -> None:
 async def test_request_object_expiring_too_late_is_refused(stack: Stack, ahead: int) -> None:
     # Default request_object_max_lifetime: 600 seconds.
     exp = int(time.time()) + ahead
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, exp=exp))
+    flow = await authorize(stack, client_id="strict", request=signed(stack, exp=exp))
     assert_refused(flow, stack)
 
 
 async def test_request_object_max_lifetime_is_per_client(stack: Stack) -> None:
     exp = int(time.time()) + 1800
-    allowed = await open_authorize(
-        stack, client_id="patient", request=signed(stack, "patient", exp=exp)
-    )
+    allowed = await authorize(stack, client_id="patient", request=signed(stack, "patient", exp=exp))
     assert allowed.token, allowed.response.headers
-    refused = await open_authorize(stack, client_id="strict", request=signed(stack, exp=exp))
+    refused = await authorize(stack, client_id="strict", request=signed(stack, exp=exp))
     assert_refused(refused, stack)
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 async def test_request_object_from_the_future_is_refused(stack: Stack, claim: str) -> None:
     later = int(time.time()) + 200
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, **{claim: later}))
+    flow = await authorize(stack, client_id="strict", request=signed(stack, **{claim: later}))
     assert_refused(flow, stack)
 
 
@@ -124,9 +116,12 @@ async def test_request_object_from_the_future_is_refused(stack: Stack, claim: st
 
 @pytest.mark.parametrize("aud", ["endpoint", "missing", "another"])
 async def test_request_object_audience_must_be_the_issuer(stack: Stack, aud: str) -> None:
-    value = {"endpoint": f"{stack.issuer}/authorize", "missing": None,
-             "another": "https://another-op.example"}[aud]  # fmt: skip
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, aud=value))
+    value = {
+        "endpoint": f"{stack.issuer}/authorize",
+        "missing": None,
+        "another": "https://another-op.example",
+    }[aud]
+    flow = await authorize(stack, client_id="strict", request=signed(stack, aud=value))
     assert_refused(flow, stack)
 
 
@@ -134,7 +129,7 @@ async def test_request_object_audience_list_containing_the_issuer_is_accepted(
     stack: Stack,
 ) -> None:
     aud = ["https://another-op.example", stack.issuer]
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, aud=aud))
+    flow = await authorize(stack, client_id="strict", request=signed(stack, aud=aud))
     assert flow.token, flow.response.headers
 
 
@@ -142,35 +137,35 @@ async def test_request_object_audience_list_containing_the_issuer_is_accepted(
 
 
 async def test_request_object_without_jti_is_refused(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack, jti=None))
+    flow = await authorize(stack, client_id="strict", request=signed(stack, jti=None))
     assert_refused(flow, stack)
 
 
 async def test_replayed_request_object_is_refused(stack: Stack) -> None:
     obj = signed(stack)
-    first = await open_authorize(stack, client_id="strict", request=obj)
+    first = await authorize(stack, client_id="strict", request=obj)
     assert first.token, first.response.headers
-    again = await open_authorize(stack, client_id="strict", request=obj)
+    again = await authorize(stack, client_id="strict", request=obj)
     assert_refused(again, stack)
     # A new object (new jti) for the same subject still works.
-    fresh = await open_authorize(stack, client_id="strict", request=signed(stack))
+    fresh = await authorize(stack, client_id="strict", request=signed(stack))
     assert fresh.token, fresh.response.headers
 
 
 async def test_replay_refusal_carries_the_signed_state(stack: Stack) -> None:
     # The object's state is the one the client signed and expects back.
     obj = signed(stack, state="signed-state")
-    first = await open_authorize(stack, client_id="strict", request=obj, state="signed-state")
+    first = await authorize(stack, client_id="strict", request=obj, state="signed-state")
     assert first.token
-    again = await open_authorize(stack, client_id="strict", request=obj, state="signed-state")
+    again = await authorize(stack, client_id="strict", request=obj, state="signed-state")
     assert_refused(again, stack)
 
 
 async def test_jti_is_remembered_per_client(stack: Stack) -> None:
     jti = secrets.token_urlsafe(16)
-    mine = await open_authorize(stack, client_id="strict", request=signed(stack, jti=jti))
+    mine = await authorize(stack, client_id="strict", request=signed(stack, jti=jti))
     assert mine.token
-    theirs = await open_authorize(stack, client_id="other", request=signed(stack, "other", jti=jti))
+    theirs = await authorize(stack, client_id="other", request=signed(stack, "other", jti=jti))
     assert theirs.token, "another client's jti of the same value was taken for a replay"
 
 
@@ -178,12 +173,19 @@ async def test_refused_object_does_not_spend_its_jti(stack: Stack) -> None:
     # The signature is checked before the jti is remembered: a forgery carrying a jti the
     # client will use cannot burn it.
     jti = secrets.token_urlsafe(16)
-    body = {"iss": "strict", "aud": stack.issuer, "client_id": "strict", "response_type": "code",
-            "exp": int(time.time()) + 300, "jti": jti, "login_hint": "alice"}  # fmt: skip
+    body = {
+        "iss": "strict",
+        "aud": stack.issuer,
+        "client_id": "strict",
+        "response_type": "code",
+        "exp": int(time.time()) + 300,
+        "jti": jti,
+        "login_hint": "alice",
+    }
     forged = jwt.encode({"alg": "HS256"}, body, OctKey.import_key("f" * 40))
-    refused = await open_authorize(stack, client_id="strict", request=forged)
+    refused = await authorize(stack, client_id="strict", request=forged)
     assert_refused(refused, stack)
-    genuine = await open_authorize(stack, client_id="strict", request=signed(stack, jti=jti))
+    genuine = await authorize(stack, client_id="strict", request=signed(stack, jti=jti))
     assert genuine.token, genuine.response.headers
 
 
@@ -192,36 +194,32 @@ async def test_refused_object_does_not_spend_its_jti(stack: Stack) -> None:
 
 async def test_query_claims_do_not_change_the_signed_acr(stack: Stack) -> None:
     query_claims = json.dumps({"id_token": {"acr": {"essential": True, "values": [FACE]}}})
-    flow = await open_authorize(
+    flow = await authorize(
         stack, client_id="strict", request=signed(stack, acr_values=LIVENESS), claims=query_claims
     )
     assert (await id_token_claims(stack, flow))["acr"] == LIVENESS
 
 
 async def test_query_claims_that_are_not_json_are_ignored(stack: Stack) -> None:
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack), claims="not-json")
+    flow = await authorize(stack, client_id="strict", request=signed(stack), claims="not-json")
     assert flow.token, flow.response.headers
     assert (await id_token_claims(stack, flow))["sub"] == "alice"
 
 
 async def test_query_acr_values_beside_a_request_object_are_ignored(stack: Stack) -> None:
     # The object names no acr: the default (liveness) applies, not the query's weaker one.
-    flow = await open_authorize(stack, client_id="strict", request=signed(stack), acr_values=FACE)
+    flow = await authorize(stack, client_id="strict", request=signed(stack), acr_values=FACE)
     assert (await id_token_claims(stack, flow))["acr"] == LIVENESS
 
 
 async def test_query_max_age_beside_a_request_object_is_ignored(stack: Stack) -> None:
-    flow = await open_authorize(
-        stack, client_id="strict", request=signed(stack), max_age="not-a-number"
-    )
+    flow = await authorize(stack, client_id="strict", request=signed(stack), max_age="not-a-number")
     assert flow.token, flow.response.headers
 
 
 async def test_request_object_claims_still_decide_the_acr(stack: Stack) -> None:
     object_claims = {"id_token": {"acr": {"essential": True, "values": [FACE]}}}
-    flow = await open_authorize(
-        stack, client_id="strict", request=signed(stack, claims=object_claims)
-    )
+    flow = await authorize(stack, client_id="strict", request=signed(stack, claims=object_claims))
     assert (await id_token_claims(stack, flow))["acr"] == FACE
 
 
@@ -231,7 +229,5 @@ async def test_request_object_claims_still_decide_the_acr(stack: Stack) -> None:
 @pytest.mark.parametrize("claim", ["state", "nonce", "login_hint", "jti", "extra"])
 async def test_lone_surrogate_in_a_request_object_is_refused(stack: Stack, claim: str) -> None:
     # json.dumps escapes it as \ud800, which every JSON decoder accepts.
-    flow = await open_authorize(
-        stack, client_id="strict", request=signed(stack, **{claim: "a\ud800b"})
-    )
+    flow = await authorize(stack, client_id="strict", request=signed(stack, **{claim: "a\ud800b"}))
     assert_refused(flow, stack)

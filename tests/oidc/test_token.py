@@ -12,28 +12,18 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
-from ..conftest import RedisProcess
-from ..stack import (
-    REDIRECT_URI,
-    TLS,
-    Stack,
-    StackPool,
-    client_entry,
-    decode_id_token,
-    open_authorize,
-    record_keys,
-    redeem_code,
-)
+from ..harness.redis import record_keys
+from ..harness.rp import authorize, decode_id_token, redeem_code
+from ..harness.servers import TLS, Stack
+from ..harness.settings import REDIRECT_URI, client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -60,23 +50,11 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
-
-
 async def issue_code(
     stack: Stack, client_id: str = "shop", **params: Any
 ) -> tuple[str, str | None]:
     """An approved step-up for alice; the code and the PKCE verifier it needs."""
-    flow = await open_authorize(stack, client_id=client_id, login_hint="alice", **params)
+    flow = await authorize(stack, client_id=client_id, login_hint="alice", **params)
     result = await flow.approve()
     return result["code"], flow.verifier
 
@@ -94,8 +72,9 @@ def assert_oauth_error(response: httpx.Response, error: str, status: int = 400) 
     assert response.headers["cache-control"] == "no-store"
 
 
-async def userinfo(stack: Stack, method: str = "GET", *, token: str | None = None,
-                   form_token: str | None = None) -> httpx.Response:  # fmt: skip
+async def userinfo(
+    stack: Stack, method: str = "GET", *, token: str | None = None, form_token: str | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(verify=TLS) as c:
         if method == "POST":
@@ -106,14 +85,22 @@ async def userinfo(stack: Stack, method: str = "GET", *, token: str | None = Non
 
 def assertion(client_id: str = "jwt", *, key: RSAKey = RP_KEY, **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": client_id, "sub": client_id, "aud": "", "jti": secrets.token_urlsafe(16),
-            "iat": now, "exp": now + 60, **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": "",
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     return jwt.encode({"alg": "RS256", "kid": "rp-1"}, body, key)
 
 
-async def redeem_with_assertion(stack: Stack, code: str, verifier: str | None,
-                                client_assertion: str) -> httpx.Response:  # fmt: skip
+async def redeem_with_assertion(
+    stack: Stack, code: str, verifier: str | None, client_assertion: str
+) -> httpx.Response:
     form = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": client_assertion}
     return await redeem_code(stack, code, client_id="jwt", auth="none", verifier=verifier, **form)
 
@@ -133,8 +120,9 @@ async def test_client_secret_basic_gets_tokens_without_caching(stack: Stack) -> 
     assert response.headers["pragma"] == "no-cache"
 
 
-async def post_token(stack: Stack, data: dict[str, str], auth: tuple[str, str] | None = None
-                     ) -> httpx.Response:  # fmt: skip
+async def post_token(
+    stack: Stack, data: dict[str, str], auth: tuple[str, str] | None = None
+) -> httpx.Response:
     async with httpx.AsyncClient(verify=TLS) as c:
         return await c.post(f"{stack.issuer}/token", data=data, auth=auth)
 
@@ -145,8 +133,12 @@ async def test_basic_auth_failure_is_401_with_www_authenticate(
 ) -> None:
     # RFC 6749 §5.2: authentication via the Authorization header failed → 401 + challenge.
     code, verifier = await issue_code(stack)
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier or ""}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier or "",
+    }
     response = await post_token(stack, data, auth)
     assert_oauth_error(response, "invalid_client", 401)
     assert response.headers["www-authenticate"].startswith("Basic ")
@@ -168,12 +160,17 @@ async def test_client_secret_post(stack: Stack) -> None:
 
 async def test_client_secret_post_with_wrong_secret(stack: Stack) -> None:
     code, verifier = await issue_code(stack, "post")
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier or "", "client_id": "post",
-            "client_secret": "wrong"}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier or "",
+        "client_id": "post",
+        "client_secret": "wrong",
+    }
     response = await post_token(stack, data)
     assert response.json()["error"] == "invalid_client"
-    assert response.status_code in (400, 401)
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize("audience", ["issuer", "token_endpoint"])
@@ -221,7 +218,7 @@ async def test_private_key_jwt_bad_assertion_is_invalid_client(stack: Stack, cha
         stack, code, verifier, assertion(client_id, key=key, **claims)
     )
     assert response.json()["error"] == "invalid_client", response.text
-    assert response.status_code in (400, 401)
+    assert response.status_code == 400
 
 
 async def test_private_key_jwt_with_exp_far_ahead_is_refused(stack: Stack) -> None:
@@ -244,8 +241,9 @@ async def test_malformed_client_credentials_are_invalid_client_not_500(stack: St
     not_utf8 = base64.b64encode(b"\xff\xfe:secret").decode()
     data = {"grant_type": "authorization_code", "code": "x", "redirect_uri": REDIRECT_URI}
     async with httpx.AsyncClient(verify=TLS) as c:
-        response = await c.post(f"{stack.issuer}/token", data=data,
-                                headers={"Authorization": f"Basic {not_utf8}"})  # fmt: skip
+        response = await c.post(
+            f"{stack.issuer}/token", data=data, headers={"Authorization": f"Basic {not_utf8}"}
+        )
     assert_oauth_error(response, "invalid_client", 401)
     assert response.headers["www-authenticate"].startswith("Basic")
 
@@ -281,12 +279,13 @@ async def test_missing_or_wrong_code_verifier_is_invalid_grant(
 
 async def test_code_verifier_for_a_code_without_challenge_is_refused(stack: Stack) -> None:
     # RFC 9700 §4.8.2: a PKCE downgrade (challenge stripped, verifier sent) must fail.
-    code, verifier = await issue_code(stack, "nopkce", code_challenge=None,
-                                      code_challenge_method=None)  # fmt: skip
+    code, verifier = await issue_code(
+        stack, "nopkce", code_challenge=None, code_challenge_method=None
+    )
     assert verifier is not None
     response = await redeem_code(stack, code, client_id="nopkce", verifier=verifier)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] in ("invalid_request", "invalid_grant")
+    assert response.json()["error"] == "invalid_request"
     assert "access_token" not in response.json()
 
 
@@ -379,8 +378,8 @@ async def test_id_token_without_nonce_has_none(stack: Stack) -> None:
 async def test_other_grant_types_are_unsupported(stack: Stack, grant_type: str) -> None:
     code, verifier = await issue_code(stack)
     response = await redeem_code(stack, code, verifier=verifier, grant_type=grant_type)
-    expected = "unsupported_grant_type" if grant_type else "invalid_request"
-    assert response.json()["error"] in (expected, "unsupported_grant_type"), response.text
+    # An empty grant_type is not a grant type either.
+    assert response.json()["error"] == "unsupported_grant_type", response.text
     assert response.status_code == 400
 
 

@@ -14,30 +14,20 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
 from idenfy_stepup.endpoints.token_limits import client_identity
-from idenfy_stepup.store import tag
 
-from ..conftest import RedisProcess
-from ..stack import (
-    REDIRECT_URI,
-    TLS,
-    Stack,
-    StackPool,
-    client_entry,
-    client_secret,
-    open_authorize,
-    record_keys,
-)
+from ..harness.redis import rate_key, record_keys
+from ..harness.rp import authorize
+from ..harness.servers import TLS, Stack
+from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -62,25 +52,13 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def stack(pool: StackPool) -> Stack:
-    return await pool.get(settings=SETTINGS)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def redis(redis_proc: RedisProcess) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_proc.url)
-    yield client
-    await client.aclose()
-
-
 def address() -> str:
     """An address of this test's own (documentation range, random host)."""
     return f"198.51.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
 
 
 async def issue_code(stack: Stack, client_id: str) -> tuple[str, str]:
-    flow = await open_authorize(stack, client_id=client_id, login_hint="alice")
+    flow = await authorize(stack, client_id=client_id, login_hint="alice")
     result = await flow.approve()
     assert flow.verifier
     return result["code"], flow.verifier
@@ -88,8 +66,14 @@ async def issue_code(stack: Stack, client_id: str) -> tuple[str, str]:
 
 def assertion(client_id: str = "jwt", **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": client_id, "sub": client_id, "jti": secrets.token_urlsafe(16), "iat": now,
-            "exp": now + 60, **claims}  # fmt: skip
+    body = {
+        "iss": client_id,
+        "sub": client_id,
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
     return jwt.encode({"alg": "RS256", "kid": "rp-1"}, body, RP_KEY)
 
 
@@ -102,8 +86,13 @@ async def post_token(
     source: str = "",
     **form: str,
 ) -> httpx.Response:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier, **form}  # fmt: skip
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        **form,
+    }
     headers = {"X-Forwarded-For": source} if source else {}
     async with httpx.AsyncClient(verify=TLS, timeout=20) as c:
         return await c.post(f"{stack.issuer}/token", data=data, auth=basic, headers=headers)
@@ -155,12 +144,17 @@ async def test_a_stolen_code_without_valid_credentials_is_refused_and_left_to_it
         {"basic": ("c0", "wrong-secret-0123456789")},
         {"client_id": "c0", "client_secret": "wrong"},
         {"basic": ("nobody", "whatever")},
-        {"client_id": "jwt", "client_assertion_type": ASSERTION_TYPE,
-         "client_assertion": assertion("c0", aud=stack.issuer)},  # unsigned by c0's secret
-    ]  # fmt: skip
+        {
+            "client_id": "jwt",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion("c0", aud=stack.issuer),
+        },  # unsigned by c0's secret
+    ]
     for attempt in attempts:
         response = await post_token(stack, code, verifier, source=address(), **attempt)
-        assert response.status_code in (400, 401), response.text
+        # A failed client assertion is a 400; every other failed authentication a 401.
+        expected = 400 if "client_assertion" in attempt else 401
+        assert response.status_code == expected, (attempt, response.text)
         assert response.json()["error"] == "invalid_client", (attempt, response.text)
         assert await record(redis, code) == before  # nothing read into it, nothing written
     redeemed = await post_token(stack, code, verifier, basic=as_client("c0"), source=address())
@@ -176,8 +170,9 @@ async def test_a_redeemed_code_replayed_by_a_stranger_does_not_revoke_its_token(
     assert first.status_code == 200, first.text
     access_token = first.json()["access_token"]
     for basic in (None, ("c1", "wrong-secret-0123456789"), ("c2", "x"), ("nobody", "x")):
-        assert_invalid_client(await post_token(stack, code, verifier, basic=basic,
-                                               source=address()))  # fmt: skip
+        assert_invalid_client(
+            await post_token(stack, code, verifier, basic=basic, source=address())
+        )
     assert await userinfo_status(stack, access_token) == 200
     # The rightful client's own replay still revokes it (RFC 6749 §4.1.2).
     again = await post_token(stack, code, verifier, basic=as_client("c1"), source=address())
@@ -198,7 +193,7 @@ async def test_a_replayed_client_assertion_leaves_the_code_unspent(
 ) -> None:
     # The jwt client's failure counter starts empty (other tests fail as it on purpose): over
     # its limit, it would rightly refuse this address after the replay below.
-    await redis.delete(f"stepup:rl:{{{tag(client_identity('jwt'))}}}")
+    await redis.delete(rate_key(client_identity("jwt")))
     signed = assertion(aud=stack.issuer)
     # An address of its own: the loopback one's failure counter is shared with other tests.
     form = {"client_id": "jwt", "client_assertion_type": ASSERTION_TYPE, "source": address()}
@@ -222,8 +217,7 @@ async def test_failures_from_one_address_are_throttled_and_the_client_is_still_s
     attacker, gateway = address(), address()
     for _ in range(LIMIT["count"]):
         wrong = ("c4", secrets.token_urlsafe(24))
-        assert_invalid_client(await post_token(stack, code, verifier, basic=wrong,
-                                               source=attacker))  # fmt: skip
+        assert_invalid_client(await post_token(stack, code, verifier, basic=wrong, source=attacker))
     # Refused before authenticating: even the right credentials, and the code stays unspent.
     throttled = await post_token(stack, code, verifier, basic=as_client("c4"), source=attacker)
     assert_throttled(throttled)
@@ -236,14 +230,17 @@ async def test_a_client_under_attack_from_many_addresses_refuses_only_failing_on
 ) -> None:
     attackers = [address() for _ in range(LIMIT["count"])]
     for source in attackers:  # one failure each: no address reaches its own limit
-        assert_invalid_client(await post_token(stack, "x", "y", source=source,
-                                               basic=("c5", "wrong-secret")))  # fmt: skip
+        assert_invalid_client(
+            await post_token(stack, "x", "y", source=source, basic=("c5", "wrong-secret"))
+        )
     # c5's counter is full: an address that has failed gets no second guess ...
-    assert_throttled(await post_token(stack, "x", "y", source=attackers[0],
-                                      basic=("c5", "another-guess")))  # fmt: skip
+    assert_throttled(
+        await post_token(stack, "x", "y", source=attackers[0], basic=("c5", "another-guess"))
+    )
     # ... while a fresh address is still heard, and the client's own servers are served.
-    assert_invalid_client(await post_token(stack, "x", "y", source=address(),
-                                           basic=("c5", "a-guess")))  # fmt: skip
+    assert_invalid_client(
+        await post_token(stack, "x", "y", source=address(), basic=("c5", "a-guess"))
+    )
     code, verifier = await issue_code(stack, "c5")
     served = await post_token(stack, code, verifier, basic=as_client("c5"), source=address())
     assert served.status_code == 200, served.text
@@ -259,10 +256,10 @@ async def test_successful_authentication_never_counts(stack: Stack) -> None:
 
 async def test_failed_authentication_counters_are_namespaced(stack: Stack, redis: Redis) -> None:
     """The per-client counter is the identity ``client:<id>``, never an address or subject."""
-    from idenfy_stepup.store import tag
 
-    assert_invalid_client(await post_token(stack, "x", "y", source=address(),
-                                           basic=("c7", "wrong-secret")))  # fmt: skip
-    by_client = await redis.hgetall(f"stepup:rl:{{{tag('client:c7')}}}")
+    assert_invalid_client(
+        await post_token(stack, "x", "y", source=address(), basic=("c7", "wrong-secret"))
+    )
+    by_client = await redis.hgetall(rate_key("client:c7"))
     assert by_client.get(b"tc") == b"1"
-    assert await redis.exists(f"stepup:rl:{{{tag('c7')}}}") == 0
+    assert await redis.exists(rate_key("c7")) == 0

@@ -35,19 +35,10 @@ from redis import Redis
 from idenfy_stepup.idenfy.webhook import sign
 from idenfy_stepup.stepup.binding import COOKIE
 
-from ..conftest import RedisProcess
-from ..stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    SIGNING_KEY,
-    TLS,
-    Stack,
-    authorize_params,
-    challenge_key,
-    pkce,
-    query,
-    start_stack,
-)
+from ..harness.redis import SECRETS_KEY, RedisProcess, challenge_key
+from ..harness.rp import authorize_params, pkce, query
+from ..harness.servers import TLS, Stack, start_stack
+from ..harness.settings import CLIENT_SECRET, REDIRECT_URI, SIGNING_KEY
 
 T = TypeVar("T")
 DB = 3  # a database of its own, so nothing else's keys change under the snapshot
@@ -64,9 +55,16 @@ FUZZ = settings(
 class Live:
     """The running stack, a client for it, and the canary challenge every example must not move."""
 
-    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop, http: httpx.Client,
-                 redis: Redis, canary: str, canary_cookie: str,
-                 cookie_secret: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stack: Stack,
+        loop: asyncio.AbstractEventLoop,
+        http: httpx.Client,
+        redis: Redis,
+        canary: str,
+        canary_cookie: str,
+        cookie_secret: str,
+    ) -> None:
         self.stack, self.loop, self.http, self.redis = stack, loop, http, redis
         self.canary, self.canary_cookie, self.cookie_secret = canary, canary_cookie, cookie_secret
         self.before: dict[bytes, bytes] = {}
@@ -111,7 +109,7 @@ def live(redis_proc: RedisProcess) -> Iterator[Live]:
         assert opened.status_code == 303, opened.text
         canary = opened.headers["location"].removeprefix("/challenge/")
         cookie = opened.cookies[COOKIE]
-        secret = redis.hget("stepup:secrets", "cookie")
+        secret = redis.hget(SECRETS_KEY, "cookie")
         assert isinstance(secret, bytes)
         live = Live(stack, loop, http, redis, canary, cookie, secret.decode())
         live.before = live.record()
@@ -225,7 +223,7 @@ def webhook_bodies(draw: st.DrawFn) -> bytes:
     )
 
 
-# content type → accepted by the webhook endpoint (idenfy-api.md §2: JSON only)
+# content type → accepted by the webhook endpoint (docs/idenfy-api.md, section 2: JSON only)
 CONTENT_TYPES: dict[str | None, bool] = {
     "application/json": True,
     "application/json; charset=utf-8": True,
@@ -248,8 +246,7 @@ EVENT_TYPES = [
     "IDENTIFICATION",
     "FACIAL_AUTHENTICATION_X",
 ]
-SIGNATURES = ["valid", "valid-upper", "wrong-key", "other-body", "random-hex", "garbage",
-              "missing"]  # fmt: skip
+SIGNATURES = ["valid", "valid-upper", "wrong-key", "other-body", "random-hex", "garbage", "missing"]
 
 
 def signature_for(kind: str, body: bytes, garbage: str) -> str | None:
@@ -323,13 +320,38 @@ def test_fuzzed_webhooks_are_refused_and_change_nothing(
 
 # -- /authorize ------------------------------------------------------------------------------------
 
-PARAM_NAMES = ["response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-               "code_challenge", "code_challenge_method", "login_hint", "acr_values", "claims",
-               "prompt", "max_age", "request", "request_uri", "id_token_hint",
-               "response_mode"]  # fmt: skip
-RAW_FRAGMENTS = ["&state=%FF", "&%C3%28=1", "&nonce=%ED%A0%80", "&a=%", "&&&", "&=x", "&%zz=1",
-                 ";x=1", "&login_hint=%00", "&claims=%7B%7D",
-                 "&redirect_uri=http://evil.invalid/"]  # fmt: skip
+PARAM_NAMES = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "login_hint",
+    "acr_values",
+    "claims",
+    "prompt",
+    "max_age",
+    "request",
+    "request_uri",
+    "id_token_hint",
+    "response_mode",
+]
+RAW_FRAGMENTS = [
+    "&state=%FF",
+    "&%C3%28=1",
+    "&nonce=%ED%A0%80",
+    "&a=%",
+    "&&&",
+    "&=x",
+    "&%zz=1",
+    ";x=1",
+    "&login_hint=%00",
+    "&claims=%7B%7D",
+    "&redirect_uri=http://evil.invalid/",
+]
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("drop"), st.sampled_from(PARAM_NAMES), st.just("")),
@@ -360,9 +382,19 @@ def mutated_query(changes: list[tuple[str, str, str]]) -> tuple[str, list[tuple[
 
 
 @FUZZ
-@given(changes=ops, method=st.sampled_from(["GET", "POST"]), content_type=st.sampled_from(
-    ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8",
-     "application/json", "text/plain", None]))  # fmt: skip
+@given(
+    changes=ops,
+    method=st.sampled_from(["GET", "POST"]),
+    content_type=st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded; charset=utf-8",
+            "application/json",
+            "text/plain",
+            None,
+        ]
+    ),
+)
 def test_fuzzed_authorization_requests_never_fail_badly(
     live: Live, changes: list[tuple[str, str, str]], method: str, content_type: str | None
 ) -> None:
@@ -386,7 +418,8 @@ def test_echoed_parameter_with_odd_characters(live: Live, name: str, value: str)
     params = {**authorize_params(code_challenge), name: value}
     response = live.request("GET", "/authorize", params=params)
     # response_type → an invalid_request error redirect (client and redirect_uri are valid);
-    # redirect_uri → a 400 error page (invariant 5). authlib alone would raise: a 500.
+    # redirect_uri → a 400 error page (no redirect before the client is validated). authlib
+    # alone would raise: a 500.
     assert_refused(response)
     live.assert_nothing_changed()
 
@@ -404,8 +437,17 @@ def test_fuzzed_authorization_bodies(live: Live, body: bytes) -> None:
 
 # -- /token ----------------------------------------------------------------------------------------
 
-TOKEN_FIELDS = ["grant_type", "code", "redirect_uri", "code_verifier", "client_id",
-                "client_secret", "client_assertion", "client_assertion_type", "scope"]  # fmt: skip
+TOKEN_FIELDS = [
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+]
 token_forms = st.lists(
     st.tuples(
         st.sampled_from(TOKEN_FIELDS) | any_text,
@@ -465,8 +507,14 @@ class OldSigner(TimestampSigner):
         return int(time.time()) - 10 * 86400
 
 
-ENDPOINTS = [("GET", ""), ("GET", "/events"), ("GET", "/finish"), ("POST", "/cancel"),
-             ("POST", "/retry"), ("POST", "/give-up")]  # fmt: skip
+ENDPOINTS = [
+    ("GET", ""),
+    ("GET", "/events"),
+    ("GET", "/finish"),
+    ("POST", "/cancel"),
+    ("POST", "/retry"),
+    ("POST", "/give-up"),
+]
 
 
 @st.composite
@@ -508,8 +556,11 @@ def forged_cookies(draw: st.DrawFn, live: Live) -> str:
 
 
 @FUZZ
-@given(data=st.data(), endpoint=st.sampled_from(ENDPOINTS), target=st.sampled_from(
-    ["canary", "canary", "unknown", "invalid"]))  # fmt: skip
+@given(
+    data=st.data(),
+    endpoint=st.sampled_from(ENDPOINTS),
+    target=st.sampled_from(["canary", "canary", "unknown", "invalid"]),
+)
 def test_forged_cookies_open_nothing(
     live: Live, data: st.DataObject, endpoint: tuple[str, str], target: str
 ) -> None:

@@ -1,5 +1,6 @@
-"""The challenge state machine as a hypothesis state machine over the real ``Store`` and
-redis-server, once over each backend (the wire client and redis-py).
+"""The challenge state machine and the invariants of docs/architecture.md, as a hypothesis
+state machine over the real ``Store`` and redis-server, once over each backend (the wire
+client and redis-py).
 
 Random interleavings of challenges, webhooks (every status and failReason, duplicates,
 conflicting and mismatching deliveries), browser finishes / give-ups / cancels with the right
@@ -7,7 +8,7 @@ or a wrong binding, retries (claim + link, with or without a next attempt), expi
 on ``expires_at`` / ``retry_at``), corrupted or vanished records, and code redemptions.
 
 A Python model predicts every script's answer and the record it leaves behind; after every
-step the invariants of design.md §3 are checked against what Redis actually holds, partly
+step the invariants of docs/architecture.md are checked against what Redis actually holds, partly
 independently of the model (the observed state transitions, which webhook approved a record).
 """
 
@@ -52,7 +53,7 @@ from idenfy_stepup.store import (
     new_secret_for,
 )
 
-from ..conftest import RedisProcess
+from ..harness.redis import RedisProcess
 
 MAX_ATTEMPTS = 3
 MARKER_TTL = 1500
@@ -67,8 +68,9 @@ METHODS = ["FACE_MATCHING", "ACTIVE_LIVENESS"]
 HOOK_IDS = [f"hook-{i}" for i in range(5)]
 CORRUPT_REQUESTS = ["not json", '{"x": 1}', "[1, 2]", '"text"']
 
-# The edges of design.md §2 (plus RETRYING, the claim a "try again" click holds, and the
-# PENDING/DENIED → CONSUMED ends: expired, canceled, given up). Nothing leads back.
+# The edges of the challenge state machine in docs/architecture.md (plus RETRYING, the claim a
+# "try again" click holds, and the PENDING/DENIED → CONSUMED ends: expired, canceled, given
+# up). Nothing leads back.
 EDGES: dict[str, set[str]] = {
     State.PENDING: {State.APPROVED, State.DENIED, State.CONSUMED},
     State.APPROVED: {State.CONSUMED},
@@ -343,7 +345,7 @@ class StoreMachine(RuleBasedStateMachine):
         expected = self._expect_finish(rec, binding, mode)
         assert verdict.kind == expected, (verdict, expected)
         if rec is None or binding != rec.binding or not rec.binding_ok:
-            # Invariant 2: a wrong (or no) binding never changes anything.
+            # Only the starting browser finishes: a wrong (or no) binding never changes anything.
             assert verdict.kind in (VerdictKind.FORBIDDEN, VerdictKind.MISSING)
             assert self.snapshot(token) == before
         if verdict.kind != VerdictKind.APPROVED:
@@ -397,7 +399,7 @@ class StoreMachine(RuleBasedStateMachine):
             return "forbidden"
         kind = self._finish_script(rec, mode)
         if kind not in ("missing", "forbidden") and not rec.request_ok:
-            return "missing"  # unreadable request: "start again" (invariant 6)
+            return "missing"  # unreadable request: "start again" (missing state means start again)
         return kind
 
     def _finish_script(self, rec: Rec, mode: str) -> str:
@@ -550,7 +552,8 @@ class StoreMachine(RuleBasedStateMachine):
         if model.redemptions == 1:
             model.redeemed_by = access_token
             if not rec.request_ok:
-                # Unreadable request: never a grant (invariant 6); the code is spent.
+                # Unreadable request: never a grant (missing state means start again); the
+                # code is spent.
                 assert (kind, grant) == ("missing", None)
                 assert self.run(self.store.access_token_claims(access_token)) is None
                 return
@@ -562,7 +565,7 @@ class StoreMachine(RuleBasedStateMachine):
             # Another challenge's token, or a made-up one, is no access token for this one.
             assert self.run(self.store.access_token_claims(new_secret_for(model.token))) is None
             return
-        # Invariant 3: a second redemption fails and revokes what the first one issued.
+        # One redemption: a second redemption fails and revokes what the first one issued.
         assert (kind, grant) == ("reused", None)
         model.revoked = True
         assert model.redeemed_by is not None
@@ -615,12 +618,13 @@ class StoreMachine(RuleBasedStateMachine):
             if state == "DENIED":
                 assert record.get("outcome") == rec.outcome
                 assert record.get("retryable") == str(int(rec.retryable))
-            # Invariant 4: one terminal transition, never back (observed, not modelled).
+            # Idempotent webhooks: one terminal transition, never back (observed, not modelled).
             last = self.seen.get(token)
             if not rec.corrupted and last is not None and state != last:
                 assert state in EDGES.get(last, set()), (token, last, state)
             self.seen[token] = state
-            # Invariant 1: APPROVED only through a SUCCESS that matched this record.
+            # Code only after a verified webhook: APPROVED only through a SUCCESS that
+            # matched this record.
             approved = state == "APPROVED" or record.get("consumed_as") == "approved"
             if approved:
                 verdict, scan_ref, check_type, method = self.first[(token, record["webhook_id"])]
@@ -628,7 +632,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert scan_ref == rec.scan_ref
                 assert check_type in ("", rec.type)
                 assert method in ("", rec.method)
-            # Invariant 3: a record finishes as "approved" at most once.
+            # One completion: a record finishes as "approved" at most once.
             assert rec.approved_finishes <= 1
             if rec.approved_finishes:
                 assert record.get("consumed_as") == "approved"

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from idenfy_stepup.idenfy.webhook import sign
 
-from ..stack import SIGNING_KEY, authorize_params, challenge_key, pkce
+from ..harness.redis import challenge_key
+from ..harness.rp import authorize_params, pkce
+from ..harness.settings import SIGNING_KEY
 from .test_fuzz_edges import FUZZ, LIMIT, Live, live  # noqa: F401  (a fixture)
 
 
@@ -84,8 +86,9 @@ def well_formed(fields: dict[str, Any]) -> bool:
         and all(isinstance(tag, str) for tag in tags)
     ):
         return False  # null or an array of strings
-    return all(fields.get(name) is None or isinstance(fields[name], str)
-               for name in OPTIONAL_STRINGS)  # fmt: skip
+    return all(
+        fields.get(name) is None or isinstance(fields[name], str) for name in OPTIONAL_STRINGS
+    )
 
 
 def render(fields: dict[str, Any], ensure_ascii: bool) -> bytes:
@@ -106,14 +109,36 @@ def render(fields: dict[str, Any], ensure_ascii: bool) -> bytes:
 every_char = st.characters(exclude_categories=())
 odd_strings = st.one_of(
     st.text(every_char, max_size=30),
-    st.sampled_from(["\ud800", "a\udfffb", "\udbff\udbff", "\x00", "\r\n", "\u2028", "\ufeff",
-                     "", " ", "SUCCESS", "FAILED", "PENDING", "FACE_MISMATCH", "null"]),
+    st.sampled_from(
+        [
+            "\ud800",
+            "a\udfffb",
+            "\udbff\udbff",
+            "\x00",
+            "\r\n",
+            "\u2028",
+            "\ufeff",
+            "",
+            " ",
+            "SUCCESS",
+            "FAILED",
+            "PENDING",
+            "FACE_MISMATCH",
+            "null",
+        ]
+    ),
     st.integers(256, 3000).map(lambda n: "x" * n),
-)  # fmt: skip
+)
 huge_numbers = st.sampled_from(
-    [Raw("1" * 5000), Raw("-" + "9" * 4301), Raw("9" * 4300), Raw("1e999"), Raw("-0.0"),
-     Raw("123456789012345678901234567890")]
-)  # fmt: skip
+    [
+        Raw("1" * 5000),
+        Raw("-" + "9" * 4301),
+        Raw("9" * 4300),
+        Raw("1e999"),
+        Raw("-0.0"),
+        Raw("123456789012345678901234567890"),
+    ]
+)
 wild = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | odd_strings,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_strings, inner, max_size=4),
@@ -148,16 +173,27 @@ def open_challenge(provider: Live) -> str:
 
 def event_for(token: str, status: str) -> dict[str, Any]:
     """The well-formed event a vendor would send for ``token``."""
-    return {"id": secrets.token_hex(16), "token": token, "scanRef": "SCAN-ALICE",
-            "clientId": "idenfy-stepup-simulator", "status": status,
-            "failReason": None if status == "SUCCESS" else "FACE_MISMATCH",
-            "type": "AUTHENTICATION", "method": "FACE_MATCHING", "facePhoto": None,
-            "ipAddress": None, "riskTags": None}  # fmt: skip
+    return {
+        "id": secrets.token_hex(16),
+        "token": token,
+        "scanRef": "SCAN-ALICE",
+        "clientId": "idenfy-stepup-simulator",
+        "status": status,
+        "failReason": None if status == "SUCCESS" else "FACE_MISMATCH",
+        "type": "AUTHENTICATION",
+        "method": "FACE_MATCHING",
+        "facePhoto": None,
+        "ipAddress": None,
+        "riskTags": None,
+    }
 
 
 def post_signed(provider: Live, body: bytes) -> Any:
-    headers = {"Content-Type": "application/json", "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
-               "Idenfy-Signature": sign(body, SIGNING_KEY)}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
+        "Idenfy-Signature": sign(body, SIGNING_KEY),
+    }
     return provider.request("POST", "/webhooks/idenfy", content=body, headers=headers)
 
 

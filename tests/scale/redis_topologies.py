@@ -23,7 +23,8 @@ from redis import Redis
 
 from idenfy_stepup.store import redis_server_binary
 
-from ..stack import Attempt, stop_process
+from ..harness.rp import Flow
+from ..harness.servers import stop_process
 from ..test_push import events_url, finish_url_of, next_event, wait_for_done
 
 
@@ -65,8 +66,9 @@ def info(port: int, section: str) -> dict[str, str]:
 class Server:
     """One ``redis-server`` (or sentinel) process on 127.0.0.1."""
 
-    def __init__(self, root: Path, name: str, *args: str, port: int | None = None,
-                 bus: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, root: Path, name: str, *args: str, port: int | None = None, bus: bool = False
+    ) -> None:
         self.port = port or free_port(bus=bus)
         self.dir = root / name
         self.dir.mkdir(parents=True)
@@ -75,9 +77,13 @@ class Server:
 
     def start(self, config: Path | None = None) -> None:
         head = [redis_server_binary(), *([str(config)] if config else [])]
-        args = [*head, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--daemonize", "no", "--loglevel", "warning",
-                "--logfile", str(self.dir / "log"), *self.args]  # fmt: skip
+        args = [
+            *head,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
+            *("--save", "", "--daemonize", "no", "--loglevel", "warning"),
+            *("--logfile", str(self.dir / "log")),
+            *self.args,
+        ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         wait_for(self.answers, 10, f"redis on {self.port}", step=0.02)
 
@@ -127,8 +133,10 @@ class Cluster(Topology):
 
     def __init__(self) -> None:
         super().__init__("stepup-cluster-")
-        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "5000", "--appendonly", "no"]  # fmt: skip
+        args = [
+            *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            *("--cluster-node-timeout", "5000", "--appendonly", "no"),
+        ]
         self.nodes = [self.server(f"node{i}", *args, bus=True) for i in range(3)]
 
     def start(self) -> None:
@@ -136,16 +144,32 @@ class Cluster(Topology):
             node.start()
         addrs = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0",
-             "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30,
-        )  # fmt: skip
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addrs,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=30,
+        )
         for node in self.nodes:
-            wait_for(lambda n=node: info_cluster(n.port)["cluster_state"] == "ok", 20,  # type: ignore[misc]
-                     f"cluster_state:ok on {node.port}")  # fmt: skip
+            wait_for(
+                lambda n=node: info_cluster(n.port)["cluster_state"] == "ok",  # type: ignore[misc]
+                20,
+                f"cluster_state:ok on {node.port}",
+            )
             # every node must also know the whole slot map before clients ask it
-            wait_for(lambda n=node: info_cluster(n.port)["cluster_slots_ok"] == "16384", 20,  # type: ignore[misc]
-                     "all slots ok")  # fmt: skip
+            wait_for(
+                lambda n=node: info_cluster(n.port)["cluster_slots_ok"] == "16384",  # type: ignore[misc]
+                20,
+                "all slots ok",
+            )
 
     @property
     def url(self) -> str:
@@ -191,8 +215,11 @@ class SentinelSet(Topology):
         self.master.start()
         self.replica.args += ["--replicaof", "127.0.0.1", str(self.master.port)]
         self.replica.start()
-        wait_for(lambda: info(self.replica.port, "replication")["master_link_status"] == "up",
-                 15, "replica link")  # fmt: skip
+        wait_for(
+            lambda: info(self.replica.port, "replication")["master_link_status"] == "up",
+            15,
+            "replica link",
+        )
         conf = self.sentinel.dir / "sentinel.conf"
         conf.write_text(
             f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
@@ -203,8 +230,11 @@ class SentinelSet(Topology):
         self.sentinel.args.append("--sentinel")
         self.sentinel.start(config=conf)
         # The sentinel learns of the replica from the master's INFO; failover needs it known.
-        wait_for(lambda: len(self._sentinel("REPLICAS", self.SERVICE)) == 1, 15,
-                 "the sentinel to see the replica")  # fmt: skip
+        wait_for(
+            lambda: len(self._sentinel("REPLICAS", self.SERVICE)) == 1,
+            15,
+            "the sentinel to see the replica",
+        )
 
     def _sentinel(self, *args: str) -> list[object]:
         with self.sentinel.client() as r:
@@ -232,14 +262,21 @@ class SentinelSet(Topology):
         """Crash the master and wait until the sentinel promotes the replica; the seconds taken."""
         began = time.monotonic()
         self.master.kill()
-        wait_for(lambda: self.master_port() == self.replica.port, timeout,
-                 "the sentinel to promote the replica", step=0.1)  # fmt: skip
-        wait_for(lambda: info(self.replica.port, "replication")["role"] == "master", timeout,
-                 "the replica to become master")  # fmt: skip
+        wait_for(
+            lambda: self.master_port() == self.replica.port,
+            timeout,
+            "the sentinel to promote the replica",
+            step=0.1,
+        )
+        wait_for(
+            lambda: info(self.replica.port, "replication")["role"] == "master",
+            timeout,
+            "the replica to become master",
+        )
         return time.monotonic() - began
 
 
-async def approve_with_push(attempt: Attempt, *, within: float) -> dict[str, str]:
+async def approve_with_push(attempt: Flow, *, within: float) -> dict[str, str]:
     """Hold the push stream open, let the webhook land, and follow the pushed finish URL.
 
     ``within`` is well under the push channel's 15 s fallback re-read: "done" must come from

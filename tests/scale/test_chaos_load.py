@@ -24,7 +24,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,15 +33,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from ..stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    Stack,
-    authorize_params,
-    pkce,
-    query,
-    start_stack,
-)
+from ..harness.rp import authorize_params, pkce, query
+from ..harness.servers import Stack
+from ..harness.settings import CLIENT_SECRET, REDIRECT_URI
 
 FLOWS = 500
 CONCURRENCY = 50
@@ -148,8 +142,12 @@ class Driver:
         return response.status_code
 
     async def redeem(self, code: str, verifier: str) -> httpx.Response:
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-                "code_verifier": verifier}  # fmt: skip
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        }
         return await self.api.post(
             f"{self.stack.issuer}/token", data=form, auth=("shop", CLIENT_SECRET)
         )
@@ -260,14 +258,11 @@ def judge(result: Result) -> list[str]:
 
 
 @pytest.fixture
-async def stack(redis_url: str) -> AsyncIterator[Stack]:
+async def stack(stack_factory: Callable[..., Any]) -> Stack:
     # The simulator shares this event loop and two cores with 50 busy browsers: give the
     # vendor calls room, so that what is measured is loss and doubling, not a slow vendor.
-    made = await start_stack(redis_url, settings={"idenfy": {"timeout": 30}})
-    try:
-        yield made
-    finally:
-        await made.stop()
+    made: Stack = await stack_factory(settings={"idenfy": {"timeout": 30}})
+    return made
 
 
 async def test_500_flows_with_duplicated_reordered_and_delayed_webhooks(

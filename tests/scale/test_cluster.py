@@ -1,4 +1,4 @@
-"""The full flow on a real 3-master Redis Cluster (issue 4 item 5, design.md §4).
+"""The full flow on a real 3-master Redis Cluster (docs/architecture.md, "Redis").
 
 Each challenge's keys share its ``{token}`` hash tag, so every script and MULTI stays in one
 slot; different challenges spread over the masters; the push channel hears webhooks applied
@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ..stack import Attempt, Stack, challenge, challenge_key, running_stack
+from ..harness.redis import challenge_key
+from ..harness.rp import Flow, challenge
+from ..harness.servers import Stack, running_stack
 from .redis_topologies import Cluster, approve_with_push, cluster
 
 pytestmark = pytest.mark.slow
@@ -34,8 +36,10 @@ async def test_approved_step_up_and_code_replay_on_a_cluster(stack: Stack) -> No
     assert result["state"] == attempt.state
     claims = await attempt.id_token(result["code"])
     assert (claims["sub"], claims["nonce"], claims["acr"]) == (
-        "alice", attempt.nonce, "urn:idenfy:stepup:face",
-    )  # fmt: skip
+        "alice",
+        attempt.nonce,
+        "urn:idenfy:stepup:face",
+    )
 
     replay = await attempt.redeem(result["code"])
     assert replay.status_code == 400
@@ -53,7 +57,7 @@ async def test_failed_step_up_on_a_cluster(stack: Stack) -> None:
 async def test_challenges_spread_over_the_masters_and_all_finish(
     stack: Stack, cluster: Cluster
 ) -> None:
-    attempts: list[Attempt] = []
+    attempts: list[Flow] = []
     owners: dict[str, int] = {}
     # Random tokens: keep starting challenges until at least two masters hold one.
     while len(set(owners.values())) < 2 or len(attempts) < 4:
@@ -62,7 +66,7 @@ async def test_challenges_spread_over_the_masters_and_all_finish(
         attempts.append(attempt)
         owners[attempt.token] = cluster.node_of(challenge_key(attempt.token))
 
-    stored = cluster.keys_by_node("stepup:{*}:challenge")
+    stored = cluster.keys_by_node(challenge_key("*"))
     for token, port in owners.items():
         assert challenge_key(token) in stored[port]  # on the master that owns its slot …
         for other, keys in stored.items():

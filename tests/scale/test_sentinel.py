@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ..stack import Stack, challenge, challenge_key, running_stack
+from ..harness.redis import challenge_key
+from ..harness.rp import challenge
+from ..harness.servers import Stack, running_stack
 from .redis_topologies import SentinelSet, approve_with_push, sentinel_set
 
 pytestmark = pytest.mark.slow

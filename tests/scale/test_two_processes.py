@@ -32,22 +32,11 @@ from joserfc.jwk import KeySet
 from idenfy_stepup.settings import SimulatorSettings
 from idenfy_stepup.simulator import create_simulator_app
 
-from ..conftest import RedisProcess
-from ..stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    SCAN_REFS,
-    SIGNING_KEY,
-    TLS,
-    VENDOR_AUTH,
-    authorize_params,
-    free_socket,
-    live_settings,
-    pkce,
-    query,
-    serve_in_loop,
-    stop_process,
-)
+from ..harness.redis import RedisProcess
+from ..harness.rp import authorize_params, pkce, query
+from ..harness.servers import TLS, free_socket, serve_in_loop, stop_process
+from ..harness.settings import CLIENT_SECRET, REDIRECT_URI, SCAN_REFS, SIGNING_KEY, live_settings
+from ..harness.vendor import VENDOR_AUTH
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "plugin")}
@@ -79,19 +68,28 @@ class Deployment:
 
 
 def write_config(path: Path, issuer_port: int, sim_port: int, redis_url: str) -> None:
-    config = live_settings(issuer_port, sim_port, redis_url, api_key=VENDOR_AUTH[0],
-                           api_secret=VENDOR_AUTH[1], signing_key=SIGNING_KEY)  # fmt: skip
+    config = live_settings(
+        issuer_port,
+        sim_port,
+        redis_url,
+        api_key=VENDOR_AUTH[0],
+        api_secret=VENDOR_AUTH[1],
+        signing_key=SIGNING_KEY,
+    )
     path.write_text(yaml.safe_dump(config))
 
 
 def spawn(config: Path, port: int, log: Path) -> Provider:
     with log.open("wb") as out:
+        serve = ["serve", "--config", str(config), "--port", str(port)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "idenfy_stepup.cli", "serve", "--config", str(config),
-             "--port", str(port)],
-            env=ENV, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "idenfy_stepup.cli", *serve],
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
     return Provider(f"http://127.0.0.1:{port}", proc, log)
 
 
@@ -113,15 +111,13 @@ def stop(provider: Provider) -> None:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    redis = RedisProcess()
+def deployment(tmp_path: Path, own_redis: RedisProcess) -> Iterator[Deployment]:
     providers: list[Provider] = []
     sim_sock = free_socket()  # holds the simulator's port until the test serves on it
     try:
-        redis.start()
         port_a, port_b = free_port(), free_port()
         config = tmp_path / "stepup.yaml"
-        write_config(config, port_a, sim_sock.getsockname()[1], redis.url)
+        write_config(config, port_a, sim_sock.getsockname()[1], own_redis.url)
         # B runs the very same file with another --port: same issuer, keys shared via Redis.
         providers.append(spawn(config, port_a, tmp_path / "a.log"))
         providers.append(spawn(config, port_b, tmp_path / "b.log"))
@@ -133,7 +129,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     finally:
         for provider in providers:
             stop(provider)
-        redis.stop()
         sim_sock.close()
     for provider in providers:
         assert provider.proc.returncode == 0, provider.log.read_text()
@@ -214,8 +209,12 @@ async def step_up_across_processes(deployment: Deployment, browser: httpx.AsyncC
     assert answer["state"] == params["state"] and answer["iss"] == a.url, answer
     code = answer["code"]
 
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier}  # fmt: skip
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     async with httpx.AsyncClient(timeout=20, verify=TLS) as rp:
         tokens = await rp.post(f"{b.url}/token", data=form, auth=("shop", CLIENT_SECRET))
         assert tokens.status_code == 200, tokens.text

@@ -93,7 +93,7 @@ async def finish(client: httpx.AsyncClient, token: str, **body: object) -> httpx
     return await client.post(f"/_simulator/sessions/{token}/outcome", json=body)
 
 
-# --- vendor API (idenfy-api.md §1) ---------------------------------------------------------
+# --- vendor API (docs/idenfy-api.md, section 1) -----------------------------------------------
 
 
 @pytest.mark.parametrize("auth", [None, ("key", "wrong"), ("wrong", "secret"), ("key", "")])
@@ -217,7 +217,7 @@ async def test_sessions_api_reflects_approved(sim: Running) -> None:
     assert missing.status_code == 404
 
 
-# --- the iframe page (idenfy-api.md §3) ----------------------------------------------------
+# --- the iframe page (docs/idenfy-api.md, section 3) ------------------------------------------
 
 
 async def test_iframe_page_has_every_outcome_button(sim: Running) -> None:
@@ -268,7 +268,7 @@ async def test_iframe_page_unknown_token_is_404(sim: Running, query: str) -> Non
     assert "<button" not in response.text
 
 
-# --- webhooks (idenfy-api.md §2) -----------------------------------------------------------
+# --- webhooks (docs/idenfy-api.md, section 2) -------------------------------------------------
 
 
 async def test_outcome_sends_a_signed_webhook(sim: Running) -> None:

@@ -1,0 +1,102 @@
+"""Real redis-server processes, and the Redis key names the store uses.
+
+Tests read and write the store's keys directly (to age a challenge, or check what was kept);
+they take the names from ``Store`` itself, so a change of layout cannot leave a test reading
+a key nobody writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from idenfy_stepup.store import Store, redis_server_binary
+
+from .servers import free_socket, stop_process
+
+
+class RedisProcess:
+    """One real redis-server on a loopback port, in its own folder."""
+
+    def __init__(self, *extra: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="stepup-redis-"))
+        with contextlib.closing(free_socket()) as s:
+            self.port = s.getsockname()[1]
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            redis_server_binary(),
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
+            *("--save", "", "--daemonize", "no", "--loglevel", "warning"),
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with Redis(port=self.port, socket_timeout=0.5) as r:
+                    r.ping()
+                return
+            except Exception:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
+            self.proc = None
+
+    def client(self) -> Redis:
+        return Redis(port=self.port)
+
+
+# The key functions of a store with the default prefix. Its client never connects: building a
+# Store only registers its scripts, which is local.
+KEYS = Store(AsyncRedis(), prefix="stepup")
+
+
+def challenge_key(token: str) -> str:
+    """The hash of a challenge record."""
+    return KEYS.challenge_key(token)
+
+
+def request_key(token: str) -> str:
+    """The validated OIDC request of a challenge."""
+    return KEYS.request_key(token)
+
+
+def record_keys(code_or_access_token: str) -> tuple[str, str]:
+    """Where a code or access token is recorded: the challenge it names (``token.random``)."""
+    token = code_or_access_token.rpartition(".")[0]
+    return challenge_key(token), request_key(token)
+
+
+def rate_key(identity: str) -> str:
+    """The abuse-limit counters of one identity (an address, ``client:<id>`` or a subject)."""
+    return KEYS.rate_key(identity)
+
+
+def lock_key(subject: str) -> str:
+    """A subject's lock-out."""
+    return KEYS.lock_key(subject)
+
+
+def open_key(identity_tag: str) -> str:
+    """An address's open challenges (by the address identity's tag)."""
+    return KEYS.open_key(identity_tag)
+
+
+SECRETS_KEY = KEYS.secrets_key
