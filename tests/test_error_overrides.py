@@ -27,18 +27,10 @@ from joserfc.jwk import OctKey
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS, PROTOCOL_ERRORS
 
-from .conftest import RedisProcess
-from .stack import (
-    CLIENT_SECRET,
-    REDIRECT_URI,
-    Attempt,
-    Stack,
-    StackPool,
-    begin,
-    challenge,
-    query,
-    running_stack,
-)
+from .harness.redis import RedisProcess
+from .harness.rp import Flow, authorize, challenge, query
+from .harness.servers import Stack, StackPool, running_stack
+from .harness.settings import CLIENT_SECRET, REDIRECT_URI
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -56,9 +48,13 @@ def _override(name: str) -> dict[str, str]:
 OVERRIDES = {name: _override(name) for name in DEFAULTS}
 BASE: dict[str, Any] = {"errors": OVERRIDES}
 OFF: dict[str, Any] = {
-    "failures_per_ip": None, "open_challenges_per_ip": None, "failures_per_subject": None,
-    "spoof_lockout_seconds": 0, "token_failures_per_client": None, "token_failures_per_ip": None,
-}  # fmt: skip
+    "failures_per_ip": None,
+    "open_challenges_per_ip": None,
+    "failures_per_subject": None,
+    "spoof_lockout_seconds": 0,
+    "token_failures_per_client": None,
+    "token_failures_per_ip": None,
+}
 
 
 def with_settings(**sections: dict[str, Any]) -> dict[str, Any]:
@@ -99,22 +95,35 @@ def assert_page_overridden(response: httpx.Response, status: int, name: str) -> 
     assert f"<code>{default.stepup_error}</code>" not in text
 
 
-async def finish_overridden(attempt: Attempt, name: str) -> None:
+async def finish_overridden(attempt: Flow, name: str) -> None:
     response = await attempt.finish()
     assert_redirect_overridden(response, name, attempt.state, attempt.stack)
+
+
+async def begin(stack: Stack, **params: str | None) -> tuple[Flow, httpx.Response]:
+    """Alice's authorization request (unless ``params`` says otherwise) and its first answer."""
+    flow = await authorize(stack, **{"login_hint": "alice", **params})
+    return flow, flow.response
 
 
 def signed_request(stack: Stack, subject: str = "alice") -> dict[str, str]:
     """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
     now = int(time.time())
-    body = {"iss": "shop", "aud": stack.issuer, "client_id": "shop", "response_type": "code",
-            "login_hint": subject, "exp": now + 300, "iat": now,
-            "jti": secrets.token_urlsafe(12)}  # fmt: skip
+    body = {
+        "iss": "shop",
+        "aud": stack.issuer,
+        "client_id": "shop",
+        "response_type": "code",
+        "login_hint": subject,
+        "exp": now + 300,
+        "iat": now,
+        "jti": secrets.token_urlsafe(12),
+    }
     signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
-    return {"request": signed, "login_hint": ""}
+    return {"request": signed, "login_hint": None}
 
 
-async def approved_code(stack: Stack) -> tuple[Attempt, str]:
+async def approved_code(stack: Stack) -> tuple[Flow, str]:
     attempt = await challenge(stack)
     assert (await stack.outcome(attempt.token, "SUCCESS")).json()["delivered"] == 200
     return attempt, (await attempt.result())["code"]
@@ -249,8 +258,9 @@ async def subject_locked(pool: StackPool, name: str) -> None:
     own = RedisProcess()
     own.start()
     try:
-        async with running_stack(own.url, settings=with_settings(
-            **limits(spoof_lockout_seconds=900))) as stack:  # fmt: skip
+        async with running_stack(
+            own.url, settings=with_settings(**limits(spoof_lockout_seconds=900))
+        ) as stack:
             attempt = await challenge(stack, **signed_request(stack))
             delivered = await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
             assert delivered.json()["delivered"] == 200

@@ -38,8 +38,16 @@ WORDS: dict[str, dict[type[StrEnum], set[str]]] = {
     },
     "finish": {
         VerdictKind: {
-            "missing", "forbidden", "approved", "consumed", "denied", "expired", "canceled",
-            "moved", "pending", "retry",
+            "missing",
+            "forbidden",
+            "approved",
+            "consumed",
+            "denied",
+            "expired",
+            "canceled",
+            "moved",
+            "pending",
+            "retry",
         },
         State: {"CONSUMED", "RETRYING", "PENDING", "APPROVED", "DENIED"},
         ConsumedAs: {"approved", "denied", "expired", "canceled", "retry_failed"},
@@ -56,7 +64,7 @@ WORDS: dict[str, dict[type[StrEnum], set[str]]] = {
     "redeem_code": {Redemption: {"missing", "reused", "ok"}},
     "limits": {LimitAnswer: {"locked", "ok", "limited"}},
     "open_challenges": {OpenOp: {"add", "remove", "count"}},
-}  # fmt: skip
+}
 # A mode the finish script does not name runs its default branch: give_up.
 UNNAMED = {FinishMode: {"give_up"}}
 

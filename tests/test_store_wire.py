@@ -284,9 +284,10 @@ async def test_many_concurrent_commands_one_connection_in_order(
 
 # -- authentication and database ------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("userinfo", "user"), [(":s3cret@", b"default"), ("stepup:pw@", b"stepup")],
+    ("userinfo", "user"),
+    [(":s3cret@", b"default"), ("stepup:pw@", b"stepup")],
     ids=["password", "username-and-password"],
-)  # fmt: skip
+)
 async def test_auth(r_auth: Redis, auth_server: RedisProcess, userinfo: str, user: bytes) -> None:
     wire = wire_for(f"redis://{userinfo}127.0.0.1:{auth_server.port}/0")
     try:
@@ -620,10 +621,17 @@ async def test_aclose_during_connect_closes_the_client(r: Redis, wire: WireRedis
 
 # -- the Store on the wire ------------------------------------------------------------------------
 REQUEST = StepUpRequest(
-    client_id="shop", redirect_uri="http://127.0.0.1:9/callback", scope="openid",
-    subject="alice", scan_ref="SCAN-ALICE", acr="urn:idenfy:stepup:face",
-    method="FACE_MATCHING", check_type="AUTHENTICATION", state="st-1", nonce="n-1",
-)  # fmt: skip
+    client_id="shop",
+    redirect_uri="http://127.0.0.1:9/callback",
+    scope="openid",
+    subject="alice",
+    scan_ref="SCAN-ALICE",
+    acr="urn:idenfy:stepup:face",
+    method="FACE_MATCHING",
+    check_type="AUTHENTICATION",
+    state="st-1",
+    nonce="n-1",
+)
 TOKEN = "token-0123456789"
 TOKEN2 = "token-abcdefghij"
 BINDING = hashlib.sha256(b"browser").hexdigest()
@@ -642,9 +650,14 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     out.append(89_000 < r.pttl(lock) <= 90_000)
     r.script_flush()  # the scripts must be loaded again (NOSCRIPT)
     await store.create_challenge(
-        TOKEN, REQUEST, binding=BINDING, attempt=2, expires_at=expires_at, ttl=300,
+        TOKEN,
+        REQUEST,
+        binding=BINDING,
+        attempt=2,
+        expires_at=expires_at,
+        ttl=300,
         ip="203.0.113.9",
-    )  # fmt: skip
+    )
     out.append(await store.peek(TOKEN, BINDING, full=True))
     out.append(await store.peek(TOKEN, BINDING))
     out.append(await store.peek(TOKEN, "not-the-binding", full=True))
@@ -665,12 +678,14 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
     out.append([(hit.index, hit.wait > 0) for hit in checks])
     carol = tag("carol")
     out.append(
-        [await store.open_challenges(carol, "add", "t1", expires_at),
-         await store.open_challenges(carol, "add", "t2", expires_at),
-         await store.open_challenges(carol, "add", "t0", 1),  # its session has expired
-         await store.open_challenges(carol),
-         await store.open_challenges(carol, "remove", "t1")]
-    )  # fmt: skip
+        [
+            await store.open_challenges(carol, "add", "t1", expires_at),
+            await store.open_challenges(carol, "add", "t2", expires_at),
+            await store.open_challenges(carol, "add", "t0", 1),  # its session has expired
+            await store.open_challenges(carol),
+            await store.open_challenges(carol, "remove", "t1"),
+        ]
+    )
     for who in ("bob", "nobody"):
         counters = r.hgetall(store.rate_key(who))
         out.append({k: v for k, v in counters.items() if not k.endswith((b":e", b"x"))})
@@ -688,10 +703,16 @@ async def store_scenario(store: Store, r: Redis, expires_at: int) -> list[Any]:
         TOKEN2, REQUEST, binding=BINDING, attempt=1, expires_at=expires_at, ttl=300
     )
     hook = await store.webhook_transition(
-        token=TOKEN2, webhook_id="hook-1", verdict=HookVerdict.SUCCESS, outcome="SUCCESS",
-        retryable=False, scan_ref=REQUEST.scan_ref, check_type=REQUEST.check_type,
-        method=REQUEST.method, marker_ttl=60,
-    )  # fmt: skip
+        token=TOKEN2,
+        webhook_id="hook-1",
+        verdict=HookVerdict.SUCCESS,
+        outcome="SUCCESS",
+        retryable=False,
+        scan_ref=REQUEST.scan_ref,
+        check_type=REQUEST.check_type,
+        method=REQUEST.method,
+        marker_ttl=60,
+    )
     out.append((hook.result, hook.detail, hook.state))
     code = code_for(TOKEN2, "browser")
     finished = await store.finish(
@@ -722,8 +743,11 @@ async def test_store_answers_the_same_with_both_backends(r: Redis, server: Redis
         assert without[4:7] == [True, True, True]
         full = without[7]
         assert (full.state, full.bound, full.request, full.attempt) == (
-            "PENDING", True, REQUEST, 2,
-        )  # fmt: skip
+            "PENDING",
+            True,
+            REQUEST,
+            2,
+        )
         assert (without[8].state, without[8].bound, without[8].request) == ("PENDING", True, None)
         assert without[9].bound is False and without[10].bound is False
         assert without[11].state is None and without[11].bound is False
@@ -737,8 +761,16 @@ async def test_store_answers_the_same_with_both_backends(r: Redis, server: Redis
         assert without[21] == [1, 2, 2, 2, 1]
         assert without[22] == {b"m": b"3"}
         assert without[23] == {}
-        assert without[24:32] == ["SCAN-DAVE", True, None, "first", "first", False, True,
-                                  b"rotated"]  # fmt: skip
+        assert without[24:32] == [
+            "SCAN-DAVE",
+            True,
+            None,
+            "first",
+            "first",
+            False,
+            True,
+            b"rotated",
+        ]
         assert without[32] == ("applied", "APPROVED", "APPROVED")
         assert without[33] is VerdictKind.APPROVED
         assert without[34:36] == [("ok", "alice"), '{"sub":"alice"}']
@@ -775,9 +807,13 @@ async def test_store_on_the_wire_fails_closed_while_the_server_is_down() -> None
             assert await store.ping() is True
             assert await store.first_use("jti", 60) is True  # a new, empty server
             await store.create_challenge(
-                TOKEN, REQUEST, binding=BINDING, attempt=1, expires_at=int(time.time()) + 60,
+                TOKEN,
+                REQUEST,
+                binding=BINDING,
+                attempt=1,
+                expires_at=int(time.time()) + 60,
                 ttl=60,
-            )  # fmt: skip
+            )
             peek = await store.peek(TOKEN, BINDING, full=True)
             assert (peek.state, peek.request) == ("PENDING", REQUEST)
         finally:
@@ -853,14 +889,17 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(san, critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -877,8 +916,18 @@ async def test_tls_with_a_trusted_certificate_and_refused_without(tmp_path: Path
     cert, key = self_signed(tmp_path)
     with contextlib.closing(free_socket()) as sock:
         tls_port = sock.getsockname()[1]
-    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-           "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]  # fmt: skip
+    tls = [
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(cert),
+        "--tls-auth-clients",
+        "no",
+    ]
     with running(*tls):
         base = f"rediss://127.0.0.1:{tls_port}/0"
         trusted = wire_for(f"{base}?ssl_ca_certs={cert}")

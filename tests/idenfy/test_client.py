@@ -276,10 +276,18 @@ async def test_get_session_refuses_impossible_tokens_without_a_call(
 # --- failures shared by every call (§1.5) ----------------------------------------------------
 
 STATUS_FAILURES = [
-    (400, {"identifier": "PERMISSIONS_ERROR", "message": "Partner reached token limit"},
-     "bad_request", "PERMISSIONS_ERROR"),
-    (400, {"identifier": "TOO_MANY_REQUESTS", "message": "limit"}, "rate_limited",
-     "TOO_MANY_REQUESTS"),
+    (
+        400,
+        {"identifier": "PERMISSIONS_ERROR", "message": "Partner reached token limit"},
+        "bad_request",
+        "PERMISSIONS_ERROR",
+    ),
+    (
+        400,
+        {"identifier": "TOO_MANY_REQUESTS", "message": "limit"},
+        "rate_limited",
+        "TOO_MANY_REQUESTS",
+    ),
     (400, {"identifier": "bad value\nforged log line", "message": "x"}, "bad_request", None),
     (401, {"detail": "Invalid authorization credentials"}, "unauthorized", None),
     (402, {"identifier": "PARTNER_CONTRACT_ERROR"}, "payment_required", "PARTNER_CONTRACT_ERROR"),
@@ -289,7 +297,7 @@ STATUS_FAILURES = [
     (500, {"identifier": "INTERNAL_ERROR"}, "server_error", "INTERNAL_ERROR"),
     (503, None, "server_error", None),
     (302, None, "bad_response", None),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())

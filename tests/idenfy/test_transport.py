@@ -114,9 +114,12 @@ async def test_request_and_response_go_through_unchanged(server: str, fetch: Aio
         "Content-Type": "application/json",
     }
     reply = await get(
-        fetch, f"{server}/echo?method=FACE_MATCHING", method="POST", headers=headers,
+        fetch,
+        f"{server}/echo?method=FACE_MATCHING",
+        method="POST",
+        headers=headers,
         body=b'{"scanRef":"S-1"}',
-    )  # fmt: skip
+    )
     assert reply.status == 200
     echoed = seen(reply)
     assert (echoed["method"], echoed["path"], echoed["query"]) == (

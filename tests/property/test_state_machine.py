@@ -192,9 +192,13 @@ class StoreMachine(RuleBasedStateMachine):
     # -- challenges ----------------------------------------------------------------------------
     async def _create(self, token: str, rec: Rec) -> None:
         await self.store.create_challenge(
-            token, rec.request, binding=rec.binding, attempt=rec.attempt,
-            expires_at=int(time.time()) + 600, ttl=1500,
-        )  # fmt: skip
+            token,
+            rec.request,
+            binding=rec.binding,
+            attempt=rec.attempt,
+            expires_at=int(time.time()) + 600,
+            ttl=1500,
+        )
 
     def new_token(self) -> str:
         self.counter += 1
@@ -216,13 +220,18 @@ class StoreMachine(RuleBasedStateMachine):
     def _new_challenge(self, scan: int, type_: int, method: int) -> str:
         token = self.new_token()
         request = StepUpRequest(
-            client_id="shop", redirect_uri="http://127.0.0.1:9/callback", scope="openid",
-            subject="alice", scan_ref=SCAN_REFS[scan], acr="urn:idenfy:stepup:face",
-            method=METHODS[method], check_type=TYPES[type_], state=secrets.token_hex(4),
+            client_id="shop",
+            redirect_uri="http://127.0.0.1:9/callback",
+            scope="openid",
+            subject="alice",
+            scan_ref=SCAN_REFS[scan],
+            acr="urn:idenfy:stepup:face",
+            method=METHODS[method],
+            check_type=TYPES[type_],
+            state=secrets.token_hex(4),
             nonce=secrets.token_hex(4),
-        )  # fmt: skip
-        rec = Rec(secrets.token_hex(8), 1, SCAN_REFS[scan], TYPES[type_],
-                  METHODS[method], request)  # fmt: skip
+        )
+        rec = Rec(secrets.token_hex(8), 1, SCAN_REFS[scan], TYPES[type_], METHODS[method], request)
         self.run(self._create(token, rec))
         self.recs[token] = rec
         self.seen[token] = State.PENDING
@@ -238,8 +247,16 @@ class StoreMachine(RuleBasedStateMachine):
         type_=st.sampled_from(["match", "match", "other", "none"]),
         method=st.sampled_from(["match", "match", "other", "none"]),
     )
-    def webhook(self, token: str, hook_id: str, status: str, reason: str | None,
-                scan: str, type_: str, method: str) -> None:  # fmt: skip
+    def webhook(
+        self,
+        token: str,
+        hook_id: str,
+        status: str,
+        reason: str | None,
+        scan: str,
+        type_: str,
+        method: str,
+    ) -> None:
         self._webhook(token, hook_id, status, reason, scan, type_, method)
 
     @rule(
@@ -266,8 +283,16 @@ class StoreMachine(RuleBasedStateMachine):
             return mine
         return next(o for o in options if o != mine)
 
-    def _webhook(self, token: str, hook_id: str, status: str, reason: str | None,
-                 scan: str, type_: str, method: str) -> None:  # fmt: skip
+    def _webhook(
+        self,
+        token: str,
+        hook_id: str,
+        status: str,
+        reason: str | None,
+        scan: str,
+        type_: str,
+        method: str,
+    ) -> None:
         rec = self.recs.get(token)
         scan_ref = self._pick(scan, rec.scan_ref if rec else "SCAN-ALICE", SCAN_REFS)
         check_type = self._pick(type_, rec.type if rec else TYPES[0], TYPES)
@@ -286,11 +311,17 @@ class StoreMachine(RuleBasedStateMachine):
         before = self.snapshot(token)
         applied = self.run(
             self.store.webhook_transition(
-                token=token, webhook_id=hook_id, verdict=verdict, outcome=outcome,
-                retryable=retryable, scan_ref=scan_ref or None, check_type=check_type or None,
-                method=meth or None, marker_ttl=MARKER_TTL,
+                token=token,
+                webhook_id=hook_id,
+                verdict=verdict,
+                outcome=outcome,
+                retryable=retryable,
+                scan_ref=scan_ref or None,
+                check_type=check_type or None,
+                method=meth or None,
+                marker_ttl=MARKER_TTL,
             )
-        )  # fmt: skip
+        )
         result = (applied.result, applied.detail)
         expected = self._expect_webhook(
             token, rec, hook_id, verdict, outcome, retryable, scan_ref, check_type, meth
@@ -299,9 +330,18 @@ class StoreMachine(RuleBasedStateMachine):
         if result[0] != HookResult.APPLIED:
             assert self.snapshot(token) == before  # duplicates and mismatches change nothing
 
-    def _expect_webhook(self, token: str, rec: Rec | None, hook_id: str, verdict: str,
-                        outcome: str, retryable: bool, scan_ref: str, check_type: str,
-                        method: str) -> tuple[str, str]:  # fmt: skip
+    def _expect_webhook(
+        self,
+        token: str,
+        rec: Rec | None,
+        hook_id: str,
+        verdict: str,
+        outcome: str,
+        retryable: bool,
+        scan_ref: str,
+        check_type: str,
+        method: str,
+    ) -> tuple[str, str]:
         if rec is None:
             return (HookResult.UNKNOWN, "")
         if hook_id in rec.hooks:
@@ -478,8 +518,7 @@ class StoreMachine(RuleBasedStateMachine):
         if with_next and rec is not None and rec.request_ok:
             # As the retry endpoint does: the next attempt exists before the link names it.
             next_token = self.new_token()
-            new = Rec(rec.secret, rec.attempt + 1, rec.scan_ref, rec.type, rec.method,
-                      rec.request)  # fmt: skip
+            new = Rec(rec.secret, rec.attempt + 1, rec.scan_ref, rec.type, rec.method, rec.request)
             self.run(self._create(next_token, new))
             self.recs[next_token] = new
             self.seen[next_token] = "PENDING"
