@@ -11,6 +11,7 @@ from joserfc.jwk import ECKey
 
 from idenfy_stepup.oidc.keys import KeyRing
 from idenfy_stepup.settings import ClientSettings, Settings, parse_settings
+from idenfy_stepup.stepup.outcomes import OutcomeTable
 from idenfy_stepup.stepup.policy import (
     MAX_CLAIMS_DEPTH,
     Level,
@@ -55,12 +56,15 @@ SETTINGS = settings_with(subject_hints=ALL_HINTS)
 CLIENT: ClientSettings = SETTINGS.clients[0]
 KEY = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256"})
 KEYS = KeyRing({"ES256": KEY}, (KEY,))
+OUTCOMES = OutcomeTable()
 
 
 def refusal(call: Any, *args: Any) -> tuple[str, str]:
+    """``(error, stepup_error)`` the RP gets for the refusal: its row of the default table."""
     with pytest.raises(Refusal) as info:
         call(*args)
-    return info.value.error, info.value.stepup_error
+    row = OUTCOMES[info.value.outcome]
+    return row.error, row.stepup_error
 
 
 def id_token_hint(subject: str, **claims: Any) -> str:
