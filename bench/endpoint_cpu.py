@@ -85,8 +85,12 @@ def dump() -> None:
             json.dump(report, out, indent=2, sort_keys=True)
 
 
-# ``idenfy_stepup.cli.commands`` the module (the package's ``main`` attribute is the function)
-commands = importlib.import_module("idenfy_stepup.cli.commands")
+# The module whose ``create_app`` serve calls: ``idenfy_stepup.cli.commands``; a build from
+# before the cli package (``--provider-src`` of an older commit) has it in ``idenfy_stepup.cli``.
+try:
+    commands = importlib.import_module("idenfy_stepup.cli.commands")
+except ModuleNotFoundError:
+    commands = importlib.import_module("idenfy_stepup.cli")
 commands.create_app = create_app
 atexit.register(dump)
 
