@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import html
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
-from joserfc.jwk import OctKey
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS, PROTOCOL_ERRORS
 
 from .harness.redis import RedisProcess
-from .harness.rp import Flow, authorize, challenge, query
+from .harness.rp import Flow, authorize, challenge, query, signed_subject
 from .harness.servers import Stack, StackPool, running_stack
-from .harness.settings import CLIENT_SECRET, REDIRECT_URI
+from .harness.settings import LIMITS_OFF, REDIRECT_URI
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,14 +44,7 @@ def _override(name: str) -> dict[str, str]:
 
 OVERRIDES = {name: _override(name) for name in DEFAULTS}
 BASE: dict[str, Any] = {"errors": OVERRIDES}
-OFF: dict[str, Any] = {
-    "failures_per_ip": None,
-    "open_challenges_per_ip": None,
-    "failures_per_subject": None,
-    "spoof_lockout_seconds": 0,
-    "token_failures_per_client": None,
-    "token_failures_per_ip": None,
-}
+OFF = LIMITS_OFF
 
 
 def with_settings(**sections: dict[str, Any]) -> dict[str, Any]:
@@ -104,23 +94,6 @@ async def begin(stack: Stack, **params: str | None) -> tuple[Flow, httpx.Respons
     """Alice's authorization request (unless ``params`` says otherwise) and its first answer."""
     flow = await authorize(stack, **{"login_hint": "alice", **params})
     return flow, flow.response
-
-
-def signed_request(stack: Stack, subject: str = "alice") -> dict[str, str]:
-    """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
-    now = int(time.time())
-    body = {
-        "iss": "shop",
-        "aud": stack.issuer,
-        "client_id": "shop",
-        "response_type": "code",
-        "login_hint": subject,
-        "exp": now + 300,
-        "iat": now,
-        "jti": secrets.token_urlsafe(12),
-    }
-    signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
-    return {"request": signed, "login_hint": None}
 
 
 async def approved_code(stack: Stack) -> tuple[Flow, str]:
@@ -211,7 +184,7 @@ async def subject_conflict(pool: StackPool, name: str) -> None:
 
 async def request_object_replayed(pool: StackPool, name: str) -> None:
     stack = await pool.get(settings=BASE)
-    params = signed_request(stack)
+    params = signed_subject(stack)
     first, response = await begin(stack, **params)
     assert first.token, response.text
     again, response = await begin(stack, **params)
@@ -261,10 +234,10 @@ async def subject_locked(pool: StackPool, name: str) -> None:
         async with running_stack(
             own.url, settings=with_settings(**limits(spoof_lockout_seconds=900))
         ) as stack:
-            attempt = await challenge(stack, **signed_request(stack))
+            attempt = await challenge(stack, **signed_subject(stack))
             delivered = await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
             assert delivered.json()["delivered"] == 200
-            again, response = await begin(stack, **signed_request(stack))
+            again, response = await begin(stack, **signed_subject(stack))
             assert_redirect_overridden(response, name, again.state, stack)
     finally:
         own.stop()

@@ -9,8 +9,6 @@ the operator's overrides, and the config's validation.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,26 +16,17 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from joserfc import jwt
-from joserfc.jwk import OctKey
 
 from idenfy_stepup.settings import ConfigError, LimitSettings, parse_settings
 
 from .harness.redis import RedisProcess, lock_key
-from .harness.rp import Flow, authorize, challenge, query
+from .harness.rp import Flow, authorize, challenge, query, signed_subject
 from .harness.servers import Stack, running_stack
-from .harness.settings import CLIENT_SECRET, REDIRECT_URI, UNSET
+from .harness.settings import LIMITS_OFF, REDIRECT_URI, UNSET
 from .harness.vendor import resend_webhook, vendor_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
-OFF: dict[str, Any] = {
-    "failures_per_ip": None,
-    "open_challenges_per_ip": None,
-    "failures_per_subject": None,
-    "spoof_lockout_seconds": 0,
-    "token_failures_per_client": None,
-    "token_failures_per_ip": None,
-}
+OFF = LIMITS_OFF
 Factory = Callable[..., Any]
 
 
@@ -68,22 +57,6 @@ async def approve(attempt: Flow) -> dict[str, str]:
     delivered = await attempt.stack.outcome(attempt.token, "SUCCESS")
     assert delivered.json()["delivered"] == 200, delivered.text
     return await attempt.result()
-
-
-def signed_hint(stack: Stack, subject: str = "alice") -> dict[str, str | None]:
-    """/authorize parameters naming ``subject`` by a signed request object (a verified subject)."""
-    body = {
-        "iss": "shop",
-        "aud": stack.issuer,
-        "client_id": "shop",
-        "response_type": "code",
-        "login_hint": subject,
-        "exp": int(time.time()) + 300,
-        "iat": int(time.time()),
-        "jti": secrets.token_urlsafe(12),
-    }
-    signed = jwt.encode({"alg": "HS256"}, body, OctKey.import_key(CLIENT_SECRET), ["HS256"])
-    return {"request": signed, "login_hint": None}
 
 
 def behind_proxy(**on: Any) -> dict[str, Any]:
@@ -248,22 +221,22 @@ async def test_anonymous_login_hints_never_rate_limit_the_person(stack_factory: 
         assert attempt.token
         if i % 2:
             await fail(attempt, "FAKE_FACE" if i == 3 else "FACE_MISMATCH")
-    mine = await challenge(stack, **signed_hint(stack))
+    mine = await challenge(stack, **signed_subject(stack))
     assert "code" in await approve(mine)
 
 
 async def test_only_a_subjects_own_failed_checks_count_against_it(stack_factory: Factory) -> None:
     stack: Stack = await stack_factory(settings=limits(failures_per_subject=per(2)))
     for _ in range(2):
-        await fail(await challenge(stack, **signed_hint(stack)))
-    attempt = await authorize(stack, **signed_hint(stack))
+        await fail(await challenge(stack, **signed_subject(stack)))
+    attempt = await authorize(stack, **signed_subject(stack))
     response = attempt.response
     assert refusal(response, attempt) == ("temporarily_unavailable", "rate_limited")
     # Reading alice's state harms nobody: a claimed hint is refused too, counting nothing.
     attempt = await authorize(stack, login_hint="alice")
     response = attempt.response
     assert refusal(response, attempt)[1] == "rate_limited"
-    assert (await challenge(stack, **signed_hint(stack, "carol"))).token  # carol is apart
+    assert (await challenge(stack, **signed_subject(stack, "carol"))).token  # carol is apart
     assert len(await vendor_sessions(stack)) == 3
 
 
@@ -271,11 +244,11 @@ async def test_expired_and_canceled_checks_do_not_count_against_the_subject(
     stack_factory: Factory,
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(failures_per_subject=per(1)))
-    first = await challenge(stack, **signed_hint(stack))
+    first = await challenge(stack, **signed_subject(stack))
     await stack.outcome(first.token, "EXPIRED")
-    second = await challenge(stack, **signed_hint(stack))
+    second = await challenge(stack, **signed_subject(stack))
     await second.browser.post(f"/challenge/{second.token}/cancel")
-    assert (await challenge(stack, **signed_hint(stack))).token
+    assert (await challenge(stack, **signed_subject(stack))).token
 
 
 # -- lock-out after spoofing ---------------------------------------------------------------------
@@ -293,13 +266,13 @@ async def test_spoofing_locks_the_subject_out(
     stack_factory: Factory, redis_proc: RedisProcess, reason: str, code: str
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     assert (await stack.outcome(attempt.token, "FAILED", reason)).json()["delivered"] == 200
     assert (await attempt.result())["stepup_error"] == code
 
     with redis_proc.client() as r:
         assert 890 <= r.ttl(lock_key("alice")) <= 900
-    for hint in (signed_hint(stack), {}):  # whichever hint names alice
+    for hint in (signed_subject(stack), {}):  # whichever hint names alice
         again = await authorize(stack, **{"login_hint": "alice", **hint})
         response = again.response
         result = rp_redirect(response)
@@ -318,7 +291,7 @@ async def test_a_claimed_subject_can_neither_trigger_nor_extend_a_lock_out(
     await fail(claimed, "FAKE_FACE")
     with redis_proc.client() as r:
         assert not r.exists(lock_key("alice"))
-    own = await challenge(stack, **signed_hint(stack))
+    own = await challenge(stack, **signed_subject(stack))
     claimed_again = await challenge(stack)
     await fail(own, "FAKE_FACE")
     with redis_proc.client() as r:
@@ -332,7 +305,7 @@ async def test_a_face_mismatch_does_not_lock(
     stack_factory: Factory, redis_proc: RedisProcess
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     await stack.outcome(attempt.token, "FAILED", "FACE_MISMATCH")
     assert (await attempt.result())["stepup_error"] == "face_mismatch"
     with redis_proc.client() as r:
@@ -342,7 +315,7 @@ async def test_a_face_mismatch_does_not_lock(
 
 async def test_the_lock_out_expires(stack_factory: Factory, redis_proc: RedisProcess) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
     response = (await authorize(stack, login_hint="alice")).response
     assert rp_redirect(response)["stepup_error"] == "subject_locked"
@@ -358,7 +331,7 @@ async def test_a_redelivered_spoof_webhook_restores_a_missing_lock(
     """The lock is written after the transition; if that write was lost (Redis failed, the
     webhook got 503), the vendor's redelivery, a duplicate, writes it."""
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=900))
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     await stack.outcome(attempt.token, "FAILED", "VIRTUAL_CAMERA")
     with redis_proc.client() as r:
         assert r.delete(lock_key("alice")) == 1
@@ -372,7 +345,7 @@ async def test_a_disabled_lock_out_never_locks(
     stack_factory: Factory, redis_proc: RedisProcess
 ) -> None:
     stack: Stack = await stack_factory(settings=limits(spoof_lockout_seconds=0))
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_FACE")
     with redis_proc.client() as r:
         assert not r.exists(lock_key("alice"))
@@ -394,7 +367,7 @@ async def test_simulator_mode_leaves_unset_limits_off(
         limits_ = stack.settings.challenge.limits
         assert all(getattr(limits_, name) in (None, 0) for name in LimitSettings.model_fields)
         for reason in ("FAKE_FACE", "FACE_MISMATCH") * 4:
-            attempt = await challenge(stack, **signed_hint(stack))
+            attempt = await challenge(stack, **signed_subject(stack))
             assert (await fail(attempt, reason))["stepup_error"] != "rate_limited"
 
 
@@ -427,7 +400,7 @@ async def test_errors_overrides_apply_to_both_rows(stack_factory: Factory) -> No
             "errors": errors,
         }
     )
-    attempt = await challenge(stack, **signed_hint(stack))
+    attempt = await challenge(stack, **signed_subject(stack))
     await stack.outcome(attempt.token, "FAILED", "FAKE_CAPTURE")  # failure 1
     response = (await authorize(stack, login_hint="alice")).response  # failure 2
     result = rp_redirect(response)

@@ -132,3 +132,14 @@ def live_settings(
         "directory": {"static": {"alice": "SCAN-ALICE"}, "redis": False},
         "clients": [SHOP_CLIENT],
     }
+
+
+# Every abuse limit off: a test then switches on only the ones it is about.
+LIMITS_OFF: dict[str, Any] = {
+    "failures_per_ip": None,
+    "open_challenges_per_ip": None,
+    "failures_per_subject": None,
+    "spoof_lockout_seconds": 0,
+    "token_failures_per_client": None,
+    "token_failures_per_ip": None,
+}

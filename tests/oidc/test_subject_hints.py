@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from redis.asyncio import Redis
 
 from ..harness.redis import SECRETS_KEY
 from ..harness.rp import Flow, authorize, decode_id_token, redeem_code
+from ..harness.rp import request_object as signed_request_object
 from ..harness.servers import Stack
 from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 
@@ -46,27 +46,9 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def request_object(
-    stack: Stack,
-    client_id: str = "strict",
-    *,
-    key: Key | None = None,
-    alg: str = "HS256",
-    **claims: Any,
-) -> str:
-    """A request object signed by the client (HS256 with its secret unless ``key`` is given)."""
-    body = {
-        "iss": client_id,
-        "aud": stack.issuer,
-        "client_id": client_id,
-        "response_type": "code",
-        "exp": int(time.time()) + 300,
-        "jti": secrets.token_urlsafe(16),
-        **claims,
-    }
-    body = {k: v for k, v in body.items() if v is not None}
-    signing = key if key is not None else OctKey.import_key(client_secret(client_id))
-    return jwt.encode({"alg": alg}, body, signing, [alg])
+def request_object(stack: Stack, client_id: str = "strict", **kwargs: Any) -> str:
+    """A request object signed by ``client_id`` (by default ``strict``)."""
+    return signed_request_object(stack, client_id, **kwargs)
 
 
 def unsigned(claims: dict[str, Any]) -> str:
