@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import Key, OctKey
 
 from .servers import TLS, Stack
@@ -224,7 +225,9 @@ def request_object(
     }
     body = {k: v for k, v in body.items() if v is not None}
     signing = key if key is not None else OctKey.import_key(client_secret(client_id))
-    return jwt.encode({"alg": alg}, body, signing, [alg])
+    # json.dumps escapes non-ASCII, a lone surrogate as \ud800 (which joserfc cannot encode).
+    payload = json.dumps(body).encode()
+    return jws.serialize_compact({"alg": alg}, payload, signing, algorithms=[alg])
 
 
 def signed_subject(stack: Stack, subject: str = "alice") -> dict[str, str | None]:

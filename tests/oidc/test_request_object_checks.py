@@ -15,12 +15,12 @@ import time
 from typing import Any
 
 import pytest
-from joserfc import jws, jwt
+from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from ..harness.rp import Flow, authorize, decode_id_token, redeem_code
+from ..harness.rp import Flow, authorize, decode_id_token, redeem_code, request_object
 from ..harness.servers import Stack
-from ..harness.settings import client_entry, client_secret
+from ..harness.settings import client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -43,22 +43,7 @@ SETTINGS: dict[str, Any] = {
 def signed(stack: Stack, client_id: str = "strict", **claims: Any) -> str:
     """A request object for alice, HS256 with the client's secret; a claim given as None is
     left out."""
-    body = {
-        "iss": client_id,
-        "aud": stack.issuer,
-        "client_id": client_id,
-        "response_type": "code",
-        "exp": int(time.time()) + 300,
-        "jti": secrets.token_urlsafe(16),
-        "login_hint": "alice",
-        **claims,
-    }
-    body = {k: v for k, v in body.items() if v is not None}
-    # json.dumps escapes non-ASCII (a lone surrogate as \ud800, which joserfc cannot encode).
-    payload = json.dumps(body).encode()
-    return jws.serialize_compact(
-        {"alg": "HS256"}, payload, OctKey.import_key(client_secret(client_id))
-    )
+    return request_object(stack, client_id, **{"login_hint": "alice", **claims})
 
 
 def assert_refused(flow: Flow, stack: Stack, error: str = "invalid_request_object") -> None:
