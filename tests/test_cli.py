@@ -211,3 +211,11 @@ def test_check_config_refuses_client_alg_without_key(tmp_path: Path) -> None:
     result = run_cli("check-config", str(path))
     assert result.returncode == 2
     assert "clients[0].id_token_signed_response_alg: ES256 has no active key" in result.stderr
+
+
+def test_version_flag_prints_the_installed_distribution_version() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"idenfy-stepup {version('idenfy-stepup')}"

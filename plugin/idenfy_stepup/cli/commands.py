@@ -7,9 +7,11 @@ import asyncio
 import secrets
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from pydantic import SecretStr
 
+from .. import __version__
 from ..app import create_app
 from ..boot.preflight import preflight
 from ..boot.startup import StartupError, unreachable
@@ -114,8 +116,18 @@ async def _subject_action(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def installed_version() -> str:
+    """The installed distribution's version (what pip and bug reports see); the package's own
+    ``__version__`` only when it runs from a source tree that was never installed."""
+    try:
+        return metadata.version("idenfy-stepup")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="idenfy-stepup", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (("serve", "run the provider"), ("demo", "provider + demo app")):
         s = sub.add_parser(name, help=text)
