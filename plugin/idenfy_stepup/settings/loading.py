@@ -1,9 +1,11 @@
-"""Reading the settings file: ``${VAR}`` interpolation, validation, one error naming each key."""
+"""Reading the settings file: ``${VAR}`` and ``${file:PATH}`` interpolation, validation, one error
+naming each key."""
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,51 @@ from pydantic import ValidationError
 
 from .models import Settings
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${VAR}, ${VAR:-default}, ${file:PATH}, ${file:PATH:-default}. A path cannot contain "}" or ":-".
+_REF = re.compile(
+    r"\$\{(?:file:(?P<file>[^}]+?)|(?P<var>[A-Za-z_][A-Za-z0-9_]*))(?::-(?P<default>[^}]*))?\}"
+)
+# A secret file is a key, a password or a PEM; anything this large is the wrong file.
+_MAX_SECRET_FILE_BYTES = 1 << 20
+
+
+class _Unreadable(Exception):
+    """A ``${file:…}`` that cannot be used; the message never contains the file's content."""
+
+
+def _read_secret_file(name: str) -> str | None:
+    """The file's text with one trailing newline removed (``echo``, Docker and Kubernetes
+    secrets end with one), or None when it does not exist. Only a regular file is read: a FIFO
+    or a device (``/dev/zero``) would block or never end."""
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat can refuse it.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _Unreadable("is not a regular file")
+            data = _read_up_to(fd, _MAX_SECRET_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _Unreadable(f"cannot be read: {exc.strerror}") from None
+    if len(data) > _MAX_SECRET_FILE_BYTES:
+        raise _Unreadable(f"is larger than {_MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Unreadable("is not UTF-8 text") from None  # the error would quote a byte of it
+    return text.removesuffix("\n")
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := os.read(fd, limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class ConfigError(Exception):
@@ -26,7 +72,9 @@ class ConfigError(Exception):
 
 
 def _interpolate(node: Any, path: str, problems: list[tuple[str, str]]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, recording unset variables."""
+    """Replace ``${VAR}`` / ``${file:PATH}`` (each with an optional ``:-default``) in every
+    string, recording unset variables and unusable files (a default stands in only for an unset
+    variable or a file that does not exist, never for one that exists but cannot be read)."""
     if isinstance(node, dict):
         return {k: _interpolate(v, _join(path, str(k)), problems) for k, v in node.items()}
     if isinstance(node, list):
@@ -35,13 +83,25 @@ def _interpolate(node: Any, path: str, problems: list[tuple[str, str]]) -> Any:
         return node
 
     def sub(match: re.Match[str]) -> str:
-        value = os.environ.get(match.group(1), match.group(2))
+        default, file = match.group("default"), match.group("file")
+        value: str | None
+        if file is None:
+            value = os.environ.get(match.group("var"), default)
+            if value is None:
+                problems.append((path, f"environment variable {match.group('var')} is not set"))
+            return value or ""  # "": a placeholder, so the rest of the file is still validated
+        try:
+            value = _read_secret_file(file)
+        except _Unreadable as exc:
+            problems.append((path, f"secret file {file} {exc}"))
+            return ""
         if value is None:
-            problems.append((path, f"environment variable {match.group(1)} is not set"))
-            return ""  # a placeholder, so the rest of the file is still validated
-        return value
+            value = default
+            if value is None:
+                problems.append((path, f"secret file {file} does not exist"))
+        return value or ""
 
-    return _ENV_REF.sub(sub, node)
+    return _REF.sub(sub, node)
 
 
 def _join(path: str, key: str) -> str:
