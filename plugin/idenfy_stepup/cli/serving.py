@@ -47,7 +47,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Config:
-    """uvloop and httptools (``uvicorn[standard]``) behind the edge's limits, no access log.
+    """uvloop and httptools (both direct dependencies) behind the edge's limits, no access log.
 
     Every server (provider, worker, simulator, demo app) is configured here, so each gets the
     ``server:`` edge limits; the connection cap stays below this process' file descriptors.

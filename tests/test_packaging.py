@@ -1,0 +1,91 @@
+"""What the distribution declares matches what the code is: the license file, py.typed, the
+version the command prints, and runtime dependencies that the package really imports."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+import idenfy_stepup
+from idenfy_stepup.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "plugin" / "idenfy_stepup"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+# Distribution name → the module it is imported as, where the two differ.
+IMPORT_NAMES = {"pyyaml": "yaml"}
+# Declared although nothing in the package imports it, each with the reason.
+NOT_IMPORTED = {
+    "sniffio": "httpcore looks it up on every request; without it, a failed import each time",
+}
+
+
+def test_license_file_is_declared_and_is_the_apache_2_text() -> None:
+    assert PROJECT["license"] == "Apache-2.0"
+    assert PROJECT["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and "APPENDIX" in text  # the full text
+
+
+def test_package_is_marked_typed() -> None:
+    assert (PACKAGE / "py.typed").is_file()
+    assert "Typing :: Typed" in PROJECT["classifiers"]
+
+
+def test_version_flag_matches_the_metadata_and_the_package(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"idenfy-stepup {metadata.version('idenfy-stepup')}"
+    # __version__ is what a never-installed source tree prints: it must not drift.
+    assert idenfy_stepup.__version__ == PROJECT["version"]
+
+
+def imported_modules() -> set[str]:
+    found: set[str] = set()
+    for source in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def declared_distributions() -> set[str]:
+    """Every runtime requirement and each of its extras (``redis[hiredis]``: redis, hiredis)."""
+    names: set[str] = set()
+    for line in PROJECT["dependencies"]:
+        requirement = Requirement(line)
+        names.add(requirement.name.lower())
+        names.update(extra.lower() for extra in requirement.extras)
+    return names
+
+
+def test_every_runtime_dependency_is_imported_by_the_package() -> None:
+    imported = imported_modules()
+    unused = {
+        name
+        for name in declared_distributions() - NOT_IMPORTED.keys()
+        if IMPORT_NAMES.get(name, name.replace("-", "_")) not in imported
+    }
+    assert unused == set()
+    assert NOT_IMPORTED.keys() <= declared_distributions()  # no stale exception
+
+
+def test_test_only_packages_are_not_runtime_dependencies() -> None:
+    runtime = declared_distributions()
+    test_only = {
+        Requirement(line).name.lower() for line in PROJECT["optional-dependencies"]["test"]
+    }
+    assert runtime & test_only == set()
+    assert "python-multipart" in test_only and "python-multipart" not in runtime
