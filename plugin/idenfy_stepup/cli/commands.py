@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from pydantic import SecretStr
+from starlette.applications import Starlette
 
 from .. import __version__
 from ..app import create_app
@@ -17,20 +16,18 @@ from ..boot.preflight import preflight
 from ..boot.startup import StartupError, unreachable
 from ..settings import ConfigError, Settings, lint, load_settings
 from ..store import Store, StoreUnavailable, open_backend
-from ..store.embedded import embedded_redis_async
+from ..store.embedded import embedded_redis, embedded_redis_async
 from . import logs
-from .serving import demo_server, run_servers, server_for, simulator_server
-
-
-def with_simulator_key(settings: Settings) -> Settings:
-    """In simulator mode with no signing key, sign with a fresh one known to both sides."""
-    idenfy = settings.idenfy
-    if idenfy.mode != "simulator" or idenfy.webhook_signing_key is not None:
-        return settings
-    key = SecretStr(secrets.token_hex(32))
-    return settings.model_copy(
-        update={"idenfy": idenfy.model_copy(update={"webhook_signing_key": key})}
-    )
+from .reloading import refused, reread, with_simulator_key
+from .serving import (
+    LoopServer,
+    Reloadable,
+    bind,
+    demo_server,
+    run_servers,
+    server_for,
+    simulator_server,
+)
 
 
 def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
@@ -40,27 +37,53 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
     asyncio.run(preflight(settings))  # a bad key or no Redis: one line and an exit code
     host, port = args.host or server.host, args.port if args.port is not None else server.port
     workers = getattr(args, "workers", None) or server.workers
+    # The address actually served is what a reload keeps (reloading.py).
+    update = {"host": host, "port": port, "workers": 1 if demo else workers}
+    settings = settings.model_copy(update={"server": server.model_copy(update=update)})
     if workers > 1 and not demo:
-        from .workers import Supervisor, bind
+        from .workers import Supervisor
 
-        update = {"host": host, "port": port}
-        settings = settings.model_copy(update={"server": server.model_copy(update=update)})
-        return Supervisor(settings, bind(host, port), workers).run()
-    app = create_app(settings)
-    servers = [server_for(app, host, port, settings)]
-    if settings.idenfy.mode == "simulator":
-        servers.append(simulator_server(settings))
-    if demo:
-        servers.append(demo_server(settings, args.demo_port))
-    try:
-        run_servers(servers)
-    except SystemExit:
-        # uvicorn exits when the lifespan fails; its StartupError line is already logged.
-        failure = getattr(app.state, "startup_error", None)
-        if failure is None:
-            raise
-        return int(failure.exit_code)
+        return Supervisor(settings, bind(host, port), workers, args.config).run()
+    redis = settings.redis
+    # Started here, not by the app's lifespan, so that a reloaded app shares it and the
+    # retired app's shutdown does not stop it.
+    with embedded_redis(redis.url, redis.data_dir) as embedded_url:
+        app = create_app(settings, redis_url=embedded_url)
+        others = []
+        if settings.idenfy.mode == "simulator":
+            others.append(simulator_server(settings))
+        try:
+            if demo:
+                # The demo bank holds the provider's client settings: SIGHUP is logged, ignored.
+                provider = server_for(app, host, port, settings)
+                run_servers([provider, *others, demo_server(settings, args.demo_port)])
+            else:
+                run_servers(others, _reloadable(args.config, settings, app, embedded_url))
+        except SystemExit:
+            # uvicorn exits when the lifespan fails; its StartupError line is already logged.
+            failure = getattr(app.state, "startup_error", None)
+            if failure is None:
+                raise
+            return int(failure.exit_code)
     return 0
+
+
+def _reloadable(path: str, settings: Settings, app: Starlette, redis_url: str | None) -> Reloadable:
+    """The single-process provider, and how SIGHUP builds its successor."""
+    host, port = settings.server.host, settings.server.port
+    current = settings
+
+    async def rebuild() -> LoopServer | None:
+        nonlocal current
+        try:
+            new = await reread(path, current)
+        except Exception as exc:  # any failure leaves the running app as it is
+            refused(exc)
+            return None
+        current = new
+        return server_for(create_app(new, redis_url=redis_url), host, port, new)
+
+    return Reloadable(server_for(app, host, port, settings), bind(host, port), rebuild)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as EventType
 from types import FrameType
 
 import uvicorn
@@ -16,9 +20,21 @@ from starlette.types import ASGIApp
 from ..settings import ConfigError, Settings
 from ..web import edge
 
+log = logging.getLogger("idenfy_stepup")
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to ``_serve_all``, which stops all servers at once."""
+
+class LoopServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to ``_serve_all``, which stops all servers at once;
+    ``up`` is set once it accepts connections (a reload waits for it)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.up.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -26,7 +42,17 @@ class _Server(uvicorn.Server):
 
 
 class WorkerServer(uvicorn.Server):
-    """A uvicorn server handling its own signals (a worker process), ending push streams first."""
+    """A uvicorn server handling its own signals (a worker process), ending push streams first;
+    ``ready`` is set once it accepts connections (a rolling reload waits for it)."""
+
+    def __init__(self, config: uvicorn.Config, ready: EventType | None = None) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.ready is not None:
+            self.ready.set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         closing(self)
@@ -77,8 +103,8 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uv
     )
 
 
-def server_for(app: ASGIApp, host: str, port: int, settings: Settings) -> uvicorn.Server:
-    return _Server(uvicorn_config(app, host, port, settings))
+def server_for(app: ASGIApp, host: str, port: int, settings: Settings) -> LoopServer:
+    return LoopServer(uvicorn_config(app, host, port, settings))
 
 
 def simulator_server(
@@ -98,34 +124,131 @@ def simulator_server(
         signing_key=key.get_secret_value() if key is not None else None,
     )
     config = uvicorn_config(app, host or sim.host, sim.port if port is None else port, settings)
-    return uvicorn.Server(config) if own_signals else _Server(config)
+    return uvicorn.Server(config) if own_signals else LoopServer(config)
 
 
-async def _serve_all(servers: list[uvicorn.Server]) -> None:
+@dataclass
+class Reloadable:
+    """The provider server SIGHUP replaces: its socket, shared by each successor, and how to
+    build that successor from the settings file (None: refused, the old one stays)."""
+
+    server: LoopServer
+    sock: socket.socket
+    rebuild: Callable[[], Awaitable[LoopServer | None]]
+
+
+class _Service:
+    """Every server of one process, stopped together; the provider may be swapped on SIGHUP."""
+
+    def __init__(self, servers: list[uvicorn.Server], reloadable: Reloadable | None) -> None:
+        self.running: dict[asyncio.Task[None], uvicorn.Server] = {}
+        # Tasks whose end is no reason to stop: a retired provider, or a successor not yet up.
+        self.expected: set[asyncio.Task[None]] = set()
+        self.changed = asyncio.Event()
+        self.reloadable = reloadable
+        self.reloading = False
+        self.stopping = False
+        for server in servers:
+            self.running[asyncio.create_task(server.serve())] = server
+        if reloadable is not None:
+            self.provider = asyncio.create_task(reloadable.server.serve([reloadable.sock.dup()]))
+            self.running[self.provider] = reloadable.server
+
+    def stop(self) -> None:
+        self.stopping = True
+        for server in self.running.values():
+            closing(server)
+            server.should_exit = True
+
+    async def wait(self) -> None:
+        """Until a server ends (or a signal stops them): then stop the rest and wait for them."""
+        while True:
+            wake = asyncio.create_task(self.changed.wait())
+            done, _ = await asyncio.wait({*self.running, wake}, return_when=asyncio.FIRST_COMPLETED)
+            wake.cancel()
+            self.changed.clear()
+            ended = [task for task in self.running if task in done]
+            for task in ended:
+                del self.running[task]
+            unexpected = [task for task in ended if task not in self.expected]
+            self.expected.difference_update(ended)
+            if unexpected:
+                break
+        self.stop()
+        await asyncio.gather(*self.running, return_exceptions=True)
+        for task in unexpected:
+            task.result()
+
+    def hangup(self) -> None:
+        if self.reloadable is None:
+            log.info("SIGHUP ignored: this command does not reload its settings")
+        elif self.reloading:
+            log.warning("SIGHUP ignored: a settings reload is already running")
+        else:
+            self.reloading = True
+            asyncio.get_running_loop().create_task(self._reload(self.reloadable))
+
+    async def _reload(self, reloadable: Reloadable) -> None:
+        try:
+            successor = await reloadable.rebuild()
+            if successor is None or self.stopping:
+                return
+            task = asyncio.create_task(_serve_guarded(successor, reloadable.sock.dup()))
+            self.running[task] = successor
+            self.expected.add(task)
+            self.changed.set()
+            # The successor listens on the same socket before the old server lets go of it:
+            # the kernel's accept queue is never without a server.
+            up = asyncio.create_task(successor.up.wait())
+            await asyncio.wait({task, up}, return_when=asyncio.FIRST_COMPLETED)
+            up.cancel()
+            if task.done() or successor.should_exit:
+                if task.done():
+                    log.error("settings reload failed: the new app did not start; still serving")
+                return
+            self.expected.discard(task)
+            retired, old = self.provider, self.running[self.provider]
+            self.expected.add(retired)
+            self.provider = task
+            closing(old)  # its push streams end; the browsers reconnect to the successor
+            old.should_exit = True
+            log.info("settings reloaded", extra={"event": "server.reloaded"})
+        finally:
+            self.reloading = False
+
+
+async def _serve_guarded(server: uvicorn.Server, sock: socket.socket) -> None:
+    """A successor whose lifespan fails exits (uvicorn raises SystemExit): not the process."""
+    with contextlib.suppress(SystemExit):
+        await server.serve([sock])
+
+
+async def _serve_all(servers: list[uvicorn.Server], reloadable: Reloadable | None) -> None:
     loop = asyncio.get_running_loop()
+    service = _Service(servers, reloadable)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _stop, servers)
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server in servers:
-        server.should_exit = True
-    await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        task.result()
+        loop.add_signal_handler(sig, service.stop)
+    loop.add_signal_handler(signal.SIGHUP, service.hangup)
+    await service.wait()
 
 
-def _stop(servers: list[uvicorn.Server]) -> None:
-    for server in servers:
-        closing(server)
-        server.should_exit = True
-
-
-def run_servers(servers: list[uvicorn.Server]) -> None:
-    """Serve on uvloop (``uvicorn.Server.serve`` leaves the loop to its caller)."""
+def run_servers(servers: list[uvicorn.Server], reloadable: Reloadable | None = None) -> None:
+    """Serve on uvloop (``uvicorn.Server.serve`` leaves the loop to its caller); with
+    ``reloadable``, SIGHUP swaps in a provider built from the settings file again."""
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_all(servers))
+        runner.run(_serve_all(servers, reloadable))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket servers (or worker processes) share (the kernel spreads connections)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
 
 
 def demo_server(settings: Settings, port: int) -> uvicorn.Server:

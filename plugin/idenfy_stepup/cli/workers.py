@@ -9,17 +9,26 @@ the wake-up channel, which reaches every process.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import sys
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
 from types import FrameType
 
 from ..settings import Settings
 from ..store.embedded import embedded_redis
+from .reloading import refused, reread
+from .serving import bind
+
+__all__ = ["Supervisor", "bind", "run_simulator", "run_worker"]
 
 log = logging.getLogger("idenfy_stepup")
 
@@ -27,20 +36,44 @@ log = logging.getLogger("idenfy_stepup")
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 STOP_TIMEOUT = 15.0
+# How long a reload waits for its new workers to accept connections before giving up.
+START_TIMEOUT = 30.0
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (the kernel spreads connections)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.set_inheritable(True)
-    return sock
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def run_worker(settings: Settings, redis_url: str | None, sock: socket.socket) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when the supervisor ends, even by SIGKILL (no orphan keeps serving).
+
+    PR_SET_PDEATHSIG has the kernel send SIGTERM, which the worker handles like the
+    supervisor's own (a graceful stop), when its parent dies. It is set after the process
+    started, so a supervisor that died before that is caught by comparing the parent pid
+    with the one it was given: after the parent's death the child is re-parented. A pipe
+    watched for EOF would do as well, but costs a thread or a task in every worker; the
+    kernel's signal costs nothing. The signal follows the parent *thread* that spawned the
+    child: the supervisor spawns from its main thread only, which lives as long as it does.
+    Other systems have no such call: there, only the parent-pid check runs.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the supervisor is already gone
+    # SIGHUP is the supervisor's (a reload); a HUP to the whole process group must not stop us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def run_worker(
+    settings: Settings,
+    redis_url: str | None,
+    sock: socket.socket,
+    parent_pid: int,
+    ready: EventType | None = None,
+) -> None:
     """One worker: the provider app on the shared socket (runs in a spawned process)."""
+    die_with_parent(parent_pid)
     from ..app import create_app
     from . import logs
     from .serving import WorkerServer, uvicorn_config
@@ -48,11 +81,12 @@ def run_worker(settings: Settings, redis_url: str | None, sock: socket.socket) -
     logs.configure(settings.server.log_format, settings.server.log_level)
     app = create_app(settings, redis_url=redis_url)
     config = uvicorn_config(app, settings.server.host, settings.server.port, settings)
-    WorkerServer(config).run(sockets=[sock])
+    WorkerServer(config, ready).run(sockets=[sock])
 
 
-def run_simulator(settings: Settings) -> None:
+def run_simulator(settings: Settings, parent_pid: int) -> None:
     """The simulator beside the workers in simulator mode: one process, its state in memory."""
+    die_with_parent(parent_pid)
     from . import logs
     from .serving import simulator_server
 
@@ -61,19 +95,25 @@ def run_simulator(settings: Settings) -> None:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, sock: socket.socket, workers: int) -> None:
+    def __init__(
+        self, settings: Settings, sock: socket.socket, workers: int, path: str | None = None
+    ) -> None:
         self.settings = settings
         self.sock = sock
         self.count = workers
+        self.path = path  # the settings file SIGHUP re-reads
         self.ctx = multiprocessing.get_context("spawn")
         self.stopping = threading.Event()
+        self.hangup = threading.Event()
         self.redis_url: str | None = None
         self.restarts: list[float] = []
 
-    def _spawn_worker(self, index: int) -> BaseProcess:
+    def _spawn_worker(
+        self, index: int, settings: Settings | None = None, ready: EventType | None = None
+    ) -> BaseProcess:
         process = self.ctx.Process(
             target=run_worker,
-            args=(self.settings, self.redis_url, self.sock),
+            args=(settings or self.settings, self.redis_url, self.sock, os.getpid(), ready),
             name=f"idenfy-stepup-worker-{index}",
         )
         process.start()
@@ -82,9 +122,13 @@ class Supervisor:
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
 
+    def _hup(self, signum: int, frame: FrameType | None) -> None:
+        self.hangup.set()  # handled by the main loop: spawning belongs to the main thread
+
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._stop)
+        signal.signal(signal.SIGHUP, self._hup)
         redis = self.settings.redis
         # The embedded Redis is stopped last, after every process that uses it.
         with embedded_redis(redis.url, redis.data_dir) as embedded_url:
@@ -94,7 +138,9 @@ class Supervisor:
             try:
                 if self.settings.idenfy.mode == "simulator":
                     sim = self.ctx.Process(
-                        target=run_simulator, args=(self.settings,), name="idenfy-stepup-simulator"
+                        target=run_simulator,
+                        args=(self.settings, os.getpid()),
+                        name="idenfy-stepup-simulator",
                     )
                     sim.start()
                     helpers.append(sim)
@@ -106,6 +152,9 @@ class Supervisor:
 
     def _watch(self, workers: list[BaseProcess], helpers: list[BaseProcess]) -> int:
         while not self.stopping.wait(0.5):
+            if self.hangup.is_set():
+                self.hangup.clear()
+                self._reload(workers)
             for helper in helpers:
                 if not helper.is_alive():
                     log.error("%s exited (code %s): stopping", helper.name, helper.exitcode)
@@ -122,6 +171,35 @@ class Supervisor:
                 log.warning("%s exited (code %s): replacing it", worker.name, worker.exitcode)
                 workers[index] = self._spawn_worker(index)
         return 0
+
+    def _reload(self, workers: list[BaseProcess]) -> None:
+        """A rolling replacement: new workers on the new settings serve before the old stop."""
+        if self.path is None:
+            return
+        try:
+            settings = asyncio.run(reread(self.path, self.settings))
+        except Exception as exc:  # any failure leaves the running workers as they are
+            refused(exc)
+            return
+        readies = [self.ctx.Event() for _ in workers]
+        fresh = [self._spawn_worker(i, settings, r) for i, r in enumerate(readies)]
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all(r.is_set() for r in readies):
+            failed = [p for p in fresh if not p.is_alive()]
+            if failed or self.stopping.is_set() or time.monotonic() > deadline:
+                if not self.stopping.is_set():
+                    log.error(
+                        "settings reload failed: a new worker did not start (exit code %s);"
+                        " still serving the previous settings",
+                        failed[0].exitcode if failed else None,
+                    )
+                _stop_all(fresh)
+                return
+            time.sleep(0.05)
+        self.settings = settings
+        old, workers[:] = list(workers), fresh
+        _stop_all(old)  # SIGTERM: each finishes its requests; the new ones accept meanwhile
+        log.info("settings reloaded", extra={"event": "server.reloaded"})
 
 
 def _stop_all(processes: list[BaseProcess]) -> None:
