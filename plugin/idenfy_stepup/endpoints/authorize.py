@@ -30,7 +30,7 @@ from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
 from ..oidc.requests import AuthlibRequest
 from ..stepup.checks import AUTHORIZE_CHECKS, Pending
-from ..stepup.limits import check, count_address_failure, ip_identity, opened
+from ..stepup.limits import address_state, count_address_failure, ip_identity, opened
 from ..stepup.outcomes import Outcome
 from ..stepup.policy import Refusal
 from ..store import StoreUnavailable
@@ -52,8 +52,8 @@ async def authorize(request: Request) -> Response:
         # A HEAD (a link checker, a prefetch) must not open a vendor session.
         return Response(status_code=405, headers={"Allow": "GET, POST", **NO_STORE})
     ip = ip_identity(request, rt)
-    blocked = await _ip_gate(rt, ip)
-    response, failed = await _answer(request, rt, ip, blocked)
+    blocked, open_full = await _ip_gate(rt, ip)
+    response, failed = await _answer(request, rt, ip, blocked, open_full)
     if failed:
         try:
             await count_address_failure(rt, ip)
@@ -63,7 +63,7 @@ async def authorize(request: Request) -> Response:
 
 
 async def _answer(
-    request: Request, rt: Runtime, ip: str, blocked: _Blocked | None
+    request: Request, rt: Runtime, ip: str, blocked: _Blocked | None, open_full: bool
 ) -> tuple[Response, bool]:
     """The response, and whether it is a refusal that counts against the caller's address."""
     try:
@@ -97,7 +97,7 @@ async def _answer(
         return _malformed(rt, oauth), True
     client = rt.settings.client(oauth.payload.client_id)
     assert client is not None  # authlib validated client_id
-    return await _checked(rt, Pending(rt, oauth, client, ip))
+    return await _checked(rt, Pending(rt, oauth, client, ip, open_full=open_full))
 
 
 async def _checked(rt: Runtime, pending: Pending) -> tuple[Response, bool]:
@@ -146,20 +146,21 @@ class _Blocked:
     retry_after: float = 0.0
 
 
-async def _ip_gate(rt: Runtime, ip: str) -> _Blocked | None:
+async def _ip_gate(rt: Runtime, ip: str) -> tuple[_Blocked | None, bool]:
     """An address with too many recent failures is refused before any further work (a read:
-    this request itself counts only if it, too, fails)."""
+    this request itself counts only if it, too, fails). Read with it, in the same round trip:
+    whether the address is at its open-challenge cap, which a later check refuses."""
     try:
-        wait = (await check(rt, ip, "failures_per_ip")).wait
+        state = await address_state(rt, ip)
     except StoreUnavailable:
-        return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503)
-    if wait:
+        return _Blocked(rt.outcomes["STORE_UNAVAILABLE"], 503), False
+    if state.wait:
         log.warning(
             "authorize rate limit hit",
             extra={"event": "stepup.rate_limited", "limit": "failures_per_ip"},
         )
-        return _Blocked(rt.outcomes["RATE_LIMITED"], 429, wait)
-    return None
+        return _Blocked(rt.outcomes["RATE_LIMITED"], 429, state.wait), state.open_full
+    return None, state.open_full
 
 
 def _registered(rt: Runtime, params: dict[str, list[str]]) -> tuple[str, str] | None:

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorError, valid_token
-from ..stepup.limits import check, ended, ip_identity, open_wait, opened
+from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
 from ..store import FinishMode, State, StoreUnavailable, Verdict, VerdictKind, code_for
 from ..web.responses import (
@@ -232,10 +232,12 @@ async def retry(request: Request) -> Response:
 
 async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> str | None:
     """The outcome refusing a new attempt, if a limit does."""
-    found = await check(rt, req.subject, "failures_per_subject", lock=True)
+    found, address = await asyncio.gather(
+        check(rt, req.subject, "failures_per_subject", lock=True), address_state(rt, ip)
+    )
     if found.locked:
         return "SUBJECT_LOCKED"
-    if found.wait or (await check(rt, ip, "failures_per_ip")).wait or await open_wait(rt, ip):
+    if found.wait or address.wait or address.open_full:
         return "RATE_LIMITED"
     return None
 

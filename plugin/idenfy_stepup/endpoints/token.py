@@ -124,10 +124,8 @@ async def _redeem(
     (authlib then answers invalid_grant, and its own client can still redeem it)."""
     if code is None or len(code) > 512:
         return None
-    if await rt.store.code_client(code) != client.client_id:
-        return None
     ttl = rt.settings.keys.access_token_lifetime
-    kind, grant = await rt.store.redeem_code(code, access_token, ttl)
+    kind, grant = await rt.store.redeem_code(code, access_token, ttl, client.client_id)
     if kind == Redemption.REUSED:
         log.warning(
             "authorization code replayed; its tokens are revoked",

@@ -31,7 +31,7 @@ from ..idenfy.client import VendorNotEnrolled
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..settings import ClientSettings
-from .limits import check, open_wait
+from .limits import check
 from .policy import Level, Subject, choose_level, invalid, parse_claims, resolve_subject
 from .records import StepUpRequest
 
@@ -52,6 +52,8 @@ class Pending:
     max_age: int | None = None
     scan_ref: str | None = None
     check_type: str = "AUTHENTICATION"
+    # The address was at its open-challenge cap (read with its failures, at the gate).
+    open_full: bool = False
 
     @property
     def data(self) -> dict[str, Any]:
@@ -175,7 +177,7 @@ async def _enrolled(p: Pending) -> str | None:
 
 async def _open_cap(p: Pending) -> str | None:
     """Each challenge spends vendor credits: the cap is checked before iDenfy is called."""
-    if await open_wait(p.rt, p.ip):
+    if p.open_full:
         limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
         log.warning("open challenge cap hit", extra=limit)
         return "RATE_LIMITED"

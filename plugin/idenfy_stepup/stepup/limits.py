@@ -14,8 +14,10 @@ failures), but can never add to that state.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
@@ -87,6 +89,22 @@ async def open_wait(rt: Runtime, ip: str) -> bool:
     if not most:
         return False
     return await rt.store.open_challenges(tag(ip)) >= most
+
+
+@dataclass(frozen=True, slots=True)
+class AddressState:
+    """What the limits say of one address: over its failures for ``wait`` seconds (0: not),
+    and whether it holds as many open challenges as it may."""
+
+    wait: float
+    open_full: bool
+
+
+async def address_state(rt: Runtime, ip: str) -> AddressState:
+    """Both reads of an address at once: they share its slot, and sent together they leave in
+    one write (one round trip on a single server)."""
+    failures, full = await asyncio.gather(check(rt, ip, "failures_per_ip"), open_wait(rt, ip))
+    return AddressState(failures.wait, full)
 
 
 async def opened(rt: Runtime, ip: str, token: str, expires_at: int) -> None:

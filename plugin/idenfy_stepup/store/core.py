@@ -255,27 +255,20 @@ class Store:
     # -- codes and access tokens --------------------------------------------------------------
     # Both are ``<challenge token>.<random>``: they are found through the challenge they come
     # from, stored there only as SHA-256 (design-notes: "Codes and access tokens").
-    async def code_client(self, code: str) -> str | None:
-        """The client_id of the request a code names (None: no such request, or unreadable).
-        Reads only: /token checks it before spending the code, so that another client's
-        attempt leaves the code to its own client."""
-        token = _challenge_of(code)
-        if token is None:
-            return None
-        raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
-        try:
-            return StepUpRequest.from_json(raw).client_id if raw else None
-        except (ValueError, TypeError):
-            return None
-
     async def redeem_code(
-        self, code: str, access_token: str, ttl: int
+        self, code: str, access_token: str, ttl: int, client_id: str = ""
     ) -> tuple[Redemption, CodeGrant | None]:
-        """Atomically mark a code used and bind it to the access token about to be issued."""
+        """Atomically mark a code used and bind it to the access token about to be issued.
+
+        With ``client_id`` (the authenticated client), another client's code (or one whose
+        request is unreadable) is ``missing`` and left unchanged, so its own client can still
+        redeem it; checked in the same script, no read before."""
         token = _challenge_of(code)
         if token is None or _challenge_of(access_token) != token:
             return Redemption.MISSING, None
-        args = scripts.RedeemArgs(digest(code), digest(access_token), ttl, int(time.time()))
+        args = scripts.RedeemArgs(
+            digest(code), digest(access_token), ttl, int(time.time()), client_id
+        )
         keys = [self.challenge_key(token), self.request_key(token)]
         return await self._run(scripts.REDEEM_CODE, keys, args)
 

@@ -217,6 +217,7 @@ class RedeemArgs(NamedTuple):
     access_digest: str
     lifetime: int
     now: int
+    client_id: str
 
     def argv(self) -> list[Any]:
         return _flat(self)

@@ -1,12 +1,19 @@
 -- KEYS[1] challenge, KEYS[2] its request. ARGV: 1 the code's SHA-256, 2 the access token's
--- SHA-256, 3 the access token's lifetime (s), 4 now. The code and the access token live in the
--- challenge they came from. A second redemption revokes what the first one issued (RFC 6749
+-- SHA-256, 3 the access token's lifetime (s), 4 now, 5 the authenticated client's id ('': not
+-- checked). A code of another client is 'missing' and left unchanged for its own client (the
+-- request's client_id is its short name "c", stepup/records.py). The code and the access
+-- token live in the challenge they came from. A second redemption revokes what the first one issued (RFC 6749
 -- §4.1.2, §10.5); the record then outlives the access token, so a replay is always caught.
 -- Returns {'ok', request, auth_time, allowed riskTags (space-separated), ip_differs ('1'|'')}
 -- or {'missing'} | {'reused'}.
 local c = redis.call('HMGET', KEYS[1], 'code', 'code_exp', 'at', 'auth_time', 'risk',
                      'ip_differs')
 if not c[1] or c[1] ~= ARGV[1] then return {'missing'} end
+if ARGV[5] ~= '' then
+  local stored = redis.call('GET', KEYS[2])
+  local read, request = pcall(cjson.decode, stored or '')
+  if not read or type(request) ~= 'table' or request.c ~= ARGV[5] then return {'missing'} end
+end
 if c[3] then
   redis.call('HSET', KEYS[1], 'at', 'revoked')
   return {'reused'}
