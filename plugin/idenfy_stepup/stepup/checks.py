@@ -13,7 +13,8 @@ avoided does; a refusal for capacity, the vendor or a setting does not). Its ste
 row name of a refusal (or raises :class:`.policy.Refusal` for one with a specific description),
 or ``None`` to go on. Steps that ask Redis or the vendor are async and keep their place in the
 order: whatever a step costs, no step runs after a refusal, and iDenfy is called only once
-every cheaper check passed.
+every cheaper check passed. ``local`` marks the checks that ask neither: ``/par`` runs exactly
+those on a pushed request (RFC 9126 §2.1), which ``/authorize`` then checks in full.
 
 ``StoreUnavailable`` and ``VendorUnavailable`` raised by a step are the endpoint's to report
 (``STORE_UNAVAILABLE``, ``VENDOR_UNAVAILABLE``; neither counts against the address).
