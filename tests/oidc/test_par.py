@@ -12,6 +12,7 @@ proxy), so failures counted by one test never throttle another.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -27,7 +28,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
-from ..harness.redis import RedisProcess, pushed_key
+from ..harness.redis import RedisProcess, challenge_key, pushed_key
 from ..harness.rp import Flow, pkce, request_object, request_params
 from ..harness.servers import TLS, Stack, StackPool, running_stack
 from ..harness.settings import REDIRECT_URI, client_entry, client_secret
@@ -140,8 +141,11 @@ async def push(
     return Pushed(stack, sent, verifier, response)
 
 
+PUSHED_KEYS = pushed_key("").rsplit(":", 1)[0] + ":*"  # every pushed request's key
+
+
 async def pushed_keys(redis: Redis) -> set[bytes]:
-    return set(await redis.keys("stepup:par:*"))
+    return set(await redis.keys(PUSHED_KEYS))
 
 
 def assert_refused(
@@ -213,11 +217,11 @@ async def test_a_client_assertion_may_name_the_par_endpoint_as_audience(stack: S
 
 async def test_push_opens_no_vendor_session(stack: Stack, redis: Redis) -> None:
     before = len(await vendor_sessions(stack))
-    challenges = set(await redis.keys("stepup:{*}:challenge"))
+    challenges = set(await redis.keys(challenge_key("*")))
     pushed = await push(stack)
     assert pushed.response.status_code == 201
     assert len(await vendor_sessions(stack)) == before
-    assert set(await redis.keys("stepup:{*}:challenge")) == challenges
+    assert set(await redis.keys(challenge_key("*"))) == challenges
 
 
 # -- refusals at /par ----------------------------------------------------------------------------
@@ -386,6 +390,15 @@ async def test_a_request_uri_is_used_once(stack: Stack, redis: Redis) -> None:
     assert first.token, first.response.text
     assert await redis.exists(pushed_key(pushed.request_uri)) == 0
     assert_request_uri_page((await pushed.authorize()).response)
+
+
+async def test_concurrent_uses_of_one_request_uri_open_one_challenge(stack: Stack) -> None:
+    pushed = await push(stack)
+    flows = await asyncio.gather(*(pushed.authorize() for _ in range(5)))
+    assert sum(1 for flow in flows if flow.token) == 1
+    for flow in flows:
+        if not flow.token:
+            assert_request_uri_page(flow.response)
 
 
 async def test_an_expired_request_uri_is_refused(stack: Stack, redis: Redis) -> None:
