@@ -2,7 +2,9 @@
 
 authlib makes the authorization URL (PKCE S256 from ``code_verifier``), checks ``state`` when it
 parses the callback and authenticates to ``/token`` (``client_secret_basic``, or
-``private_key_jwt`` through its ``PrivateKeyJWT`` auth). What authlib's client leaves to the RP
+``private_key_jwt`` through its ``PrivateKeyJWT`` auth), the same client authentication when it
+pushes a request to ``/par`` (RFC 9126; authlib has no PAR helper, so the RP posts the
+parameters of the URL authlib built). What authlib's client leaves to the RP
 is done here as the demo RP does it: RFC 9207 ``iss`` on the callback, and the id_token verified
 with joserfc against the published JWKS, then validated by ``authlib.oidc.core.CodeIDToken``
 (``iss``, ``aud``, ``exp``, ``nonce``, ``at_hash``, ``azp``; ``sub`` and ``acr`` as required
@@ -14,7 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -213,6 +215,49 @@ async def test_authlib_client_with_private_key_jwt(stack: Stack, metadata: dict[
 
     assert claims["sub"] == "alice" and claims["aud"] == "jwt"
     assert claims["acr"] == ACR and claims["nonce"] == attempt.nonce
+
+
+async def pushed_step_up(
+    stack: Stack, client: AsyncOAuth2Client, metadata: dict[str, Any]
+) -> tuple[Attempt, CodeIDToken]:
+    """authlib builds the request (PKCE S256 from the verifier), pushes its parameters to /par
+    with its own client authentication (RFC 9126 §2), and the browser gets only the reference;
+    then the callback and the code as in any step-up."""
+    attempt = Attempt(client, metadata)
+    params = dict(parse_qsl(urlsplit(attempt.url).query))
+    pushed = await client.request(
+        "POST",
+        metadata["pushed_authorization_request_endpoint"],
+        withhold_token=True,
+        auth=client.client_auth(client.token_endpoint_auth_method),
+        data=params,
+    )
+    assert pushed.status_code == 201, pushed.text
+    assert pushed.headers["cache-control"] == "no-store"
+    body = pushed.json()
+    assert body["request_uri"].startswith("urn:ietf:params:oauth:request_uri:")
+    assert 0 < body["expires_in"] <= 60
+    reference = urlencode({"client_id": client.client_id, "request_uri": body["request_uri"]})
+    callback = await front_channel(stack, f"{metadata['authorization_endpoint']}?{reference}")
+    token = await redeem(client, metadata, attempt, callback)
+    return attempt, await id_token_claims(client, metadata, token, attempt.nonce)
+
+
+async def test_authlib_client_pushes_its_request_then_completes_step_up(
+    stack: Stack, rp: AsyncOAuth2Client, metadata: dict[str, Any]
+) -> None:
+    attempt, claims = await pushed_step_up(stack, rp, metadata)
+    assert claims["sub"] == "alice" and claims["aud"] == "shop"
+    assert claims["acr"] == ACR and claims["nonce"] == attempt.nonce
+
+
+async def test_authlib_client_pushes_with_private_key_jwt(
+    stack: Stack, metadata: dict[str, Any]
+) -> None:
+    async with key_client(metadata) as client:
+        attempt, claims = await pushed_step_up(stack, client, metadata)
+    assert claims["sub"] == "alice" and claims["aud"] == "jwt"
+    assert claims["nonce"] == attempt.nonce
 
 
 async def test_authlib_client_rejects_wrong_state_and_nonce(

@@ -27,7 +27,7 @@ from idenfy_stepup.stepup.outcomes import DEFAULTS, PROTOCOL_ERRORS
 from .harness.redis import RedisProcess
 from .harness.rp import Flow, authorize, challenge, query, signed_subject
 from .harness.servers import Stack, StackPool, running_stack
-from .harness.settings import LIMITS_OFF, REDIRECT_URI
+from .harness.settings import LIMITS_OFF, REDIRECT_URI, client_entry
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -243,6 +243,23 @@ async def subject_locked(pool: StackPool, name: str) -> None:
         own.stop()
 
 
+async def par_required(pool: StackPool, name: str) -> None:
+    """A client that must push its requests sends one to /authorize directly."""
+    shop = client_entry("shop", subject_hints=["login_hint"])
+    pushes = {**shop, "require_pushed_authorization_requests": True}
+    stack = await pool.get(settings=with_settings(clients=[pushes]))
+    attempt, response = await begin(stack)
+    assert_redirect_overridden(response, name, attempt.state, stack)
+
+
+async def unknown_request_uri(pool: StackPool, name: str) -> None:
+    """A request_uri /par never issued (or one spent or expired): a page."""
+    stack = await pool.get(settings=BASE)
+    uri = "urn:ietf:params:oauth:request_uri:" + secrets.token_urlsafe(32)
+    _, response = await begin(stack, request_uri=uri)
+    assert_page_overridden(response, 400, name)
+
+
 async def unknown_client(pool: StackPool, name: str) -> None:
     """Shown before any client is validated: a page."""
     stack = await pool.get(settings=BASE)
@@ -309,6 +326,8 @@ CASES: dict[str, Case] = {
     "RATE_LIMITED": rate_limited,
     "SUBJECT_LOCKED": subject_locked,
     "INVALID_CLIENT": unknown_client,
+    "PAR_REQUIRED": par_required,
+    "INVALID_REQUEST_URI": unknown_request_uri,
     "WRONG_BROWSER": wrong_browser,
     "CHALLENGE_GONE": challenge_gone,
     "CHALLENGE_CONSUMED": challenge_consumed,

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .boot.runtime import Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
-from .endpoints import authorize, challenge, discovery, events, token, webhook
+from .endpoints import authorize, challenge, discovery, events, par, token, webhook
 from .idenfy.transport import AiohttpFetch, VendorFetch
 from .oidc.keys import KeyLoadError
 from .settings import Settings
@@ -40,6 +40,8 @@ def routes() -> list[Route | Mount]:
         Route("/jwks", discovery.jwks),
         Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
         Route("/token", token.token, methods=["POST"]),
+        # Every method reaches the endpoint, which answers all but POST with a JSON 405.
+        Route("/par", par.par, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/userinfo", discovery.userinfo, methods=["GET", "POST"]),
         Route("/webhooks/idenfy", webhook.idenfy_webhook, methods=["POST"]),
         Route(c, challenge.page),

@@ -23,12 +23,14 @@ from .apache import (
     GUIDE,
     GUIDE_VALUES,
     HINT_FROM_HEADER,
+    MODULES,
     PAGE_PATH,
     STEPUP_ACR,
     Apache,
     gateway_client,
     new_passphrase,
     render_snippet,
+    require_apache,
     running_apache,
 )
 from .browser import chromium
@@ -156,3 +158,16 @@ def test_guide_shows_the_tested_configuration() -> None:
         iss_on_error=False,
     )
     assert entry == expected
+
+
+def test_the_tested_mod_auth_openidc_cannot_push_authorization_requests() -> None:
+    """What the guide says about PAR, read from the module binary: its authentication request
+    method is GET or POST, and it knows no pushed_authorization_request_endpoint."""
+    require_apache()
+    binary = (MODULES / "mod_auth_openidc.so").read_bytes()
+    method = b"HTTP method used to send the authentication request to the provider (GET or POST)."
+    assert method in binary
+    assert b"pushed_authorization_request_endpoint" not in binary
+    guide = GUIDE.read_text()
+    assert "## 5. Pushed authorization requests: not with this version" in guide
+    assert method.decode() in guide

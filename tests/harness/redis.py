@@ -99,4 +99,9 @@ def open_key(identity_tag: str) -> str:
     return KEYS.open_key(identity_tag)
 
 
+def pushed_key(request_uri: str) -> str:
+    """A pushed authorization request (/par), under its request_uri's SHA-256."""
+    return KEYS.pushed_key(request_uri)
+
+
 SECRETS_KEY = KEYS.secrets_key

@@ -8,6 +8,9 @@
 //   node rp.mjs start
 //     discovery, then an authorization URL with PKCE S256, state, nonce, acr_values and
 //     login_hint → {"url", "state", "nonce", "verifier", "iss_parameter_supported"}
+//   node rp.mjs start-par
+//     the same request pushed with buildAuthorizationUrlWithPAR (client_secret_basic at /par);
+//     the URL then carries only client_id and request_uri
 //   node rp.mjs callback <callback URL> <verifier> <state> <nonce>
 //     authorizationCodeGrant validates the callback (RFC 9207 iss, state, error), redeems the
 //     code (client_secret_basic, PKCE), verifies the id_token (signature against the JWKS, iss,
@@ -38,12 +41,12 @@ async function configuration () {
   )
 }
 
-async function start () {
+async function start (pushed) {
   const config = await configuration()
   const verifier = client.randomPKCECodeVerifier()
   const state = client.randomState()
   const nonce = client.randomNonce()
-  const url = client.buildAuthorizationUrl(config, {
+  const parameters = {
     redirect_uri: env('RP_REDIRECT_URI'),
     scope: 'openid',
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
@@ -52,7 +55,12 @@ async function start () {
     nonce,
     acr_values: env('RP_ACR_VALUES'),
     login_hint: env('RP_LOGIN_HINT')
-  })
+  }
+  // PAR (RFC 9126): the library pushes the parameters to the advertised endpoint, with its
+  // client authentication, and builds the URL from client_id and the returned request_uri.
+  const url = pushed
+    ? await client.buildAuthorizationUrlWithPAR(config, parameters)
+    : client.buildAuthorizationUrl(config, parameters)
   const metadata = config.serverMetadata()
   return {
     url: url.href,
@@ -60,7 +68,8 @@ async function start () {
     nonce,
     verifier,
     iss_parameter_supported: metadata.authorization_response_iss_parameter_supported ?? null,
-    supports_pkce: metadata.supportsPKCE()
+    supports_pkce: metadata.supportsPKCE(),
+    par_endpoint: metadata.pushed_authorization_request_endpoint ?? null
   }
 }
 
@@ -96,11 +105,13 @@ const [command, ...args] = process.argv.slice(2)
 try {
   let result
   if (command === 'start' && args.length === 0) {
-    result = await start()
+    result = await start(false)
+  } else if (command === 'start-par' && args.length === 0) {
+    result = await start(true)
   } else if (command === 'callback' && args.length === 4) {
     result = await callback(...args)
   } else {
-    throw new TypeError('usage: rp.mjs start | rp.mjs callback URL VERIFIER STATE NONCE')
+    throw new TypeError('usage: rp.mjs start | start-par | callback URL VERIFIER STATE NONCE')
   }
   process.stdout.write(JSON.stringify(result) + '\n')
 } catch (err) {

@@ -101,8 +101,8 @@ class RelyingParty:
         result: dict[str, Any] = json.loads(lines[-1])
         return proc.returncode, result
 
-    async def start(self) -> dict[str, Any]:
-        status, started = await self.run("start")
+    async def start(self, command: str = "start") -> dict[str, Any]:
+        status, started = await self.run(command)
         assert status == 0, started
         return started
 
@@ -179,6 +179,32 @@ async def test_openid_client_completes_step_up(rp: RelyingParty, stack: Stack) -
     assert isinstance(claims["auth_time"], int)
     assert result["userinfo"]["sub"] == "alice"  # the library checked it against the id_token
     assert result["token_type"].lower() == "bearer"
+
+
+async def test_openid_client_pushes_its_request_and_completes_step_up(
+    rp: RelyingParty, stack: Stack
+) -> None:
+    started = await rp.start("start-par")
+    assert started["par_endpoint"] == f"{stack.issuer}/par"
+    sent = dict(parse_qsl(urlsplit(started["url"]).query))
+    # Only the reference travels through the browser; everything else was pushed.
+    assert set(sent) == {"client_id", "request_uri"}, sent
+    assert sent["client_id"] == "shop"
+    assert sent["request_uri"].startswith("urn:ietf:params:oauth:request_uri:")
+
+    callback = await front_channel(stack, started["url"])
+    status, result = await rp.callback(callback, started)
+
+    assert status == 0, result
+    claims = result["claims"]
+    assert claims["sub"] == "alice" and claims["acr"] == ACR
+    assert claims["nonce"] == started["nonce"]  # the pushed nonce, checked by the library
+    assert result["userinfo"]["sub"] == "alice"
+
+    # The request_uri was spent by the first visit: the same URL again is a page.
+    again = await stack.browser().get(started["url"])
+    assert again.status_code == 400 and "location" not in again.headers
+    assert "<code>invalid_request_uri</code>" in again.text
 
 
 async def test_openid_client_surfaces_face_mismatch(rp: RelyingParty, stack: Stack) -> None:

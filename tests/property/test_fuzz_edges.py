@@ -435,6 +435,27 @@ def test_fuzzed_authorization_bodies(live: Live, body: bytes) -> None:
     live.assert_nothing_changed()
 
 
+@FUZZ
+@given(changes=ops)
+def test_fuzzed_pushed_requests_never_fail_badly(
+    live: Live, changes: list[tuple[str, str, str]]
+) -> None:
+    """A client pushes a mutated request to /par: JSON 201 or 400, never more; what it pushed
+    then goes through /authorize as any request does."""
+    qs, _ = mutated_query(changes)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = live.request(
+        "POST", "/par", content=qs.encode(), headers=headers, auth=("shop", CLIENT_SECRET)
+    )
+    assert response.status_code in (201, 400), (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json")
+    event(f"par -> {response.status_code} {response.json().get('error', 'pushed')}")
+    if response.status_code == 201:
+        params = {"client_id": "shop", "request_uri": response.json()["request_uri"]}
+        assert_refused(live.request("GET", "/authorize", params=params), may_open=True)
+    live.assert_nothing_changed()
+
+
 # -- /token ----------------------------------------------------------------------------------------
 
 TOKEN_FIELDS = [

@@ -13,6 +13,9 @@ parameters) are registered gets a ``rate_limited`` redirect, anything else a 429
 address; a request that opens a challenge counts nothing. Then a locked-out subject, or one
 with too many failed checks of its own, is refused (``subject_locked``, ``rate_limited``), and
 an address holding too many open challenges opens no more (each spends vendor credit).
+
+Pushed requests (RFC 9126 §4): ``client_id`` with a ``request_uri`` from ``/par`` is replaced,
+before authlib sees anything, by the request the client pushed; the request_uri is spent.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
+from ..oidc.pushed import is_pushed_reference, may_be_ours
 from ..oidc.requests import AuthlibRequest
 from ..stepup.checks import AUTHORIZE_CHECKS, Pending
 from ..stepup.limits import address_state, count_address_failure, ip_identity, opened
@@ -79,6 +83,12 @@ async def _answer(
         ), True
     if blocked is not None:
         return _blocked(rt, params, blocked), False
+    pushed = _pushed_reference(rt, params)
+    if pushed is not None:
+        resolved = await _resolve_pushed(rt, *pushed)
+        if isinstance(resolved, Response):
+            return resolved, resolved.status_code == 400
+        params = resolved
     oauth = AuthlibRequest(
         request.method,
         f"{rt.settings.issuer}/authorize",
@@ -97,7 +107,8 @@ async def _answer(
         return _malformed(rt, oauth), True
     client = rt.settings.client(oauth.payload.client_id)
     assert client is not None  # authlib validated client_id
-    return await _checked(rt, Pending(rt, oauth, client, ip, open_full=open_full))
+    pending = Pending(rt, oauth, client, ip, open_full=open_full, pushed=pushed is not None)
+    return await _checked(rt, pending)
 
 
 async def _checked(rt: Runtime, pending: Pending) -> tuple[Response, bool]:
@@ -132,6 +143,48 @@ def _refused(pending: Pending, outcome: Outcome) -> Response:
     return redirect_to_client(
         rt, payload.client_id, payload.redirect_uri, error_params(outcome), state, error=True
     )
+
+
+# -- pushed authorization requests (RFC 9126 §4) ------------------------------------------------
+
+
+def _pushed_reference(rt: Runtime, params: dict[str, list[str]]) -> tuple[str, str] | None:
+    """The registered client_id and the request_uri of a request that names a pushed request.
+
+    Any other request_uri (https://…) is left to authlib, which refuses it
+    (request_uri_not_supported); so is an unknown client_id, which gets its page."""
+    uris, client_ids = params.get("request_uri") or [], params.get("client_id") or []
+    if len(uris) != 1 or not is_pushed_reference(uris[0]) or len(client_ids) != 1:
+        return None
+    if rt.settings.client(client_ids[0]) is None:
+        return None
+    return client_ids[0], uris[0]
+
+
+async def _resolve_pushed(
+    rt: Runtime, client_id: str, request_uri: str
+) -> dict[str, list[str]] | Response:
+    """The pushed request's parameters, and nothing else of the front channel: what the browser
+    adds cannot override what the client pushed. The request_uri is consumed (GETDEL) whatever
+    happens next, so it starts one authorization at most.
+
+    Not found (unknown, expired, used), or pushed by another client: a page, since the
+    redirect_uri and state are in the pushed request (RFC 9101 §6.2's ``invalid_request_uri``
+    is its code). The value itself is never logged."""
+    try:
+        found = await rt.store.take_pushed(request_uri) if may_be_ours(request_uri) else None
+    except StoreUnavailable:
+        outcome = rt.outcomes["STORE_UNAVAILABLE"]
+        return error_page(rt, 503, "Temporarily unavailable", outcome.hint, outcome.stepup_error)
+    if found is None or found[0] != client_id:
+        if found is not None:
+            log.warning(
+                "a pushed request was presented with another client_id; it is spent",
+                extra={"event": "par.client_mismatch", "client_id": client_id},
+            )
+        outcome = rt.outcomes["INVALID_REQUEST_URI"]
+        return error_page(rt, 400, outcome.description, outcome.hint, outcome.stepup_error)
+    return {name: [value] for name, value in found[1].items()}
 
 
 # -- abuse limits ------------------------------------------------------------------------------

@@ -59,8 +59,18 @@ def metadata(rt: Runtime) -> dict[str, object]:
         "acr_values_supported": list(rt.settings.acr.levels),
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9126 §5; authenticated as at the token endpoint (no metadata of its own).
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "require_pushed_authorization_requests": _every_client_pushes(rt),
         "claim_types_supported": ["normal"],
     }
+
+
+def _every_client_pushes(rt: Runtime) -> bool:
+    """True only when no client may use /authorize without /par (RFC 9126 §5: a server-wide
+    requirement); each client's own setting is enforced either way."""
+    clients = rt.settings.clients
+    return bool(clients) and all(c.require_pushed_authorization_requests for c in clients)
 
 
 async def openid_configuration(request: Request) -> Response:

@@ -160,8 +160,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         self.server = server
 
     def get_audiences(self) -> list[str]:
+        # RFC 9126 §2: at /par the issuer, the token endpoint and the PAR endpoint identify us.
         issuer = self.server.settings.issuer
-        return [issuer, f"{issuer}/token"]
+        return [issuer, f"{issuer}/token", f"{issuer}/par"]
 
     def verify_claims(self, claims: Any) -> None:
         # RFC 7523 §3 item 4 allows refusing an exp unreasonably far ahead, and we must: the jti

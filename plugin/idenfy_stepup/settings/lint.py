@@ -42,6 +42,11 @@ def unsafe_settings(settings: Settings) -> list[str]:
             warnings.append(
                 f"{where}: accepts a plain login_hint, so the RP must check the id_token's sub"
             )
+        if client.conformance_subject is not None:
+            warnings.append(
+                f"{where}: conformance_subject steps up {client.conformance_subject!r} for any "
+                "request that names nobody (conformance runs only)"
+            )
     return warnings
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -296,6 +297,11 @@ class ClientSettings(_Model):
     # How far ahead a request object's exp may be (its jti is remembered that long).
     request_object_max_lifetime: int = Field(600, ge=30, le=3600)
     name: str | None = None
+    # RFC 9126 §6: /authorize only with a request_uri from /par (anything else: par_required).
+    require_pushed_authorization_requests: bool = False
+    # The subject stepped up when a request names nobody: for an OpenID Foundation conformance
+    # run only, refused outside idenfy.mode simulator (a claimed subject, like a login_hint).
+    conformance_subject: str | None = Field(None, min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _coherent(self) -> ClientSettings:
@@ -309,6 +315,14 @@ class ClientSettings(_Model):
         if not needs_secret and self.jwks is None:
             raise ValueError("private_key_jwt requires jwks (the client's public keys)")
         return self
+
+
+class ParSettings(_Model):
+    """Pushed authorization requests (RFC 9126)."""
+
+    # How long a request_uri from /par may be used (once); RFC 9126 §2.2 suggests 5 to 600 s,
+    # and a short life keeps what was pushed from waiting long for a browser.
+    request_uri_lifetime: int = Field(60, ge=5, le=60)
 
 
 class ErrorOverride(_Model):
@@ -395,7 +409,25 @@ class Settings(_Model):
     clients: tuple[ClientSettings, ...] = ()
     errors: dict[str, ErrorOverride] = Field(default_factory=dict)
     challenge: ChallengeSettings = ChallengeSettings()
+    par: ParSettings = ParSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("clients")
+    @classmethod
+    def _conformance_only_in_simulator(
+        cls, clients: tuple[ClientSettings, ...], info: ValidationInfo
+    ) -> tuple[ClientSettings, ...]:
+        # A fixed subject steps up that person for anyone who asks: only against the simulator.
+        idenfy = info.data.get("idenfy")
+        if not isinstance(idenfy, IdenfySettings):
+            return clients  # idenfy itself is invalid: that error is reported
+        for i, client in enumerate(clients):
+            if client.conformance_subject is not None and idenfy.mode != "simulator":
+                raise ValueError(
+                    f"clients[{i}].conformance_subject is allowed only with idenfy.mode: "
+                    "simulator (it steps up a fixed person for whoever asks)"
+                )
+        return clients
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -13,7 +13,8 @@ avoided does; a refusal for capacity, the vendor or a setting does not). Its ste
 row name of a refusal (or raises :class:`.policy.Refusal` for one with a specific description),
 or ``None`` to go on. Steps that ask Redis or the vendor are async and keep their place in the
 order: whatever a step costs, no step runs after a refusal, and iDenfy is called only once
-every cheaper check passed.
+every cheaper check passed. ``local`` marks the checks that ask neither: ``/par`` runs exactly
+those on a pushed request (RFC 9126 §2.1), which ``/authorize`` then checks in full.
 
 ``StoreUnavailable`` and ``VendorUnavailable`` raised by a step are the endpoint's to report
 (``STORE_UNAVAILABLE``, ``VENDOR_UNAVAILABLE``; neither counts against the address).
@@ -54,6 +55,8 @@ class Pending:
     check_type: str = "AUTHENTICATION"
     # The address was at its open-challenge cap (read with its failures, at the gate).
     open_full: bool = False
+    # The request came from /par: pushed there by an authenticated client, or being pushed now.
+    pushed: bool = False
 
     @property
     def data(self) -> dict[str, Any]:
@@ -93,6 +96,13 @@ class Check:
     refuses: tuple[str, ...]  # the outcome rows this check may refuse with
     counts: bool  # a refusal counts against the caller's address
     step: Step
+    # Touches neither Redis nor the vendor: /par runs these on a pushed request (RFC 9126 §2.1).
+    local: bool = False
+
+
+async def _pushed(p: Pending) -> str | None:
+    required = p.client.require_pushed_authorization_requests and not p.pushed
+    return "PAR_REQUIRED" if required else None
 
 
 async def _scope(p: Pending) -> str | None:
@@ -199,21 +209,24 @@ async def _enrollment_allowed(p: Pending) -> str | None:
     return "ENROLLMENT_REFUSED" if refused else None
 
 
-# The order is the behaviour: cheap, local checks first; then Redis (the request object's jti,
-# the directory, the subject's limits, the address's open challenges); iDenfy last.
+# The order is the behaviour: cheap, local checks first (``local``: /par runs them too); then
+# Redis (the request object's jti, the directory, the subject's limits, the address's open
+# challenges); iDenfy last.
 AUTHORIZE_CHECKS: tuple[Check, ...] = (
-    Check("scope includes openid", ("INVALID_SCOPE",), True, _scope),
-    Check("response_mode is query", ("INVALID_REQUEST",), True, _response_mode),
-    Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce),
-    Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims),
-    Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level),
+    Check("pushed (/par) if the client requires it", ("PAR_REQUIRED",), True, _pushed, local=True),
+    Check("scope includes openid", ("INVALID_SCOPE",), True, _scope, local=True),
+    Check("response_mode is query", ("INVALID_REQUEST",), True, _response_mode, local=True),
+    Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce, local=True),
+    Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims, local=True),
+    Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level, local=True),
     Check(
         "subject from a hint the client may use",
         ("SUBJECT_REQUIRED", "SUBJECT_CONFLICT", "INVALID_ID_TOKEN_HINT"),
         True,
         _subject,
+        local=True,
     ),
-    Check("max_age is a non-negative integer", ("INVALID_REQUEST",), True, _max_age),
+    Check("max_age is a non-negative integer", ("INVALID_REQUEST",), True, _max_age, local=True),
     Check(
         "request object's jti used once", ("INVALID_REQUEST_OBJECT",), True, _request_object_once
     ),

@@ -319,6 +319,25 @@ _ROWS = [
         "The request_uri parameter is not supported.",
         "The service you came from sent a request that cannot be processed.",
     ),
+    # Pushed authorization requests (RFC 9126): a client that must push (a redirect), and a
+    # request_uri from /par that is unknown, expired, used or another client's (a page: the
+    # redirect_uri and state are in the pushed request, which is not there).
+    _row(
+        "PAR_REQUIRED",
+        INVALID_REQUEST,
+        "par_required",
+        "This client must push its authorization requests to the pushed authorization request "
+        "endpoint (/par) and send only client_id and request_uri to /authorize.",
+        "The service you came from sent a request that cannot be processed.",
+    ),
+    _row(
+        "INVALID_REQUEST_URI",
+        "invalid_request_uri",
+        "invalid_request_uri",
+        "The request_uri is unknown, expired, already used or was pushed by another client.",
+        "This sign-in link has expired or was already used. Start again from the service you "
+        "came from.",
+    ),
     _row(
         "SUBJECT_REQUIRED",
         INVALID_REQUEST,

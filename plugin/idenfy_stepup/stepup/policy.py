@@ -154,6 +154,10 @@ def resolve_subject(
         found.append((hinted, True))
     if "login_hint" in hints and params.get("login_hint") and request_object is None:
         found.append((params["login_hint"], False))
+    if not found and client.conformance_subject is not None:
+        # A conformance run's requests name nobody (simulator mode only, checked at load time).
+        # Only claimed: it may never count against, or lock out, the person it names.
+        found.append((client.conformance_subject, False))
     if not found:
         raise Refusal("SUBJECT_REQUIRED")
     if len({name for name, _ in found}) > 1:

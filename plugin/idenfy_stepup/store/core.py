@@ -320,6 +320,36 @@ class Store:
         key = f"{self.prefix}:once:{{{digest(name)}}}"
         return bool(await self._call(lambda: self._cmd("SET", key, "1", "NX", "EX", ttl)))
 
+    # -- pushed authorization requests (RFC 9126) ---------------------------------------------
+    def pushed_key(self, request_uri: str) -> str:
+        """A pushed request, under its request_uri's SHA-256 (the value itself is a bearer
+        secret of the client and the browser: Redis never holds it)."""
+        return f"{self.prefix}:par:{digest(request_uri)}"
+
+    async def push_request(
+        self, request_uri: str, client_id: str, params: dict[str, str], ttl: int
+    ) -> None:
+        """Keep a validated pushed request for ``ttl`` seconds."""
+        value = json.dumps({"c": client_id, "p": params}, separators=(",", ":"))
+        key = self.pushed_key(request_uri)
+        await self._call(lambda: self._cmd("SET", key, value, "EX", ttl))
+
+    async def take_pushed(self, request_uri: str) -> tuple[str, dict[str, str]] | None:
+        """The pushed request's client_id and parameters, removed in the same step (GETDEL):
+        a request_uri is used once, whoever presents it. None: unknown, expired or used."""
+        key = self.pushed_key(request_uri)
+        raw = await self._call(lambda: self._cmd("GETDEL", key))
+        try:
+            record = json.loads(text(raw) or "null")
+            client_id, params = record["c"], record["p"]
+        except (ValueError, TypeError, KeyError):
+            return None  # missing or unreadable: the same "not there"
+        if not isinstance(client_id, str) or not isinstance(params, dict):
+            return None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+            return None
+        return client_id, params
+
     # -- webhook details, abuse limits and lock-outs ------------------------------------------
     async def webhook_transition(
         self,
