@@ -99,4 +99,9 @@ def open_key(identity_tag: str) -> str:
     return KEYS.open_key(identity_tag)
 
 
+def reuse_key(secret: str) -> str:
+    """The reuse record a browser's reuse cookie secret names."""
+    return KEYS.reuse_key(secret)
+
+
 SECRETS_KEY = KEYS.secrets_key

@@ -296,6 +296,9 @@ class ClientSettings(_Model):
     # How far ahead a request object's exp may be (its jti is remembered that long).
     request_object_max_lifetime: int = Field(600, ge=30, le=3600)
     name: str | None = None
+    # Seconds a successful face check may answer this client's later requests from the same
+    # browser (stepup/reuse.py); 0: every step-up is a new face check.
+    reuse_within: int = Field(0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _coherent(self) -> ClientSettings:
