@@ -163,16 +163,20 @@ async def test_reuse_record_lives_until_auth_time_plus_reuse_within(
 
 
 # -- no reuse ------------------------------------------------------------------------------------
+# Each case first shows the same browser's plain request reused (so it fails where nothing is
+# ever reused), then the one difference that forces a new face check.
 
 
 async def test_another_browser_gets_a_new_face_check(stack: Stack) -> None:
-    await stepped_up(stack)
+    first, _ = await stepped_up(stack)
+    reused_code(await again(first))
     new_check(await authorize(stack, login_hint="alice"))
     assert_login_required(await authorize(stack, login_hint="alice", prompt="none"))
 
 
 async def test_reuse_cookie_of_one_client_does_not_serve_another(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first))
     other = stack.browser()
     # Client shop's cookie presented to client other, under other's cookie name.
     other.cookies.set(ReuseCookies.name("other"), reuse_cookie(first.browser, "shop"))
@@ -184,16 +188,20 @@ async def test_reuse_cookie_of_one_client_does_not_serve_another(stack: Stack) -
 
 async def test_another_subject_gets_a_new_face_check(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first))
     new_check(await again(first, login_hint="dave"))
 
 
 async def test_higher_level_gets_a_new_face_check(stack: Stack) -> None:
     first, _ = await stepped_up(stack)  # FACE_MATCHING
+    reused_code(await again(first, acr_values=FACE))
     new_check(await again(first, acr_values=LIVENESS))
 
 
 async def test_after_the_window_a_new_face_check(stack: Stack, redis: Redis) -> None:
     first, _ = await stepped_up(stack)
+    await age_record(redis, first, WINDOW - 5)
+    reused_code(await again(first))
     await age_record(redis, first, WINDOW)
     new_check(await again(first))
     assert_login_required(await again(first, prompt="none"))
@@ -204,6 +212,10 @@ async def test_client_without_reuse_within_sets_no_reuse_cookie(stack: Stack) ->
     assert first.browser.cookies.get(ReuseCookies.name("plain"), path="/authorize") is None
     new_check(await again(first))
     assert_login_required(await again(first, prompt="none"))
+    # The same browser, after a check for a client that reuses: that client only.
+    await (await again(first, client_id="shop")).approve()
+    reused_code(await again(first, client_id="shop"))
+    new_check(await again(first))
 
 
 async def test_max_age_smaller_than_the_age_forces_a_new_face_check(
@@ -211,31 +223,34 @@ async def test_max_age_smaller_than_the_age_forces_a_new_face_check(
 ) -> None:
     first, _ = await stepped_up(stack)
     auth_time = await age_record(redis, first, 100)
-    new_check(await again(first, max_age="50"))
-    new_check(await again(first, max_age="0"))
-    assert_login_required(await again(first, max_age="50", prompt="none"))
     second = await again(first, max_age="1000")
     response = await redeem_code(stack, reused_code(second), verifier=second.verifier)
     assert (await id_token_claims(stack, response))["auth_time"] == auth_time
+    new_check(await again(first, max_age="50"))
+    assert_login_required(await again(first, max_age="50", prompt="none"))
 
 
 async def test_max_age_zero_always_forces_a_new_face_check(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first, max_age="3600"))
     new_check(await again(first, max_age="0"))
+    assert_login_required(await again(first, max_age="0", prompt="none"))
 
 
 async def test_prompt_login_forces_a_new_face_check_and_consent_changes_nothing(
     stack: Stack,
 ) -> None:
     first, _ = await stepped_up(stack)
-    new_check(await again(first, prompt="login"))
     reused_code(await again(first, prompt="consent"))
+    new_check(await again(first, prompt="login"))
 
 
 async def test_authorization_details_force_a_new_face_check(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first))
     details = json.dumps([{"type": "payment_initiation", "amount": "10.00"}])
     new_check(await again(first, authorization_details=details))
+    assert_login_required(await again(first, authorization_details=details, prompt="none"))
 
 
 async def test_tampered_or_forged_reuse_cookie_is_ignored(stack: Stack) -> None:
@@ -246,14 +261,15 @@ async def test_tampered_or_forged_reuse_cookie_is_ignored(stack: Stack) -> None:
     forged = URLSafeTimedSerializer("not-the-cookie-secret", salt=SALT).dumps(
         {"c": "shop", "s": reuse_secret(first.browser, "shop")}
     )
-    for value in (tampered, forged):
+    for value, answered in ((genuine, reused_code), (tampered, new_check), (forged, new_check)):
         browser = stack.browser()
         browser.cookies.set(name, value, path="/authorize")
-        new_check(await authorize(stack, browser=browser, login_hint="alice"))
+        answered(await authorize(stack, browser=browser, login_hint="alice"))
 
 
 async def test_reuse_record_removed_from_redis_ends_reuse(stack: Stack, redis: Redis) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first))
     await redis.delete(reuse_key(reuse_secret(first.browser, "shop")))
     new_check(await again(first))
 
@@ -262,6 +278,7 @@ async def test_locked_out_subject_is_refused_not_served_from_reuse(
     stack: Stack, redis: Redis
 ) -> None:
     first, _ = await stepped_up(stack, login_hint="erin")
+    reused_code(await again(first, login_hint="erin"))
     await redis.set(lock_key("erin"), "1", ex=600)
     try:
         for prompt in (None, "none"):
@@ -276,6 +293,7 @@ async def test_subject_no_longer_in_the_directory_is_not_served_from_reuse(
 ) -> None:
     await redis.set(KEYS.subject_key("frank"), "SCAN-ALICE")
     first, _ = await stepped_up(stack, login_hint="frank")
+    reused_code(await again(first, login_hint="frank"))
     await redis.delete(KEYS.subject_key("frank"))
     result = (await again(first, login_hint="frank")).redirect
     assert result["stepup_error"] == "not_enrolled" and "code" not in result
@@ -289,7 +307,11 @@ async def test_flagged_face_check_is_not_remembered(stack: Stack) -> None:
     assert delivered.json()["delivered"] == 200
     assert "code" in query((await flow.finish()).headers["location"])
     assert flow.browser.cookies.get(ReuseCookies.name("shop"), path="/authorize") is None
-    new_check(await again(flow))
+    second = await again(flow)
+    new_check(second)
+    # The same browser's next, unflagged check is remembered.
+    await second.approve()
+    reused_code(await again(flow))
 
 
 # -- prompt=none ---------------------------------------------------------------------------------
@@ -303,11 +325,14 @@ async def test_prompt_none_gets_a_code_when_reuse_applies(stack: Stack) -> None:
 
 
 async def test_prompt_none_without_any_cookie_is_login_required(stack: Stack) -> None:
+    first, _ = await stepped_up(stack)
+    reused_code(await again(first, prompt="none"))
     assert_login_required(await authorize(stack, login_hint="alice", prompt="none"))
 
 
 async def test_prompt_none_with_another_value_stays_invalid_request(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
+    reused_code(await again(first, prompt="none"))
     flow = await again(first, prompt="none login")
     result = flow.redirect
     assert result["error"] == "invalid_request" and result["state"] == flow.state, result
