@@ -150,3 +150,18 @@ def test_reuse_within_is_bounded_and_off_by_default() -> None:
     for bad in (-1, 3601):
         with pytest.raises(ValueError, match="reuse_within"):
             ClientSettings(**entry, reuse_within=bad)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"client_id": "shop", "subject": "alice", "acr": "urn:a", "auth_time": "1"}',
+        '{"client_id": "shop", "subject": ["alice"], "acr": "urn:a", "auth_time": 1}',
+        '{"client_id": "shop", "subject": "alice", "acr": "urn:a", "auth_time": true}',
+        '{"client_id": "shop", "subject": "alice", "acr": "urn:a"}',
+        '{"client_id": "shop", "subject": "alice", "acr": "urn:a", "auth_time": 1, "x": 1}',
+    ],
+)
+def test_a_reuse_record_of_another_shape_is_unreadable(raw: str) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        ReuseRecord.from_json(raw)

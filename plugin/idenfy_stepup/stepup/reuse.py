@@ -39,6 +39,12 @@ class ReuseRecord(_JsonRecord):
     acr: str
     auth_time: int
 
+    def __post_init__(self) -> None:
+        # A record of another shape is unreadable (from_json's callers: no reuse).
+        texts = (self.client_id, self.subject, self.acr)
+        if not all(isinstance(v, str) for v in texts) or type(self.auth_time) is not int:
+            raise TypeError("not a reuse record")
+
 
 @dataclass(frozen=True, slots=True)
 class Ask:
