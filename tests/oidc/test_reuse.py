@@ -23,8 +23,8 @@ from idenfy_stepup.store import tag
 
 from ..harness.redis import KEYS, lock_key, open_key, reuse_key
 from ..harness.rp import Flow, authorize, query, redeem_code
-from ..harness.servers import Stack
-from ..harness.settings import REDIRECT_URI, client_entry
+from ..harness.servers import Stack, StackPool
+from ..harness.settings import REDIRECT_URI, client_entry, merge
 from ..harness.vendor import vendor_sessions
 from .test_token import userinfo
 
@@ -139,6 +139,23 @@ async def test_recent_face_check_in_the_same_browser_answers_with_a_code_at_once
     assert reused["auth_time"] == claims["auth_time"]  # the original check's
     assert reused["sub"] == "alice" and reused["acr"] == FACE and reused["amr"] == ["face"]
     assert reused["nonce"] == second.nonce != first.nonce
+
+
+async def test_reuse_is_answered_before_the_open_challenge_cap(
+    pool: StackPool, redis: Redis
+) -> None:
+    capped = merge(SETTINGS, {"challenge": {"limits": {"open_challenges_per_ip": 1}}})
+    stack = await pool.get(settings=capped)
+    await redis.delete(LOOPBACK_OPEN)  # this test's own count of the loopback's open checks
+    first, _ = await stepped_up(stack)  # ended: it no longer counts
+    held = await authorize(stack, login_hint="alice")  # left open: the address is at its cap
+    new_check(held)
+    try:
+        reused_code(await again(first))
+        refused = (await authorize(stack, login_hint="alice")).redirect
+        assert refused["stepup_error"] == "rate_limited" and "code" not in refused
+    finally:
+        await redis.delete(LOOPBACK_OPEN)
 
 
 async def test_lower_level_is_reused_with_the_requested_acr(stack: Stack) -> None:
@@ -257,7 +274,9 @@ async def test_tampered_or_forged_reuse_cookie_is_ignored(stack: Stack) -> None:
     first, _ = await stepped_up(stack)
     genuine = reuse_cookie(first.browser, "shop")
     name = ReuseCookies.name("shop")
-    tampered = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
+    # The first character: all of its bits are data (a base64 text's last one may carry
+    # padding bits only, which decode to the same signature).
+    tampered = ("A" if genuine[0] != "A" else "B") + genuine[1:]
     forged = URLSafeTimedSerializer("not-the-cookie-secret", salt=SALT).dumps(
         {"c": "shop", "s": reuse_secret(first.browser, "shop")}
     )
