@@ -152,6 +152,8 @@ class Sites:
         return self._sites[key]
 
     async def _start(self, settings: dict[str, Any]) -> Site:
+        """``settings`` over the base; its ``client`` entry (if any) over the bank's client."""
+        settings = dict(settings)
         sock = free_socket()
         rp = f"http://127.0.0.1:{sock.getsockname()[1]}"
         client = {
@@ -160,6 +162,7 @@ class Sites:
             "client_secret": RP_SECRET,
             "redirect_uris": [f"{rp}/callback"],
             "subject_hints": ["login_hint"],
+            **settings.pop("client", {}),
         }
         stack = await self.pool.get(settings=merge({"clients": [client]}, settings))
         app = create_demo_app(
@@ -251,6 +254,30 @@ async def test_approve_in_iframe_returns_to_rp_without_a_click(sites: Sites) -> 
     assert await s.at_rp(page) == {"result": "success"}
     assert await page.locator('[data-claim="acr"]').inner_text() == "urn:idenfy:stepup:face"
     assert await s.state(token) == "CONSUMED"
+    assert watch.problems == []
+
+
+async def test_a_recent_face_check_in_this_browser_is_reused_for_a_client_that_allows_it(
+    sites: Sites,
+) -> None:
+    s = await sites.get(client={"reuse_within": 300})
+    page, watch = await s.new_page()
+    await s.to_challenge(page)
+    await iframe_button(page, "SUCCESS").click()
+    assert await s.at_rp(page) == {"result": "success"}
+    first_auth_time = await page.locator('[data-claim="auth_time"]').inner_text()
+    # The bank asks again: Chromium sends the reuse cookie to /authorize, which answers with a
+    # code at once. No challenge page on the way.
+    challenges: list[str] = []
+    page.on(
+        "response",
+        lambda r: challenges.append(r.url) if "/challenge/" in urlsplit(r.url).path else None,
+    )
+    await page.goto(s.rp)
+    await page.click('[data-action="confirm-transfer"]')
+    assert await s.at_rp(page) == {"result": "success"}
+    assert challenges == []
+    assert await page.locator('[data-claim="auth_time"]').inner_text() == first_auth_time
     assert watch.problems == []
 
 

@@ -289,7 +289,7 @@ async def test_a_replayed_client_assertion_is_refused(stack: Stack) -> None:
         ({"response_type": None}, "invalid_request", "invalid_request"),
         ({"code_challenge_method": "plain"}, "invalid_request", "invalid_request"),
         ({"scope": "profile"}, "invalid_scope", "invalid_scope"),
-        ({"prompt": "none"}, "login_required", "login_required"),
+        ({"prompt": "none login"}, "invalid_request", "invalid_request"),
         ({"login_hint": None}, "invalid_request", "subject_required"),
         ({"acr_values": "urn:nope"}, "unmet_authentication_requirements", "acr_unsupported"),
         ({"claims": "{not json"}, "invalid_request", "invalid_request"),
@@ -309,7 +309,7 @@ async def test_a_replayed_client_assertion_is_refused(stack: Stack) -> None:
         "no response_type",
         "PKCE plain",
         "scope without openid",
-        "prompt none",
+        "prompt none with another value",
         "no subject",
         "unknown acr",
         "claims not JSON",
@@ -463,6 +463,16 @@ async def test_front_channel_parameters_cannot_override_the_pushed_ones(stack: S
     claims = await flow.id_token(result["code"])
     assert claims["sub"] == "alice" and claims["acr"] == ACR
     assert claims["nonce"] == pushed.sent["nonce"]
+
+
+async def test_a_pushed_prompt_none_is_answered_at_authorize(stack: Stack) -> None:
+    """prompt=none may be served by a reused face check, which only /authorize can see: the push
+    is accepted, and without a reuse /authorize answers login_required to the pushed redirect."""
+    pushed = await push(stack, login_hint="alice", prompt="none")
+    flow = await pushed.authorize()
+    result = flow.redirect
+    assert result["error"] == "login_required" and result["state"] == pushed.sent["state"]
+    assert result["iss"] == stack.issuer
 
 
 async def test_a_refusal_after_resolution_goes_to_the_pushed_redirect_uri(stack: Stack) -> None:

@@ -16,6 +16,7 @@ from ..oidc.server import StepUpServer
 from ..settings import Settings
 from ..stepup.binding import Binder
 from ..stepup.outcomes import OutcomeTable
+from ..stepup.reuse_cookie import ReuseCookies
 from ..store import Notifier, Store
 from ..web.addresses import Network, networks
 from ..web.push_slots import PushSlots
@@ -34,6 +35,7 @@ class Runtime:
     vendor: IdenfyClient
     outcomes: OutcomeTable
     binder: Binder
+    reuse_cookies: ReuseCookies
     templates: Environment
     webhook_keys: tuple[str, ...]
     push_slots: PushSlots
@@ -105,6 +107,7 @@ async def build_runtime(
         ),
         outcomes=OutcomeTable(settings.errors),
         binder=Binder(secret, settings),
+        reuse_cookies=ReuseCookies(secret, settings),
         templates=template_env(),
         webhook_keys=webhook_keys(settings),
         push_slots=PushSlots(

@@ -21,6 +21,7 @@ before authlib sees anything, by the request the client pushed; the request_uri 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -37,17 +38,25 @@ from ..stepup.checks import AUTHORIZE_CHECKS, Pending
 from ..stepup.limits import address_state, count_address_failure, ip_identity, opened
 from ..stepup.outcomes import Outcome
 from ..stepup.policy import Refusal
-from ..store import StoreUnavailable
+from ..stepup.reuse import ReuseRecord
+from ..store import StoreUnavailable, new_secret_for
 from ..web.forms import BadForm, read_form
 from ..web.responses import (
     NO_STORE,
     error_page,
     error_params,
     log,
+    log_outcome,
     outcome_redirect,
     redirect_to_client,
     runtime,
 )
+
+# authlib refuses prompt=none when no end user is signed in (LoginRequiredError) and its
+# prompt check reads ``request.user``. Here the RP names the person (a hint, a request object)
+# and whether prompt=none can be served is the reuse check's to say (stepup/checks.py); authlib
+# still refuses prompt=none combined with another value (invalid_request).
+NAMED_BY_RP = object()
 
 
 async def authorize(request: Request) -> Response:
@@ -97,7 +106,7 @@ async def _answer(
         form=request.method == "POST",
     )
     try:
-        rt.server.get_consent_grant(oauth, end_user=None)
+        rt.server.get_consent_grant(oauth, end_user=NAMED_BY_RP)
     except OAuth2Error as exc:
         return _protocol_error(rt, oauth, exc), True
     except ValueError:
@@ -107,7 +116,9 @@ async def _answer(
         return _malformed(rt, oauth), True
     client = rt.settings.client(oauth.payload.client_id)
     assert client is not None  # authlib validated client_id
-    pending = Pending(rt, oauth, client, ip, open_full=open_full, pushed=pushed is not None)
+    pending = Pending(
+        rt, oauth, client, ip, open_full=open_full, pushed=pushed is not None, cookies=request.cookies
+    )
     return await _checked(rt, pending)
 
 
@@ -123,6 +134,8 @@ async def _checked(rt: Runtime, pending: Pending) -> tuple[Response, bool]:
                 )
             if refused is not None:
                 return _refused(pending, rt.outcomes[refused]), entry.counts
+            if pending.reused is not None:
+                return await _issue_reused(rt, pending, pending.reused), False
         return await _open_challenge(rt, pending), False
     except VendorNotEnrolled:
         return _refused(pending, rt.outcomes["NOT_ENROLLED"]), True
@@ -358,6 +371,27 @@ def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Res
         outcome = rt.outcomes.resolve("INVALID_REQUEST", "The response_type parameter is missing.")
     state = oauth.payload.data.get("state")
     return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
+
+
+async def _issue_reused(rt: Runtime, pending: Pending, reused: ReuseRecord) -> Response:
+    """A recent face check answers the request: a code at once, with the check's auth_time and
+    the requested level; no vendor session, nothing in the address's open set."""
+    req = pending.request()
+    assert req is not None
+    token = secrets.token_urlsafe(32)  # a record of its own: never a vendor token
+    code = new_secret_for(token)
+    challenge = rt.settings.challenge
+    await rt.store.issue_reused_code(
+        token,
+        req,
+        code=code,
+        auth_time=reused.auth_time,
+        code_lifetime=challenge.code_lifetime,
+        ttl=challenge.code_lifetime + challenge.grace_seconds,
+    )
+    log_outcome(req, "reused")
+    params = [("code", code)]
+    return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=False)
 
 
 async def _open_challenge(rt: Runtime, pending: Pending) -> Response:

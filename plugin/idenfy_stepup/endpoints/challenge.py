@@ -20,6 +20,7 @@ from ..boot.runtime import Runtime
 from ..idenfy.client import VendorError, valid_token
 from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
+from ..stepup.reuse import remember
 from ..store import FinishMode, State, StoreUnavailable, Verdict, VerdictKind, code_for
 from ..web.responses import (
     NO_STORE,
@@ -146,7 +147,7 @@ async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> 
     if verdict.kind == VerdictKind.FORBIDDEN or req is None:
         return _outcome_page(rt, 403, FORBIDDEN)
     if verdict.kind == VerdictKind.APPROVED and code:
-        return _issue_code(rt, req, code)
+        return await _issue_code(rt, req, code, verdict)
     if verdict.kind in (VerdictKind.DENIED, VerdictKind.EXPIRED, VerdictKind.CANCELED):
         name = _ENDED_AS.get(verdict.kind, verdict.detail)
         return outcome_redirect(rt, req, rt.outcomes[_known(rt, name)])
@@ -168,12 +169,20 @@ def _known(rt: Runtime, name: str) -> str:
     return name
 
 
-def _issue_code(rt: Runtime, req: StepUpRequest, code: str) -> Response:
+async def _issue_code(rt: Runtime, req: StepUpRequest, code: str, verdict: Verdict) -> Response:
     """RFC 6749 §4.1.2: a short-lived, single-use code, stored (by the finish script, with the
-    approval's consumption) only as its SHA-256."""
+    approval's consumption) only as its SHA-256. For a client that reuses face checks, the
+    browser also gets the check's reuse record (stepup/reuse.py)."""
     log_outcome(req, "approved")
     params = [("code", code)]
-    return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=False)
+    response = redirect_to_client(
+        rt, req.client_id, req.redirect_uri, params, req.state, error=False
+    )
+    try:
+        await remember(rt, response, req, verdict.auth_time, verdict.flagged)
+    except StoreUnavailable:
+        log.warning("no reuse record for this face check: Redis unavailable")
+    return response
 
 
 def _render_retry(

@@ -33,7 +33,7 @@ from ..stepup.policy import Refusal
 from ..store import StoreUnavailable
 from ..web.forms import BadForm, read_form
 from ..web.responses import NO_STORE, json_error, runtime
-from .authorize import SINGLE_VALUED
+from .authorize import NAMED_BY_RP, SINGLE_VALUED
 from .client_auth import authenticated_client
 
 LOCAL_CHECKS = tuple(check for check in AUTHORIZE_CHECKS if check.local)
@@ -96,7 +96,7 @@ async def _validate(
     params = {k: [v] for k, v in pushed.items()}
     oauth = AuthlibRequest("POST", f"{rt.settings.issuer}/authorize", params, {}, form=True)
     try:
-        rt.server.get_consent_grant(oauth, end_user=None)
+        rt.server.get_consent_grant(oauth, end_user=NAMED_BY_RP)
     except OAuth2Error as exc:
         if exc.error == "unsupported_response_type" and not pushed.get("response_type"):
             return _invalid(rt, "The response_type parameter is missing.")  # as at /authorize

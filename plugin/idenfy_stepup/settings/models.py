@@ -302,6 +302,9 @@ class ClientSettings(_Model):
     # The subject stepped up when a request names nobody: for an OpenID Foundation conformance
     # run only, refused outside idenfy.mode simulator (a claimed subject, like a login_hint).
     conformance_subject: str | None = Field(None, min_length=1, max_length=255)
+    # Seconds a successful face check may answer this client's later requests from the same
+    # browser (stepup/reuse.py); 0: every step-up is a new face check.
+    reuse_within: int = Field(0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _coherent(self) -> ClientSettings:

@@ -3,7 +3,7 @@
 Before this table the endpoint has already refused, in this order: an address over its failure
 budget (``failures_per_ip``, a read), a repeated single-valued parameter or an unreadable query or
 form, and everything authlib checks (client_id, redirect_uri, response_type, the PKCE method,
-prompt, a request object's signature, aud and exp, request_uri). Until client_id and
+prompt's syntax, a request object's signature, aud and exp, request_uri). Until client_id and
 redirect_uri are validated those are pages; from here on every refusal is a redirect to the RP.
 
 Each :class:`Check` names the rows of the outcome table it may refuse with and whether such a
@@ -11,10 +11,12 @@ refusal counts against the caller's address (``counts``: a refusal the caller co
 avoided does; a refusal for capacity, the vendor or a setting does not). Its step looks at the
 :class:`Pending` request, may record what it found there for the steps after it, and returns the
 row name of a refusal (or raises :class:`.policy.Refusal` for one with a specific description),
-or ``None`` to go on. Steps that ask Redis or the vendor are async and keep their place in the
-order: whatever a step costs, no step runs after a refusal, and iDenfy is called only once
-every cheaper check passed. ``local`` marks the checks that ask neither: ``/par`` runs exactly
-those on a pushed request (RFC 9126 §2.1), which ``/authorize`` then checks in full.
+or ``None`` to go on; a step that records a reuse on the Pending (``reused``) ends the checks
+with a code instead of a challenge. Steps that ask Redis or the vendor are async and keep
+their place in the order: whatever a step costs, no step runs after a refusal, and iDenfy
+is called only once every cheaper check passed. ``local`` marks the checks that ask neither:
+``/par`` runs exactly those on a pushed request (RFC 9126 §2.1), which ``/authorize`` then
+checks in full.
 
 ``StoreUnavailable`` and ``VendorUnavailable`` raised by a step are the endpoint's to report
 (``STORE_UNAVAILABLE``, ``VENDOR_UNAVAILABLE``; neither counts against the address).
@@ -23,7 +25,7 @@ those on a pushed request (RFC 9126 §2.1), which ``/authorize`` then checks in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ from ..settings import ClientSettings
 from .limits import check
 from .policy import Level, Subject, choose_level, invalid, parse_claims, resolve_subject
 from .records import StepUpRequest
+from .reuse import Ask, ReuseRecord, find_reuse, prompts
 
 log = logging.getLogger("idenfy_stepup")
 
@@ -57,6 +60,11 @@ class Pending:
     open_full: bool = False
     # The request came from /par: pushed there by an authenticated client, or being pushed now.
     pushed: bool = False
+    # The request's cookies (the reuse cookie of its client, if any).
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    # A recent face check of this browser that answers the request: the checks end with a
+    # code for it instead of a challenge (stepup/reuse.py).
+    reused: ReuseRecord | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -185,6 +193,23 @@ async def _enrolled(p: Pending) -> str | None:
     return "NOT_ENROLLED" if p.scan_ref is None else None
 
 
+async def _reuse(p: Pending) -> str | None:
+    """A recent face check of this browser may answer the request (``p.reused``: the checks
+    end with a code). Without one, prompt=none ends here: a new face check needs the user."""
+    assert p.subject is not None and p.level is not None
+    ask = Ask(
+        client_id=p.client.client_id,
+        subject=p.subject.name,
+        method=p.level.method,
+        prompt=prompts(p.data.get("prompt")),
+        max_age=p.max_age,
+        authorization_details=bool(p.data.get("authorization_details")),
+        reuse_within=p.client.reuse_within,
+    )
+    p.reused = await find_reuse(p.rt, p.cookies, ask)
+    return "LOGIN_REQUIRED" if p.reused is None and "none" in ask.prompt else None
+
+
 async def _open_cap(p: Pending) -> str | None:
     """Each challenge spends vendor credits: the cap is checked before iDenfy is called."""
     if p.open_full:
@@ -238,6 +263,8 @@ AUTHORIZE_CHECKS: tuple[Check, ...] = (
         _subject_limits,
     ),
     Check("subject in the directory", ("NOT_ENROLLED",), True, _enrolled),
+    # Ends the checks with a code when a recent face check answers the request.
+    Check("a recent face check reused, or prompt=none refused", ("LOGIN_REQUIRED",), False, _reuse),
     Check("address under its open-challenge cap", ("RATE_LIMITED",), False, _open_cap),
     Check(
         "iDenfy check-status: face authentication possible", ("NOT_ENROLLED",), True, _check_status

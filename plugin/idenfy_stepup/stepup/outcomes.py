@@ -294,7 +294,7 @@ _ROWS = [
         "LOGIN_REQUIRED",
         "login_required",
         "login_required",
-        "A face check needs the user: prompt=none cannot be served.",
+        "A face check needs the user: prompt=none is served only by a recent face check.",
         "The service you came from asked for a check without showing it to you.",
     ),
     # An unknown client_id: only ever a page (there is nothing trusted to redirect to).

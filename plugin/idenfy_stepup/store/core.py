@@ -28,7 +28,7 @@ from ..stepup.records import CodeGrant, StepUpRequest
 from . import scripts
 from .backends import StoreBackend
 from .scripts import Args, LimitHit, Script, Verdict, WebhookResult, text
-from .states import FinishMode, HookVerdict, OpenOp, Redemption, State
+from .states import ConsumedAs, FinishMode, HookVerdict, OpenOp, Redemption, State
 
 T = TypeVar("T")
 A = TypeVar("A", bound=Args)
@@ -288,6 +288,45 @@ class Store:
         except (ValueError, TypeError):
             return None
         return json.dumps({"sub": subject}, separators=(",", ":")) if subject else None
+
+    # -- reusing a recent face check (stepup/reuse.py) -----------------------------------------
+    def reuse_key(self, secret: str) -> str:
+        """The reuse record a browser's reuse cookie names: under its secret's SHA-256 only,
+        as a challenge keeps only its binding's."""
+        return f"{self.prefix}:reuse:{{{digest(secret)}}}"
+
+    async def put_reuse(self, secret: str, record: str, ttl: int) -> None:
+        await self._call(lambda: self._cmd("SET", self.reuse_key(secret), record, "EX", ttl))
+
+    async def get_reuse(self, secret: str) -> str | None:
+        return text(await self._call(lambda: self._cmd("GET", self.reuse_key(secret))))
+
+    async def issue_reused_code(
+        self,
+        token: str,
+        request: StepUpRequest,
+        *,
+        code: str,
+        auth_time: int,
+        code_lifetime: int,
+        ttl: int,
+    ) -> None:
+        """Make ``code`` (``token.<random>``, see :func:`new_secret_for`) redeemable for a
+        reused face check: one CREATE writes, under ``token`` (fresh and random, never a
+        vendor token), an approval already consumed by its finish, exactly as FINISH leaves
+        one, so that REDEEM_CODE redeems it unchanged (single use, the request's client,
+        redirect_uri and PKCE, a replay revokes). It has no binding, so no browser can open or
+        finish it as a challenge, and it is in no address's open set."""
+        fields: dict[str, str | int] = {
+            "state": State.CONSUMED,
+            "consumed_as": ConsumedAs.APPROVED,
+            "code": digest(code),
+            "code_exp": int(time.time()) + code_lifetime,
+            "auth_time": auth_time,
+            "reused": 1,
+        }
+        args = scripts.CreateArgs(ttl, request.to_json(), tuple(fields.items()))
+        await self._run(scripts.CREATE, [self.challenge_key(token), self.request_key(token)], args)
 
     # -- directory, secrets, replay markers ---------------------------------------------------
     async def get_subject(self, subject: str) -> str | None:

@@ -69,6 +69,10 @@ class Verdict:
     detail: str = ""
     attempt: int = 1
     ip: str = ""  # the opening address's tag, when this verdict's ending is still to be counted
+    # An approval's: when its webhook was applied (0 unknown), and whether it carried allowed
+    # riskTags or a differing address (such a check is never reused: stepup/reuse.py).
+    auth_time: int = 0
+    flagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,16 @@ def decode_verdict(reply: list[Any]) -> Verdict:
     detail = text(reply[2]) if len(reply) > 2 else ""
     attempt = int(text(reply[3]) or 1) if len(reply) > 3 else 1
     ip = text(reply[4]) if len(reply) > 4 else ""
-    return Verdict(kind, request, detail or "", attempt, ip or "")
+    auth_time, flagged = _texts(reply[5:7], 2)
+    return Verdict(
+        kind,
+        request,
+        detail or "",
+        attempt,
+        ip or "",
+        int(auth_time) if auth_time.isdigit() else 0,
+        flagged == "1",
+    )
 
 
 def decode_webhook(reply: list[Any]) -> WebhookResult:

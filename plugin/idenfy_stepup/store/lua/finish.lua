@@ -7,10 +7,12 @@
 -- challenge was consumed answers as the first one did (a lost response, a reload, a proxy's
 -- retry): an approval again while its code is unredeemed and unexpired, a refusal again with
 -- the same outcome. `ip` (the opening address's tag) is returned with the verdict that
--- consumes the challenge, so the caller can count a failure once.
+-- consumes the challenge, so the caller can count a failure once. An approval also returns
+-- {…, auth_time, flagged ('1' when it carried allowed riskTags or a differing address, else
+-- '')}: what a reuse record (stepup/reuse.py) is made of.
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
                      'retryable', 'next', 'retry_at', 'consumed_as', 'code', 'code_exp', 'at',
-                     'ip')
+                     'ip', 'auth_time', 'risk', 'ip_differs')
 local state = c[1]
 if not state then return {'missing'} end
 if c[2] ~= ARGV[1] then return {'forbidden'} end
@@ -18,6 +20,10 @@ local req = redis.call('GET', KEYS[2])
 if not req then return {'missing'} end
 local now = tonumber(ARGV[2])
 local function out(verdict, detail) return {verdict, req, detail, c[3], ''} end
+local function approved()
+  local flagged = ((c[15] or '') ~= '' or c[16] == '1') and '1' or ''
+  return {'approved', req, '', c[3], '', c[14] or '', flagged}
+end
 -- `fresh`: this ending was never counted (no webhook decided it), so the address's tag goes
 -- back for the caller to count it.
 local function consume(verdict, detail, fresh)
@@ -28,7 +34,7 @@ if state == 'CONSUMED' then
   local as = c[9]
   if as == 'approved' then
     if c[10] == ARGV[7] and not c[12] and (tonumber(c[11]) or 0) > now then
-      return out('approved', '')
+      return approved()
     end
     return out('consumed', '')
   end
@@ -52,7 +58,7 @@ if ARGV[4] == 'cancel' then return consume('canceled', 'CANCELED', state == 'PEN
 if state == 'APPROVED' then
   redis.call('HSET', KEYS[1], 'state', 'CONSUMED', 'consumed_as', 'approved', 'code', ARGV[7],
              'code_exp', ARGV[8])
-  return out('approved', '')
+  return approved()
 end
 if state == 'DENIED' then
   local more = c[6] == '1' and (tonumber(c[3]) or math.huge) < tonumber(ARGV[3])
