@@ -102,6 +102,8 @@ def open_key(identity_tag: str) -> str:
 def pushed_key(request_uri: str) -> str:
     """A pushed authorization request (/par), under its request_uri's SHA-256."""
     return KEYS.pushed_key(request_uri)
+
+
 def reuse_key(secret: str) -> str:
     """The reuse record a browser's reuse cookie secret names."""
     return KEYS.reuse_key(secret)

@@ -117,7 +117,13 @@ async def _answer(
     client = rt.settings.client(oauth.payload.client_id)
     assert client is not None  # authlib validated client_id
     pending = Pending(
-        rt, oauth, client, ip, open_full=open_full, pushed=pushed is not None, cookies=request.cookies
+        rt,
+        oauth,
+        client,
+        ip,
+        open_full=open_full,
+        pushed=pushed is not None,
+        cookies=request.cookies,
     )
     return await _checked(rt, pending)
 
