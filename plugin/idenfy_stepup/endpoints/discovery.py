@@ -60,6 +60,8 @@ def metadata(rt: Runtime) -> dict[str, object]:
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,
         "claim_types_supported": ["normal"],
+        # The pages' languages (ui.languages), chosen by ui_locales or Accept-Language.
+        "ui_locales_supported": list(rt.templates.languages),
     }
 
 

@@ -54,6 +54,8 @@ class Pending:
     check_type: str = "AUTHENTICATION"
     # The address was at its open-challenge cap (read with its failures, at the gate).
     open_full: bool = False
+    # The pages' language negotiated for this request (stored with the challenge).
+    locale: str | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -81,6 +83,7 @@ class Pending:
             code_challenge_method=data.get("code_challenge_method"),
             max_age=self.max_age,
             claims=self.claims,
+            locale=self.locale,
         )
 
 
