@@ -51,7 +51,8 @@ def accept_language_tags(header: str | None) -> list[str]:
 
 def negotiate(preferred: Iterable[str], offered: Sequence[str], default: str) -> str:
     """The first preferred tag an offered language matches (``de-CH`` → ``de``), else
-    ``default``. Babel's aliases are off (an empty map): ``no`` must not turn into a language we never named."""
+    ``default``. Babel's aliases are off (an empty map): ``no`` must not turn into a language
+    nobody asked for."""
     chosen = negotiate_locale(list(preferred), list(offered), sep="-", aliases={})
     return chosen.lower() if chosen else default
 
