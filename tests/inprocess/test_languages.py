@@ -8,6 +8,7 @@ source text whose translation differs may appear on the page (docs/translations.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 from idenfy_stepup.app import create_app
 from idenfy_stepup.i18n import SHIPPED
 from idenfy_stepup.i18n.catalogues import TEMPLATE, read_catalogue, translations
+from idenfy_stepup.idenfy.transport import VendorRequest, VendorResponse
 from idenfy_stepup.settings import Settings, parse_settings
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
@@ -224,6 +226,20 @@ async def test_ui_locales_wins_over_accept_language_and_is_kept_for_the_vendor_a
     assert '<html lang="lt">' in page.text  # the challenge's language, not this request's
 
 
+async def test_a_repeated_ui_locales_is_refused_as_invalid_request(
+    client: httpx.AsyncClient, vendor: FakeIdenfy
+) -> None:
+    sent = list(request_params("x" * 43, login_hint="alice").items())
+    response = await client.get(
+        "/authorize", params=[*sent, ("ui_locales", "de"), ("ui_locales", "fr")]
+    )
+    assert response.status_code == 303
+    result = query(response.headers["location"])
+    assert (result["error"], result["stepup_error"]) == ("invalid_request", "invalid_request")
+    assert result["state"] == dict(sent)["state"]
+    assert vendor.sessions == {}
+
+
 async def test_accept_language_chooses_when_there_is_no_ui_locales(
     client: httpx.AsyncClient, vendor: FakeIdenfy
 ) -> None:
@@ -347,3 +363,38 @@ async def test_the_store_down_page_is_in_the_browsers_language(
             assert page.status_code == 503
             hint = DEFAULTS["STORE_UNAVAILABLE"].hint
             assert_page_in(page, language, "Temporarily unavailable", hint)
+
+
+class HeldVendor(FakeIdenfy):
+    """The fake vendor, holding each session creation until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.holding = asyncio.Event()
+
+    async def fetch(self, request: VendorRequest) -> VendorResponse:
+        if request.method == "POST" and self.sessions:  # the retry's session, not the first
+            self.holding.set()
+            await self.release.wait()
+        return self.handle(request)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_page_shown_while_a_retry_starts_is_in_the_challenges_language(
+    redis_url: str, language: str
+) -> None:
+    vendor = HeldVendor()
+    async with browser_on(settings_with(redis_url, {}), vendor) as browser:
+        response, _, _ = await start(browser, ui_locales=language)
+        token = challenge_token(response)
+        await browser.get(f"/challenge/{token}")
+        await webhook(browser, vendor, token, "FAILED", fail_reason="FACE_TOO_CLOSE")
+        await browser.get(f"/challenge/{token}/finish")
+        retrying = asyncio.create_task(browser.post(f"/challenge/{token}/retry"))
+        await vendor.holding.wait()
+        page = await browser.get(f"/challenge/{token}")
+        vendor.release.set()
+        assert (await retrying).status_code == 303
+    assert page.status_code == 202
+    assert_page_in(page, language, "Starting a new attempt", "This page reloads by itself.")

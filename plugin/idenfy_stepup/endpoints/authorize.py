@@ -251,6 +251,7 @@ SINGLE_VALUED = frozenset(
         "request_uri",
         "code_challenge",
         "code_challenge_method",
+        "ui_locales",  # the pages' language (web/languages.py)
     }
 )
 
