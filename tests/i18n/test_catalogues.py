@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog, Message
 
-from idenfy_stepup.boot.runtime import template_dir
-from idenfy_stepup.i18n import SHIPPED, SOURCE_LANGUAGE, extract
+from idenfy_stepup.boot.runtime import template_dir, template_env
+from idenfy_stepup.boot.startup import StartupError
+from idenfy_stepup.i18n import SHIPPED, SOURCE_LANGUAGE, catalogues, extract
 from idenfy_stepup.i18n.catalogues import LOCALES, TEMPLATE, po_path, read_catalogue, translations
+from idenfy_stepup.settings import UiSettings
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 TRANSLATED = [lang for lang in SHIPPED if lang != SOURCE_LANGUAGE]
@@ -98,3 +101,20 @@ def test_a_catalogue_loads_and_translates(language: str) -> None:
     loaded = translations(language)
     assert loaded.gettext("Try again") != "Try again"
     assert loaded.gettext("An operator's own text.") == "An operator's own text."
+
+
+def test_a_catalogue_that_does_not_load_stops_the_start_up_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "de" / "LC_MESSAGES" / "messages.po"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b'msgid "Try again"\nmsgstr "Erneut versuchen"\nnot a keyword\n')
+    monkeypatch.setattr(catalogues, "LOCALES", tmp_path)
+    translations.cache_clear()
+    try:
+        with pytest.raises(StartupError, match="catalogues do not load"):
+            template_env(UiSettings(languages=("en", "de")))
+        with pytest.raises(StartupError, match="fr"):
+            template_env(UiSettings(languages=("en", "fr")))  # no file at all
+    finally:
+        translations.cache_clear()

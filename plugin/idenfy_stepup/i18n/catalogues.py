@@ -13,7 +13,7 @@ from pathlib import Path
 
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from babel.messages.pofile import PoFileError, read_po
 from babel.support import NullTranslations, Translations
 
 from . import SHIPPED, SOURCE_LANGUAGE
@@ -28,8 +28,13 @@ def po_path(language: str) -> Path:
 
 
 def read_catalogue(path: Path, language: str | None = None) -> Catalog:
-    with path.open("rb") as source:
-        return read_po(source, locale=language, domain=DOMAIN)
+    """The catalogue at ``path``. Raises OSError, or ValueError naming the file for text babel
+    cannot read (by default it would skip such an entry and show English in its place)."""
+    try:
+        with path.open("rb") as source:
+            return read_po(source, locale=language, domain=DOMAIN, abort_invalid=True)
+    except PoFileError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 @cache
