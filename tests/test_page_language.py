@@ -39,6 +39,9 @@ async def test_accept_language_picks_the_simulator_sessions_locale(stack: Stack)
 
 async def test_the_rp_error_stays_english_whatever_the_pages_language(stack: Stack) -> None:
     attempt = await challenge(stack, ui_locales="lt")
+    assert (await simulator_session(stack, attempt.token))["locale"] == "lt"
+    page = await attempt.browser.get(f"/challenge/{attempt.token}")
+    assert '<html lang="lt">' in page.text
     await stack.outcome(attempt.token, "CANCELED")
     result = query(
         (await attempt.browser.get(f"/challenge/{attempt.token}/finish")).headers["location"]
