@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test bench lint typecheck unit system-deps interop-deps clean
+.PHONY: run test bench lint typecheck unit system-deps interop-deps catalogues clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ BENCH_ARGS ?= --workers 1,2 --users 32,128
 bench: system-deps $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/load.py $(BENCH_ARGS) --out bench/results.json
+
+## make catalogues: re-extract the pages' texts into plugin/idenfy_stepup/locales (docs/translations.md)
+catalogues: $(STAMP)
+	$(BIN)/python -m idenfy_stepup.i18n.extract
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -89,3 +89,21 @@ def test_test_only_packages_are_not_runtime_dependencies() -> None:
     }
     assert runtime & test_only == set()
     assert "python-multipart" in test_only and "python-multipart" not in runtime
+
+
+def test_the_message_catalogues_ship_inside_the_package_as_text() -> None:
+    """The wheel takes every file under the package folder (hatch ``packages``), so the
+    catalogues the pages load at start-up (i18n/catalogues.py) must live there, as .po text
+    only: nothing is compiled at build or install time."""
+    from idenfy_stepup.i18n import SHIPPED, SOURCE_LANGUAGE
+    from idenfy_stepup.i18n.catalogues import LOCALES, TEMPLATE, po_path
+
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert wheel["targets"]["wheel"]["packages"] == ["plugin/idenfy_stepup"]
+    assert LOCALES.is_relative_to(PACKAGE) and TEMPLATE.is_file()
+    for language in SHIPPED:
+        if language != SOURCE_LANGUAGE:
+            assert po_path(language).is_file(), language
+    assert not list(LOCALES.rglob("*.mo"))
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert not {"*.po", "*.pot", "locales/"} & set(ignored)  # git (and hatch) keep them

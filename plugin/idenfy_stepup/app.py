@@ -20,12 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .boot.runtime import Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
+from .i18n.messages import N_
 from .idenfy.transport import AiohttpFetch, VendorFetch
 from .oidc.keys import KeyLoadError
 from .settings import Settings
 from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
+from .web.languages import page_language
 from .web.responses import error_page, json_error, wants_json
 
 log = logging.getLogger("idenfy_stepup")
@@ -178,18 +180,35 @@ class OneLineStartupFailure:
         await self.app(scope, receive, send_clean)
 
 
+# An HTTP error's page: its title, and the sentence under it.
+_HTTP_ERRORS = {
+    404: (N_("Not found"), N_("Not found.")),
+    405: (N_("Method not allowed"), N_("Method not allowed.")),
+}
+_REQUEST_FAILED = (N_("Request failed"), N_("Request failed."))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    titles = {404: "Not found", 405: "Method not allowed"}
-    title = titles.get(exc.status_code, "Request failed")
+    title, message = _HTTP_ERRORS.get(exc.status_code, _REQUEST_FAILED)
     if wants_json(request) or not hasattr(request.app.state, "runtime"):
         return json_error(exc.status_code, "invalid_request", title)
-    return error_page(request.app.state.runtime, exc.status_code, title, title + ".")
+    rt = request.app.state.runtime
+    return error_page(rt, exc.status_code, title, message, lang=_language(rt, request))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path)
-    message = "Something went wrong on our side. Try again from the application."
+    message = N_("Something went wrong on our side. Try again from the application.")
     if wants_json(request) or not hasattr(request.app.state, "runtime"):
         return json_error(500, "server_error", "Unexpected error.")
-    return error_page(request.app.state.runtime, 500, "Unexpected error", message, "server_error")
+    rt = request.app.state.runtime
+    lang = _language(rt, request)
+    return error_page(rt, 500, N_("Unexpected error"), message, "server_error", lang=lang)
+
+
+def _language(rt: Runtime, request: Request) -> str:
+    """An error page's language: the query's ``ui_locales`` (Starlette's lenient reading: the
+    query may be what is wrong), then Accept-Language."""
+    values = request.query_params.getlist("ui_locales")
+    return page_language(rt, request, values[0] if len(values) == 1 else None)

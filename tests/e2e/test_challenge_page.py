@@ -34,10 +34,11 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from idenfy_stepup.demo.app import create_demo_app
+from idenfy_stepup.i18n.catalogues import translations
 from idenfy_stepup.stepup.binding import COOKIE
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
-from ..harness.redis import challenge_key
+from ..harness.redis import challenge_key, request_key
 from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from ..harness.settings import merge
 from ..harness.vendor import simulator_session
@@ -603,4 +604,43 @@ async def test_pages_pass_basic_accessibility_checks(sites: Sites) -> None:
     assert await page.locator("main#error").count() == 1
     await check_accessible(page)
     await our_headers(response)
+    assert watch.problems == []
+
+
+# -- the pages in the browser's language ---------------------------------------------------------
+
+
+async def test_a_german_browser_gets_the_challenge_page_and_its_status_text_in_german(
+    sites: Sites,
+) -> None:
+    s = await sites.get()
+    page, watch = await s.new_page(locale="de-DE")  # Accept-Language: de-DE,de;q=0.9
+    token, _ = await s.to_challenge(page)
+    german = translations("de").gettext
+    assert await page.locator("html").get_attribute("lang") == "de"
+    assert await page.locator("h1").inner_text() == german("Confirm it's you")
+    # challenge.js took its status text from the page, not its English fallback.
+    assert await status_text(page) == german("Waiting for the face check…") != WAITING
+    assert await page.locator('[data-action="cancel"]').inner_text() == german("Cancel")
+    assert json.loads(await s.redis.get(request_key(token)) or "{}")["l"] == "de"
+    await shot(page, "challenge-de")
+    await iframe_button(page, "SUCCESS").click()
+    assert await s.at_rp(page) == {"result": "success"}
+    assert watch.problems == []
+
+
+async def test_a_lithuanian_browser_gets_the_retry_page_in_lithuanian(sites: Sites) -> None:
+    s = await sites.get()
+    page, watch = await s.new_page(locale="lt-LT")
+    await s.to_challenge(page)
+    await iframe_button(page, "FAILED", "FACE_TOO_SMALL").click()
+    retry = page.locator('[data-action="retry"]')
+    await retry.wait_for(timeout=15000)
+    lithuanian = translations("lt")
+    assert await page.locator("html").get_attribute("lang") == "lt"
+    hint = DEFAULTS["FACE_TOO_SMALL"].hint
+    assert await page.locator(".hint").inner_text() == lithuanian.gettext(hint) != hint
+    assert await page.locator(".attempts-left").inner_text() == "Liko 2 bandymai"
+    assert await retry.inner_text() == lithuanian.gettext("Try again")
+    await shot(page, "retry-lt")
     assert watch.problems == []

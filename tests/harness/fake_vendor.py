@@ -35,6 +35,7 @@ class FakeSession:
     type: str
     method: str
     lifetime: int
+    locale: str | None = None  # the interface language the provider asked for
 
 
 @dataclass
@@ -79,6 +80,7 @@ class FakeIdenfy:
             type=str(body.get("type")),
             method=str(body.get("method")),
             lifetime=int(body.get("lifetime", 0)),
+            locale=body.get("locale"),
         )
         self.sessions[session.token] = session
         return _json(200, {"token": session.token, "scanRef": scan_ref})

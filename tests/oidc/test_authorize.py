@@ -281,6 +281,7 @@ async def test_unregistered_redirect_uri_or_client_is_an_error_page(
         "max_age",
         "id_token_hint",
         "request",
+        "ui_locales",
     ],
 )
 async def test_repeated_parameter_is_refused(stack: Stack, name: str) -> None:

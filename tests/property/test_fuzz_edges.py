@@ -338,6 +338,7 @@ PARAM_NAMES = [
     "request_uri",
     "id_token_hint",
     "response_mode",
+    "ui_locales",
 ]
 RAW_FRAGMENTS = [
     "&state=%FF",

@@ -28,6 +28,7 @@ FULL = StepUpRequest(
     max_age=60,
     claims={"id_token": {"acr": {"essential": True}}},
     verified=True,
+    locale="lt",
 )
 
 
@@ -38,13 +39,14 @@ def test_a_full_request_round_trips() -> None:
 
 def test_a_request_is_stored_under_short_names() -> None:
     stored = json.loads(FULL.to_json())
-    names = {"c", "r", "sc", "u", "k", "a", "m", "t", "s", "n", "cc", "cm", "ma", "cl", "v"}
+    names = {"c", "r", "sc", "u", "k", "a", "m", "t", "s", "n", "cc", "cm", "ma", "cl", "v", "l"}
     assert set(stored) == names
-    assert (stored["c"], stored["u"], stored["k"], stored["v"]) == (
+    assert (stored["c"], stored["u"], stored["k"], stored["v"], stored["l"]) == (
         "shop",
         "alice",
         "SCAN-ALICE",
         True,
+        "lt",
     )
 
 

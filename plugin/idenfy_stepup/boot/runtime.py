@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import FileSystemLoader
 
+from ..i18n.pages import PageTemplates
 from ..idenfy.client import IdenfyClient, default_timeout
 from ..idenfy.transport import VendorFetch
 from ..oidc.keys import KeyRing
 from ..oidc.server import StepUpServer
-from ..settings import Settings
+from ..settings import Settings, UiSettings
 from ..stepup.binding import Binder
 from ..stepup.outcomes import OutcomeTable
 from ..stepup.reuse_cookie import ReuseCookies
@@ -36,7 +37,7 @@ class Runtime:
     outcomes: OutcomeTable
     binder: Binder
     reuse_cookies: ReuseCookies
-    templates: Environment
+    templates: PageTemplates
     webhook_keys: tuple[str, ...]
     push_slots: PushSlots
     webhook_allowlist: tuple[Network, ...] = ()
@@ -62,8 +63,15 @@ def template_dir() -> Path:
     return found
 
 
-def template_env() -> Environment:
-    return environment(FileSystemLoader(template_dir()))
+def template_env(ui: UiSettings) -> PageTemplates:
+    """The pages in each offered language (``ui.languages``); a catalogue that does not load
+    stops the start-up with its path."""
+    try:
+        return PageTemplates(
+            FileSystemLoader(template_dir()), ui.languages, ui.default_language, environment
+        )
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"the pages' message catalogues do not load: {exc}") from None
 
 
 async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, SharedSecrets]:
@@ -108,7 +116,7 @@ async def build_runtime(
         outcomes=OutcomeTable(settings.errors),
         binder=Binder(secret, settings),
         reuse_cookies=ReuseCookies(secret, settings),
-        templates=template_env(),
+        templates=template_env(settings.ui),
         webhook_keys=webhook_keys(settings),
         push_slots=PushSlots(
             settings.challenge.push_streams_per_challenge, settings.challenge.push_streams_per_ip

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..boot.runtime import Runtime
+from ..i18n.messages import N_
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
 from ..oidc.pushed import is_pushed_reference, may_be_ours
 from ..oidc.requests import AuthlibRequest
@@ -41,6 +42,7 @@ from ..stepup.policy import Refusal
 from ..stepup.reuse import ReuseRecord
 from ..store import StoreUnavailable, new_secret_for
 from ..web.forms import BadForm, read_form
+from ..web.languages import page_language, shown_description, single, vendor_locale
 from ..web.responses import (
     NO_STORE,
     error_page,
@@ -82,19 +84,23 @@ async def _answer(
     try:
         params = await _params(request, rt)
     except BadForm as exc:
+        # The pages before the client is validated: the query's ui_locales, if it was read.
+        lang = page_language(rt, request, single(exc.params or {}, "ui_locales"))
         if blocked is not None:
-            return _blocked_page(rt, blocked), False
+            return _blocked_page(rt, blocked, lang), False
         if exc.params is not None:
-            return _repeated(rt, exc.params, exc.description), True
+            return _repeated(rt, exc.params, exc.description, lang), True
         bad = rt.outcomes.resolve("INVALID_REQUEST", exc.description)
+        message = shown_description(rt, lang, bad)
         return error_page(
-            rt, exc.status_code, "Bad request", bad.description, bad.stepup_error
+            rt, exc.status_code, N_("Bad request"), message, bad.stepup_error, lang=lang
         ), True
+    lang = page_language(rt, request, single(params, "ui_locales"))
     if blocked is not None:
-        return _blocked(rt, params, blocked), False
+        return _blocked(rt, params, blocked, lang), False
     pushed = _pushed_reference(rt, params)
     if pushed is not None:
-        resolved = await _resolve_pushed(rt, *pushed)
+        resolved = await _resolve_pushed(rt, *pushed, lang)
         if isinstance(resolved, Response):
             return resolved, resolved.status_code == 400
         params = resolved
@@ -108,14 +114,16 @@ async def _answer(
     try:
         rt.server.get_consent_grant(oauth, end_user=NAMED_BY_RP)
     except OAuth2Error as exc:
-        return _protocol_error(rt, oauth, exc), True
+        return _protocol_error(rt, oauth, exc, lang), True
     except ValueError:
         # authlib copies an unsupported response_type or an unregistered redirect_uri into
         # its error_description and refuses (ValueError) when the value has characters RFC
         # 6749 §5.2 does not allow there: the request is malformed either way.
-        return _malformed(rt, oauth), True
+        return _malformed(rt, oauth, lang), True
     client = rt.settings.client(oauth.payload.client_id)
     assert client is not None  # authlib validated client_id
+    # Now with a verified request object's ui_locales, which wins over the query's.
+    locale = page_language(rt, request, oauth.payload.data.get("ui_locales"))
     pending = Pending(
         rt,
         oauth,
@@ -124,6 +132,7 @@ async def _answer(
         open_full=open_full,
         pushed=pushed is not None,
         cookies=request.cookies,
+        locale=locale,
     )
     return await _checked(rt, pending)
 
@@ -181,7 +190,7 @@ def _pushed_reference(rt: Runtime, params: dict[str, list[str]]) -> tuple[str, s
 
 
 async def _resolve_pushed(
-    rt: Runtime, client_id: str, request_uri: str
+    rt: Runtime, client_id: str, request_uri: str, lang: str
 ) -> dict[str, list[str]] | Response:
     """The pushed request's parameters, and nothing else of the front channel: what the browser
     adds cannot override what the client pushed. The request_uri is consumed (GETDEL) whatever
@@ -194,7 +203,8 @@ async def _resolve_pushed(
         found = await rt.store.take_pushed(request_uri) if may_be_ours(request_uri) else None
     except StoreUnavailable:
         outcome = rt.outcomes["STORE_UNAVAILABLE"]
-        return error_page(rt, 503, "Temporarily unavailable", outcome.hint, outcome.stepup_error)
+        title = N_("Temporarily unavailable")
+        return error_page(rt, 503, title, outcome.hint, outcome.stepup_error, lang=lang)
     if found is None or found[0] != client_id:
         if found is not None:
             log.warning(
@@ -202,7 +212,8 @@ async def _resolve_pushed(
                 extra={"event": "par.client_mismatch", "client_id": client_id},
             )
         outcome = rt.outcomes["INVALID_REQUEST_URI"]
-        return error_page(rt, 400, outcome.description, outcome.hint, outcome.stepup_error)
+        title = outcome.description
+        return error_page(rt, 400, title, outcome.hint, outcome.stepup_error, lang=lang)
     return {name: [value] for name, value in found[1].items()}
 
 
@@ -251,14 +262,14 @@ def _single_state(params: dict[str, list[str]]) -> str | None:
     return states[0] if len(states) == 1 else None
 
 
-def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked) -> Response:
+def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked, lang: str) -> Response:
     """A redirect when client_id and redirect_uri are registered, else a page.
 
     Only plain parameters are looked at: under a flood, no request object or hint is verified.
     """
     registered = _registered(rt, params)
     if registered is None:
-        return _blocked_page(rt, blocked)
+        return _blocked_page(rt, blocked, lang)
     outcome = blocked.outcome
     response = redirect_to_client(
         rt, *registered, error_params(outcome), _single_state(params), error=True
@@ -266,21 +277,24 @@ def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked) -> Re
     return _with_retry_after(response, blocked.retry_after)
 
 
-def _repeated(rt: Runtime, params: dict[str, list[str]], description: str) -> Response:
+def _repeated(rt: Runtime, params: dict[str, list[str]], description: str, lang: str) -> Response:
     """A repeated parameter (RFC 6749 §3.1) is reported to a registered redirect_uri when
     client_id and redirect_uri themselves are single and registered; otherwise a page."""
     registered = _registered(rt, params)
     outcome = rt.outcomes.resolve("INVALID_REQUEST", description)
     if registered is None:
-        return error_page(rt, 400, "Bad request", outcome.description, outcome.stepup_error)
+        message = shown_description(rt, lang, outcome)
+        return error_page(rt, 400, N_("Bad request"), message, outcome.stepup_error, lang=lang)
     query = error_params(outcome)
     return redirect_to_client(rt, *registered, query, _single_state(params), error=True)
 
 
-def _blocked_page(rt: Runtime, blocked: _Blocked) -> Response:
-    title = "Too many requests" if blocked.status_code == 429 else "Temporarily unavailable"
+def _blocked_page(rt: Runtime, blocked: _Blocked, lang: str) -> Response:
+    too_many = blocked.status_code == 429
+    title = N_("Too many requests") if too_many else N_("Temporarily unavailable")
     outcome = blocked.outcome
-    page = error_page(rt, blocked.status_code, title, outcome.hint, outcome.stepup_error)
+    code = outcome.stepup_error
+    page = error_page(rt, blocked.status_code, title, outcome.hint, code, lang=lang)
     return _with_retry_after(page, blocked.retry_after)
 
 
@@ -311,6 +325,7 @@ SINGLE_VALUED = frozenset(
         "request_uri",
         "code_challenge",
         "code_challenge_method",
+        "ui_locales",  # the pages' language (web/languages.py)
     }
 )
 
@@ -347,30 +362,31 @@ def _query(request: Request) -> dict[str, list[str]]:
     return params
 
 
-def _malformed(rt: Runtime, oauth: AuthlibRequest) -> Response:
+def _malformed(rt: Runtime, oauth: AuthlibRequest, lang: str) -> Response:
     description = "The request has a parameter with characters that are not allowed."
     outcome = rt.outcomes.resolve("INVALID_REQUEST", description)
     client_id = oauth.payload.client_id
     client = rt.server.query_client(client_id) if client_id else None
     redirect_uri = oauth.payload.redirect_uri
     if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
-        return _cannot_process(rt, outcome)
+        return _cannot_process(rt, outcome, lang)
     state = oauth.payload.data.get("state")
     return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
-def _cannot_process(rt: Runtime, outcome: Outcome) -> Response:
+def _cannot_process(rt: Runtime, outcome: Outcome, lang: str) -> Response:
     """Nothing we could trust to redirect to: a page."""
-    title = "This request cannot be processed"
-    return error_page(rt, 400, title, outcome.description, outcome.stepup_error)
+    title = N_("This request cannot be processed")
+    message = shown_description(rt, lang, outcome)
+    return error_page(rt, 400, title, message, outcome.stepup_error, lang=lang)
 
 
-def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error) -> Response:
+def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error, lang: str) -> Response:
     outcome = rt.outcomes.protocol(exc.error, exc.description or exc.error.replace("_", " "))
     redirect_uri = getattr(exc, "redirect_uri", None)
     client_id = oauth.payload.client_id
     if not redirect_uri or not client_id or rt.server.query_client(client_id) is None:
-        return _cannot_process(rt, outcome)
+        return _cannot_process(rt, outcome, lang)
     if exc.error == "unsupported_response_type" and not oauth.payload.data.get("response_type"):
         # RFC 6749 §4.1.2.1: a missing required parameter is invalid_request; authlib reports
         # "no grant for this response_type" (oidcc-response-type-missing).
@@ -406,7 +422,7 @@ async def _open_challenge(rt: Runtime, pending: Pending) -> Response:
     assert req is not None and pending.scan_ref is not None
     lifetime = rt.settings.idenfy.token_lifetime
     token = await rt.vendor.create_authentication(
-        pending.scan_ref, req.check_type, req.method, lifetime, rt.settings.idenfy.locale
+        pending.scan_ref, req.check_type, req.method, lifetime, vendor_locale(rt, req)
     )
     secret = rt.binder.new_secret()
     expires_at = int(time.time()) + lifetime

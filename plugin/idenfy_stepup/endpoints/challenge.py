@@ -17,11 +17,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..boot.runtime import Runtime
+from ..i18n.messages import N_
 from ..idenfy.client import VendorError, valid_token
 from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
 from ..stepup.reuse import remember
 from ..store import FinishMode, State, StoreUnavailable, Verdict, VerdictKind, code_for
+from ..web.languages import page_language, vendor_locale
 from ..web.responses import (
     NO_STORE,
     error_page,
@@ -56,15 +58,16 @@ async def page(request: Request) -> Response:
     try:
         peek = await rt.store.peek(token, binding, full=True)
     except StoreUnavailable:
-        return _store_down(rt)
+        return _store_down(rt, request)
     if peek.state is None:
-        return _outcome_page(rt, 410, GONE)
+        return _outcome_page(rt, request, 410, GONE)
     if not peek.bound or peek.request is None:
-        return _outcome_page(rt, 403, FORBIDDEN)
+        return _outcome_page(rt, request, 403, FORBIDDEN)
     if peek.state == State.RETRYING:
         # Another tab is starting the next attempt: look again shortly (finish would only
         # send the browser back here until the new attempt exists).
-        page = error_page(rt, 202, "Starting a new attempt", "This page reloads by itself.")
+        title, message = N_("Starting a new attempt"), N_("This page reloads by itself.")
+        page = error_page(rt, 202, title, message, lang=peek.request.locale)
         page.headers["Refresh"] = f"2; url=/challenge/{token}/finish"
         return page
     if peek.state != State.PENDING:
@@ -72,15 +75,22 @@ async def page(request: Request) -> Response:
     return _render_challenge(rt, token, peek.request, peek.attempt)
 
 
-def _store_down(rt: Runtime) -> Response:
-    outcome = rt.outcomes["STORE_UNAVAILABLE"]
-    return error_page(rt, 503, "Temporarily unavailable", outcome.hint, outcome.stepup_error)
+def _store_down(rt: Runtime, request: Request) -> Response:
+    """Nothing could be read: the page is in the browser's own language."""
+    outcome, lang = rt.outcomes["STORE_UNAVAILABLE"], page_language(rt, request)
+    title = N_("Temporarily unavailable")
+    return error_page(rt, 503, title, outcome.hint, outcome.stepup_error, lang=lang)
 
 
-def _outcome_page(rt: Runtime, status_code: int, name: str) -> Response:
+def _outcome_page(
+    rt: Runtime, request: Request, status_code: int, name: str, lang: str | None = None
+) -> Response:
+    """A row's page. No challenge of this browser's was read (an unknown or another browser's
+    token) unless ``lang`` is its stored language: then the browser's own preferences."""
     outcome = rt.outcomes[name]
-    title = outcome.description.rstrip(".")
-    return error_page(rt, status_code, title, outcome.hint, outcome.stepup_error)
+    lang = lang or page_language(rt, request)
+    title = rt.templates.gettext(lang, outcome.description).rstrip(".")
+    return error_page(rt, status_code, title, outcome.hint, outcome.stepup_error, lang=lang)
 
 
 def _client_name(rt: Runtime, req: StepUpRequest) -> str:
@@ -90,16 +100,20 @@ def _client_name(rt: Runtime, req: StepUpRequest) -> str:
 
 def _render_challenge(rt: Runtime, token: str, req: StepUpRequest, attempt: int) -> Response:
     base = f"/challenge/{token}"
-    html = rt.templates.get_template("challenge.html").render(
-        token=token,
-        iframe_src=f"{rt.settings.idenfy.effective_iframe_base()}/?token={quote(token)}",
-        iframe_origin=rt.iframe_origin,
-        finish_url=f"{base}/finish",
-        events_url=f"{base}/events",
-        cancel_url=f"{base}/cancel",
-        client_name=_client_name(rt, req),
-        attempt=attempt,
-        max_attempts=rt.settings.challenge.max_attempts,
+    html = (
+        rt.templates.get(req.locale)
+        .get_template("challenge.html")
+        .render(
+            token=token,
+            iframe_src=f"{rt.settings.idenfy.effective_iframe_base()}/?token={quote(token)}",
+            iframe_origin=rt.iframe_origin,
+            finish_url=f"{base}/finish",
+            events_url=f"{base}/events",
+            cancel_url=f"{base}/cancel",
+            client_name=_client_name(rt, req),
+            attempt=attempt,
+            max_attempts=rt.settings.challenge.max_attempts,
+        )
     )
     return HTMLResponse(html, headers=NO_STORE)
 
@@ -136,16 +150,18 @@ async def _conclude(request: Request, mode: FinishMode) -> Response:
             # An ending no webhook decided (expired, canceled): it counts once, here.
             await ended(rt, verdict.ip, token, failure=True)
     except StoreUnavailable:
-        return _store_down(rt)
-    return await _answer(rt, token, verdict, code)
+        return _store_down(rt, request)
+    return await _answer(rt, request, token, verdict, code)
 
 
-async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> Response:
+async def _answer(
+    rt: Runtime, request: Request, token: str, verdict: Verdict, code: str = ""
+) -> Response:
     req = verdict.request
     if verdict.kind == VerdictKind.MISSING:
-        return _outcome_page(rt, 410, GONE)
+        return _outcome_page(rt, request, 410, GONE)
     if verdict.kind == VerdictKind.FORBIDDEN or req is None:
-        return _outcome_page(rt, 403, FORBIDDEN)
+        return _outcome_page(rt, request, 403, FORBIDDEN)
     if verdict.kind == VerdictKind.APPROVED and code:
         return await _issue_code(rt, req, code, verdict)
     if verdict.kind in (VerdictKind.DENIED, VerdictKind.EXPIRED, VerdictKind.CANCELED):
@@ -158,7 +174,7 @@ async def _answer(rt: Runtime, token: str, verdict: Verdict, code: str = "") -> 
     if verdict.kind == VerdictKind.PENDING:
         return _see_other(f"/challenge/{token}")
     # An approval whose code was redeemed (or expired): the RP has had its answer.
-    return _outcome_page(rt, 410, DONE)
+    return _outcome_page(rt, request, 410, DONE, req.locale)
 
 
 def _known(rt: Runtime, name: str) -> str:
@@ -190,15 +206,20 @@ def _render_retry(
 ) -> Response:
     outcome = rt.outcomes[_known(rt, outcome_name)]
     max_attempts = rt.settings.challenge.max_attempts
-    html = rt.templates.get_template("retry.html").render(
-        client_name=_client_name(rt, req),
-        hint=outcome.hint,
-        description=outcome.description,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        attempts_left=max(max_attempts - attempt, 0),
-        retry_url=f"/challenge/{token}/retry",
-        give_up_url=f"/challenge/{token}/give-up",
+    pages, lang = rt.templates, req.locale
+    html = (
+        pages.get(lang)
+        .get_template("retry.html")
+        .render(
+            client_name=_client_name(rt, req),
+            hint=pages.gettext(lang, outcome.hint),
+            description=pages.gettext(lang, outcome.description),
+            attempt=attempt,
+            max_attempts=max_attempts,
+            attempts_left=max(max_attempts - attempt, 0),
+            retry_url=f"/challenge/{token}/retry",
+            give_up_url=f"/challenge/{token}/give-up",
+        )
     )
     return HTMLResponse(html, headers=NO_STORE)
 
@@ -221,7 +242,7 @@ async def retry(request: Request) -> Response:
             # Ended without a next attempt: the finish URL repeats how it ended.
             return _see_other(f"/challenge/{token}/finish")
         if claim.kind != VerdictKind.CLAIMED or claim.request is None:
-            return await _answer(rt, token, _after_refused_claim(claim))
+            return await _answer(rt, request, token, _after_refused_claim(claim))
         req, attempt = claim.request, int(claim.detail) + 1
         # A new attempt spends vendor credits like a new challenge: same limits, checked first
         # (the failure that led here was counted when its webhook landed).
@@ -233,7 +254,7 @@ async def retry(request: Request) -> Response:
         next_token = await _new_attempt(rt, req, binding, attempt, ip)
         await rt.store.link_retry(token, next_token)
     except StoreUnavailable:
-        return _store_down(rt)
+        return _store_down(rt, request)
     if next_token is None:
         return outcome_redirect(rt, req, rt.outcomes["VENDOR_UNAVAILABLE"])
     return _to_attempt(rt, next_token, secret)
@@ -289,7 +310,7 @@ async def _new_attempt(
     lifetime = rt.settings.idenfy.token_lifetime
     try:
         token = await rt.vendor.create_authentication(
-            req.scan_ref, req.check_type, req.method, lifetime, rt.settings.idenfy.locale
+            req.scan_ref, req.check_type, req.method, lifetime, vendor_locale(rt, req)
         )
     except VendorError as exc:
         log.warning("iDenfy unavailable on retry: %s", exc)

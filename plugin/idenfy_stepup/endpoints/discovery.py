@@ -63,6 +63,8 @@ def metadata(rt: Runtime) -> dict[str, object]:
         "pushed_authorization_request_endpoint": f"{issuer}/par",
         "require_pushed_authorization_requests": _every_client_pushes(rt),
         "claim_types_supported": ["normal"],
+        # The pages' languages (ui.languages), chosen by ui_locales or Accept-Language.
+        "ui_locales_supported": list(rt.templates.languages),
     }
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..i18n import SHIPPED
 from ..idenfy.risk import DEFAULT, DEFAULT_POLICY, RiskAction, effective_policy
 from ..stepup.outcomes import OUTCOME_NAMES
 
@@ -192,6 +193,8 @@ class IdenfySettings(_Model):
     webhook_signing_key: SecretStr | None = None
     webhook_signing_key_previous: SecretStr | None = None
     token_lifetime: int = Field(600, ge=60, le=2_592_000)
+    # Forces the vendor's frame language for every session; None sends each session's page
+    # language (ui.*, negotiated per request).
     locale: str | None = Field(None, pattern=r"^[a-z]{2}$")
     timeout: float = Field(5.0, gt=0, le=60)
     webhook_max_bytes: int = Field(65536, ge=1024, le=1024 * 1024)
@@ -400,6 +403,26 @@ class ChallengeSettings(_Model):
     limits: LimitSettings = LimitSettings()
 
 
+class UiSettings(_Model):
+    # The pages' languages (docs/translations.md): ``default_language`` when neither
+    # ui_locales nor Accept-Language names one of ``languages``, the offered shipped ones.
+    default_language: str = "en"
+    languages: tuple[str, ...] = Field(SHIPPED, min_length=1)
+
+    @model_validator(mode="after")
+    def _shipped(self) -> UiSettings:
+        unknown = [lang for lang in self.languages if lang not in SHIPPED]
+        if unknown:
+            raise ValueError(
+                f"languages: {', '.join(unknown)} not shipped (shipped: {', '.join(SHIPPED)})"
+            )
+        if len(set(self.languages)) != len(self.languages):
+            raise ValueError("languages: each language once")
+        if self.default_language not in self.languages:
+            raise ValueError(f"default_language {self.default_language!r} is not in languages")
+        return self
+
+
 class Settings(_Model):
     issuer: str
     server: ServerSettings = ServerSettings()
@@ -413,6 +436,7 @@ class Settings(_Model):
     errors: dict[str, ErrorOverride] = Field(default_factory=dict)
     challenge: ChallengeSettings = ChallengeSettings()
     par: ParSettings = ParSettings()
+    ui: UiSettings = UiSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("clients")

@@ -9,7 +9,8 @@
   const MAX_MESSAGE_CHARS = 4096;
   const hasEventSource = typeof window.EventSource !== "undefined";
 
-  const TEXT = {
+  // English, unless the page gives its language's texts (data-text-* on #challenge).
+  const ENGLISH = {
     waiting: "Waiting for the face check…",
     approved: "Checking your result…",
     failed: "The check did not pass. Waiting for the result…",
@@ -21,6 +22,11 @@
   if (!main) {
     return;
   }
+  const TEXT = {};
+  Object.keys(ENGLISH).forEach(function (key) {
+    const given = main.dataset["text" + key.charAt(0).toUpperCase() + key.slice(1)];
+    TEXT[key] = typeof given === "string" && given ? given : ENGLISH[key];
+  });
   const finishUrl = main.dataset.finishUrl || "";
   const eventsUrl = main.dataset.eventsUrl || "";
   const iframeOrigin = main.dataset.iframeOrigin || "";

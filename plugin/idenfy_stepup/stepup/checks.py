@@ -65,6 +65,8 @@ class Pending:
     # A recent face check of this browser that answers the request: the checks end with a
     # code for it instead of a challenge (stepup/reuse.py).
     reused: ReuseRecord | None = None
+    # The pages' language negotiated for this request (stored with the challenge).
+    locale: str | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -92,6 +94,7 @@ class Pending:
             code_challenge_method=data.get("code_challenge_method"),
             max_age=self.max_age,
             claims=self.claims,
+            locale=self.locale,
         )
 
 

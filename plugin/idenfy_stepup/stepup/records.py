@@ -51,6 +51,9 @@ class StepUpRequest(_JsonRecord):
     # The subject was named by a signed hint (see policy.Subject): only then do its failures
     # count against it or lock it out.
     verified: bool = False
+    # The pages' language chosen at /authorize (ui_locales, Accept-Language, ui.default_language):
+    # every page of this challenge and its retries, and the vendor's frame, use it.
+    locale: str | None = None
 
     def to_json(self) -> str:
         """Short names, defaults left out: it is stored once per pending challenge."""
@@ -82,6 +85,7 @@ _SHORT = {
     "max_age": "ma",
     "claims": "cl",
     "verified": "v",
+    "locale": "l",
 }
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
@@ -95,6 +99,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_age": None,
     "claims": {},
     "verified": False,
+    "locale": None,
 }
 
 

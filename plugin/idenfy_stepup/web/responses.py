@@ -79,10 +79,27 @@ def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> No
 
 
 def error_page(
-    rt: Runtime, status_code: int, title: str, message: str, detail: str | None = None
+    rt: Runtime,
+    status_code: int,
+    title: str,
+    message: str,
+    detail: str | None = None,
+    *,
+    lang: str | None = None,
 ) -> Response:
-    html = rt.templates.get_template("error.html").render(
-        title=title, message=message, status_code=status_code, detail=detail
+    """The error page in ``lang`` (default: ``ui.default_language``). ``title`` and ``message``
+    are English source texts (``N_``-marked, or an outcome row's): translated when the catalogue
+    has them, shown as given otherwise (an operator's ``errors:`` text)."""
+    pages = rt.templates
+    html = (
+        pages.get(lang)
+        .get_template("error.html")
+        .render(
+            title=pages.gettext(lang, title),
+            message=pages.gettext(lang, message),
+            status_code=status_code,
+            detail=detail,
+        )
     )
     return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
 
