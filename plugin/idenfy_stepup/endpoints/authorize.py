@@ -239,6 +239,7 @@ SINGLE_VALUED = frozenset(
         "request_uri",
         "code_challenge",
         "code_challenge_method",
+        "authorization_details",
     }
 )
 

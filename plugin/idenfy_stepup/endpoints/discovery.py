@@ -27,6 +27,8 @@ CLAIMS_SUPPORTED = (
     "stepup_risk",
     "stepup_ip",
     "stepup_enrollment",
+    "authorization_details",
+    "txn",
 )
 
 
@@ -60,6 +62,7 @@ def metadata(rt: Runtime) -> dict[str, object]:
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,
         "claim_types_supported": ["normal"],
+        "authorization_details_types_supported": list(rt.settings.authorization_details.types),
     }
 
 

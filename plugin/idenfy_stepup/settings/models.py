@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ..idenfy.risk import DEFAULT, DEFAULT_POLICY, RiskAction, effective_policy
+from ..stepup.details import DEFAULT_MAX_BYTES, DetailType, DetailTypeError, compile_type
 from ..stepup.outcomes import OUTCOME_NAMES
 
 FaceMethod = Literal["FACE_MATCHING", "ACTIVE_LIVENESS"]
@@ -296,6 +297,8 @@ class ClientSettings(_Model):
     # How far ahead a request object's exp may be (its jti is remembered that long).
     request_object_max_lifetime: int = Field(600, ge=30, le=3600)
     name: str | None = None
+    # The authorization_details types (RFC 9396) this client may send; none by default.
+    authorization_details_types: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> ClientSettings:
@@ -309,6 +312,56 @@ class ClientSettings(_Model):
         if not needs_secret and self.jwks is None:
             raise ValueError("private_key_jwt requires jwks (the client's public keys)")
         return self
+
+
+class AuthorizationDetailTypeSettings(_Model):
+    """One authorization_details type: a JSON Schema (closed, see ``stepup.details``) and the
+    text the person is shown, one string or one per language tag (``en`` required)."""
+
+    # ``schema`` is BaseModel's own name: the field is ``json_schema``, spelt ``schema`` in YAML.
+    json_schema: dict[str, Any] = Field(alias="schema")
+    display: str | dict[str, str]
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from_details(lambda: compile_type("checked", value, "-"))
+        return value
+
+    @field_validator("display")
+    @classmethod
+    def _valid_display(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        from_details(lambda: compile_type("checked", {"type": "object"}, value))
+        return value
+
+
+def from_details(build: Any) -> Any:
+    """A type definition's problem as a settings error (pydantic reports ValueError's text)."""
+    try:
+        return build()
+    except DetailTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class AuthorizationDetailsSettings(_Model):
+    """Rich Authorization Requests (RFC 9396): the detail types /authorize accepts."""
+
+    types: dict[str, AuthorizationDetailTypeSettings] = Field(default_factory=dict)
+    # The authorization_details parameter's size, in bytes of its JSON text.
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=256, le=65536)
+    _compiled: dict[str, DetailType] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _compile(self) -> AuthorizationDetailsSettings:
+        self._compiled = {
+            name: from_details(lambda n=name, t=t: compile_type(n, t.json_schema, t.display))
+            for name, t in self.types.items()
+        }
+        return self
+
+    def compiled(self) -> dict[str, DetailType]:
+        """The types' validators and display templates, compiled once at load time."""
+        return self._compiled
 
 
 class ErrorOverride(_Model):
@@ -395,6 +448,7 @@ class Settings(_Model):
     clients: tuple[ClientSettings, ...] = ()
     errors: dict[str, ErrorOverride] = Field(default_factory=dict)
     challenge: ChallengeSettings = ChallengeSettings()
+    authorization_details: AuthorizationDetailsSettings = AuthorizationDetailsSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
@@ -410,6 +464,14 @@ class Settings(_Model):
         unknown = sorted(set(self.errors) - set(OUTCOME_NAMES))
         if unknown:
             raise ValueError(f"errors: unknown outcome(s) {', '.join(unknown)}")
+        types = self.authorization_details.types
+        for i, client in enumerate(self.clients):
+            missing = [t for t in client.authorization_details_types if t not in types]
+            if missing:
+                raise ValueError(
+                    f"clients[{i}].authorization_details_types: {', '.join(missing)} is not "
+                    "a type under authorization_details.types"
+                )
         return self._simulator_limits()
 
     def _simulator_limits(self) -> Settings:

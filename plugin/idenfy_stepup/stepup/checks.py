@@ -21,7 +21,9 @@ every cheaper check passed.
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ from ..idenfy.client import VendorNotEnrolled
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..settings import ClientSettings
+from .details import DetailsError, parse_details
 from .limits import check
 from .policy import Level, Subject, choose_level, invalid, parse_claims, resolve_subject
 from .records import StepUpRequest
@@ -54,6 +57,9 @@ class Pending:
     check_type: str = "AUTHENTICATION"
     # The address was at its open-challenge cap (read with its failures, at the gate).
     open_full: bool = False
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    # This step-up's id (the id_token's txn): drawn once per request, whoever asks for it.
+    txn: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def data(self) -> dict[str, Any]:
@@ -81,6 +87,8 @@ class Pending:
             code_challenge_method=data.get("code_challenge_method"),
             max_age=self.max_age,
             claims=self.claims,
+            authorization_details=self.authorization_details,
+            txn=self.txn,
         )
 
 
@@ -113,6 +121,28 @@ async def _pkce(p: Pending) -> str | None:
 async def _claims(p: Pending) -> str | None:
     p.claims = parse_claims(p.data.get("claims"))
     return None
+
+
+async def _authorization_details(p: Pending) -> str | None:
+    """RFC 9396 §2: the parameter's value only (query, form, a request object's claim or a
+    pushed request give the same text); every refusal is invalid_authorization_details (§5)."""
+    raw = p.data.get("authorization_details")
+    signed = p.oauth.stepup_request_object
+    if signed is not None and "authorization_details" in signed:
+        if not isinstance(signed["authorization_details"], list):
+            raise invalid(_IN_OBJECT, "INVALID_AUTHORIZATION_DETAILS")
+        raw = json.dumps(signed["authorization_details"], separators=(",", ":"))
+    settings = p.rt.settings.authorization_details
+    try:
+        p.authorization_details = parse_details(
+            raw, settings.compiled(), p.client.authorization_details_types, settings.max_bytes
+        )
+    except DetailsError as exc:
+        raise invalid(str(exc), "INVALID_AUTHORIZATION_DETAILS") from None
+    return None
+
+
+_IN_OBJECT = "In a request object, authorization_details must be a JSON array."
 
 
 async def _level(p: Pending) -> str | None:
@@ -206,6 +236,12 @@ AUTHORIZE_CHECKS: tuple[Check, ...] = (
     Check("response_mode is query", ("INVALID_REQUEST",), True, _response_mode),
     Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce),
     Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims),
+    Check(
+        "authorization_details valid for the client",
+        ("INVALID_AUTHORIZATION_DETAILS",),
+        True,
+        _authorization_details,
+    ),
     Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level),
     Check(
         "subject from a hint the client may use",

@@ -51,6 +51,10 @@ class StepUpRequest(_JsonRecord):
     # The subject was named by a signed hint (see policy.Subject): only then do its failures
     # count against it or lock it out.
     verified: bool = False
+    # RFC 9396: what the person approves (validated at /authorize), and this step-up's own id
+    # (the id_token's txn). A retry keeps both: it reuses this request.
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    txn: str = ""
 
     def to_json(self) -> str:
         """Short names, defaults left out: it is stored once per pending challenge."""
@@ -82,6 +86,8 @@ _SHORT = {
     "max_age": "ma",
     "claims": "cl",
     "verified": "v",
+    "authorization_details": "ad",
+    "txn": "x",
 }
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
@@ -95,6 +101,8 @@ _DEFAULTS: dict[str, Any] = {
     "max_age": None,
     "claims": {},
     "verified": False,
+    "authorization_details": [],
+    "txn": "",
 }
 
 
@@ -118,6 +126,8 @@ class CodeGrant(_JsonRecord):
     risk: tuple[str, ...] = ()
     ip_differs: bool = False
     enrollment: bool = False
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    txn: str = ""
 
     @classmethod
     def from_request(
@@ -141,4 +151,6 @@ class CodeGrant(_JsonRecord):
             risk=risk,
             ip_differs=ip_differs,
             enrollment=request.check_type == "ENROLLMENT",
+            authorization_details=request.authorization_details,
+            txn=request.txn,
         )
