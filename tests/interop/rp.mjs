@@ -3,7 +3,9 @@
 // an RP does on each side of the front channel, and lets the library make every check.
 //
 // The client comes from the environment: RP_ISSUER, RP_CLIENT_ID, RP_CLIENT_SECRET,
-// RP_REDIRECT_URI, RP_ACR_VALUES, RP_LOGIN_HINT. One JSON object is printed on stdout.
+// RP_REDIRECT_URI, RP_ACR_VALUES, RP_LOGIN_HINT, and optionally RP_AUTHORIZATION_DETAILS (an
+// RFC 9396 JSON array, sent as the authorization_details parameter). One JSON object is
+// printed on stdout.
 //
 //   node rp.mjs start
 //     discovery, then an authorization URL with PKCE S256, state, nonce, acr_values and
@@ -11,7 +13,8 @@
 //   node rp.mjs callback <callback URL> <verifier> <state> <nonce>
 //     authorizationCodeGrant validates the callback (RFC 9207 iss, state, error), redeems the
 //     code (client_secret_basic, PKCE), verifies the id_token (signature against the JWKS, iss,
-//     aud, exp, nonce), then reads userinfo (sub must match) → {"claims", "userinfo"}
+//     aud, exp, nonce), then reads userinfo (sub must match) → {"claims", "userinfo",
+//     "authorization_details"} (the last as the library read it from the token response)
 //     On any failure: {"name", "code", "message", "cause", "error", "error_description",
 //     "stepup_error"} and exit status 1.
 import * as client from 'openid-client'
@@ -43,7 +46,7 @@ async function start () {
   const verifier = client.randomPKCECodeVerifier()
   const state = client.randomState()
   const nonce = client.randomNonce()
-  const url = client.buildAuthorizationUrl(config, {
+  const parameters = {
     redirect_uri: env('RP_REDIRECT_URI'),
     scope: 'openid',
     code_challenge: await client.calculatePKCECodeChallenge(verifier),
@@ -52,7 +55,11 @@ async function start () {
     nonce,
     acr_values: env('RP_ACR_VALUES'),
     login_hint: env('RP_LOGIN_HINT')
-  })
+  }
+  if (process.env.RP_AUTHORIZATION_DETAILS) {
+    parameters.authorization_details = process.env.RP_AUTHORIZATION_DETAILS
+  }
+  const url = client.buildAuthorizationUrl(config, parameters)
   const metadata = config.serverMetadata()
   return {
     url: url.href,
@@ -60,7 +67,8 @@ async function start () {
     nonce,
     verifier,
     iss_parameter_supported: metadata.authorization_response_iss_parameter_supported ?? null,
-    supports_pkce: metadata.supportsPKCE()
+    supports_pkce: metadata.supportsPKCE(),
+    authorization_details_types_supported: metadata.authorization_details_types_supported ?? null
   }
 }
 
@@ -74,7 +82,12 @@ async function callback (callbackUrl, verifier, state, nonce) {
   })
   const claims = tokens.claims()
   const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub)
-  return { claims, userinfo, token_type: tokens.token_type }
+  return {
+    claims,
+    userinfo,
+    token_type: tokens.token_type,
+    authorization_details: tokens.authorization_details ?? null
+  }
 }
 
 function describe (err) {
