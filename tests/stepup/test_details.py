@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jinja2.exceptions import SecurityError
 
 from idenfy_stepup.settings import ConfigError, parse_settings
 from idenfy_stepup.stepup.details import (
@@ -171,6 +172,19 @@ def test_the_sandbox_renders_an_unsafe_subscript_as_nothing_and_it_is_refused() 
     assert prying.render({"type": "prying", "a": "x"}) == ""
     with pytest.raises(DetailsError, match="cannot be displayed"):
         parse_details('[{"type": "prying", "a": "x"}]', {"prying": prying}, ("prying",))
+
+
+def test_a_display_cannot_change_the_detail_it_shows() -> None:
+    inner = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    schema = {"type": "object", "properties": {"a": inner}}
+    changing = compile_type("changing", schema, "{{ a.update({'x': 1}) }}shown")
+    raw = '[{"type": "changing", "a": {"x": 0}}]'
+    with pytest.raises(DetailsError, match="cannot be displayed"):
+        parse_details(raw, {"changing": changing}, ("changing",))
+    detail = {"type": "changing", "a": {"x": 0}}
+    with pytest.raises(SecurityError):
+        changing.render(detail)
+    assert detail == {"type": "changing", "a": {"x": 0}}
 
 
 def test_display_items_show_a_detail_that_no_longer_renders_as_its_json() -> None:

@@ -18,7 +18,8 @@ validated details or raises :class:`DetailsError` with an ASCII description that
 the request beyond a configured type name. Each detail is rendered there, in every configured
 language, so the challenge page cannot meet a render failure for a request it accepted.
 
-Display texts run in Jinja's :class:`~jinja2.sandbox.SandboxedEnvironment` with autoescape:
+Display texts run in Jinja's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (a
+sandbox in which a template cannot change the values it shows) with autoescape:
 values from the request are HTML-escaped, and a template naming an attribute that starts with
 ``_`` (``''.__class__``) is refused at load time (the sandbox would refuse it at render time).
 """
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from markupsafe import Markup
@@ -99,8 +100,10 @@ def mask(value: Any) -> str:
     return f"•••• {text[-4:]}" if len(text) > 4 else "••••"
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(autoescape=True, auto_reload=False)
+def _environment() -> ImmutableSandboxedEnvironment:
+    # Immutable: a display cannot change the detail it shows (``x.update(...)`` is refused),
+    # so what is stored and returned is what the RP sent.
+    env = ImmutableSandboxedEnvironment(autoescape=True, auto_reload=False)
     env.filters["mask"] = mask
     return env
 
