@@ -160,15 +160,15 @@ def test_mask_shows_the_last_four_characters_only() -> None:
 
 
 def test_a_render_failure_is_a_refusal_not_an_exception() -> None:
-    fragile = compile_type("fragile", {"type": "object", "properties": {"a": {}}}, "{{ a.b.c }}")
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    fragile = compile_type("fragile", schema, "{{ a.b.c }}")
     with pytest.raises(DetailsError, match="cannot be displayed"):
         parse_details('[{"type": "fragile"}]', {"fragile": fragile}, ("fragile",))
 
 
 def test_the_sandbox_renders_an_unsafe_subscript_as_nothing_and_it_is_refused() -> None:
-    prying = compile_type(
-        "prying", {"type": "object", "properties": {"a": {}}}, "{{ a['__class__'] }}"
-    )
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    prying = compile_type("prying", schema, "{{ a['__class__'] }}")
     assert prying.render({"type": "prying", "a": "x"}) == ""
     with pytest.raises(DetailsError, match="cannot be displayed"):
         parse_details('[{"type": "prying", "a": "x"}]', {"prying": prying}, ("prying",))
@@ -198,9 +198,16 @@ def test_display_items_show_a_detail_that_no_longer_renders_as_its_json() -> Non
 
 
 def test_a_schema_is_closed_and_declares_type() -> None:
-    closed = compile_schema({"type": "object", "properties": {"a": {"type": "object"}}})
+    inner = {"type": "object", "properties": {"b": {"type": "string"}}}
+    listed = {"type": "array", "items": {"type": "object"}}
+    either = {"anyOf": [{"type": "object"}, {"type": "string"}]}
+    closed = compile_schema(
+        {"type": "object", "properties": {"a": inner, "l": listed, "e": either}}
+    )
     assert closed["additionalProperties"] is False
     assert closed["properties"]["a"]["additionalProperties"] is False
+    assert closed["properties"]["l"]["items"]["additionalProperties"] is False
+    assert closed["properties"]["e"]["anyOf"][0]["additionalProperties"] is False
     assert closed["properties"]["type"] == {"type": "string"}
     assert "type" in closed["required"]
 
@@ -215,6 +222,12 @@ def test_a_schema_is_closed_and_declares_type() -> None:
         {"type": "array"},
         {"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}},
         {"type": "object", "properties": {"a": {"type": "nope"}}},
+        {"type": "object", "properties": {"a": {}}},
+        {"type": "object", "properties": {"a": True}},
+        {"type": "object", "properties": {"a": {"type": "array"}}},
+        {"type": "object", "properties": {"a": {"not": {"type": "string"}}}},
+        {"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {}]}}},
+        {"type": "object", "$defs": {"d": {"type": "object", "additionalProperties": True}}},
         "not a schema",
     ],
 )

@@ -7,10 +7,12 @@ request can only ever meet templates that compiled.
 
 Every schema is made *closed*: an object schema that does not say ``additionalProperties`` gets
 ``additionalProperties: false``, and one that allows other members (``true``, a schema,
-``patternProperties``, ``unevaluatedProperties``) is refused at load time. This holds for the
-detail object and for each object schema nested under its ``properties`` or ``items``. A member
-the person is not shown cannot ride along with what they approve. The ``type`` member (RFC 9396
-§2) is always declared and required.
+``patternProperties``, ``unevaluatedProperties``, ...) is refused at load time; every value must
+be constrained (a ``type``, ``const``, ``enum``, ``$ref`` or ``anyOf``/``oneOf``/``allOf`` of
+such) and an array must have one ``items`` schema. This holds for every subschema: under
+``properties``, ``items``, the combinators and ``$defs``. A member the person is not shown
+cannot ride along with what they approve. The ``type`` member (RFC 9396 §2) is always declared
+and required.
 
 At ``/authorize``, :func:`parse_details` takes the parameter's value only (a query, a form, a
 request object's claim or a pushed request all give the same text) and either returns the
@@ -49,8 +51,24 @@ MAX_DETAILS = 16  # entries in one request: each is shown to the person
 FALLBACK_LANGUAGE = "en"
 TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-# Keywords that let an object accept members its schema does not name.
-_OPENING_KEYWORDS = ("patternProperties", "unevaluatedProperties")
+# Keywords that let a value carry members or items its schema does not name, or that accept a
+# value by what it is not: a closed schema (see compile_schema) uses none of them.
+_OPENING_KEYWORDS = (
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "dependentSchemas",
+    "prefixItems",
+    "unevaluatedItems",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "definitions",
+)
+# What a (sub)schema needs to constrain its value: without one of them it accepts anything.
+_CONSTRAINING = ("type", "const", "enum", "$ref", "anyOf", "oneOf", "allOf")
 
 
 class DetailsError(ValueError):
@@ -137,27 +155,44 @@ def compile_schema(schema: Any) -> dict[str, Any]:
 
 
 def _close(schema: dict[str, Any], where: str) -> None:
-    """``additionalProperties: false`` on this object schema and those under its properties
-    and items; a schema that opens an object to other members is refused."""
-    at = f"{where}: " if where else ""
-    extra = schema.get("additionalProperties", False)
-    if extra is not False:
-        raise DetailTypeError(f"{at}additionalProperties must be false (or left out)")
-    for keyword in _OPENING_KEYWORDS:
-        if keyword in schema:
-            raise DetailTypeError(f"{at}{keyword} is not allowed (it admits other members)")
-    schema["additionalProperties"] = False
-    for name, sub in (schema.get("properties") or {}).items():
-        if isinstance(sub, dict) and _is_object_schema(sub):
-            _close(sub, f"{where}.properties.{name}".lstrip("."))
-        if isinstance(sub, dict) and isinstance(sub.get("items"), dict):
-            items = sub["items"]
-            if _is_object_schema(items):
-                _close(items, f"{where}.properties.{name}.items".lstrip("."))
+    """Close every subschema (properties, items, combinator branches, ``$defs``): an object
+    gets ``additionalProperties: false``, an array must say what its items are, and every value
+    must be constrained (a ``type``, ``const``, ``enum``, ``$ref`` or a combinator of such).
+    A keyword that admits members or values the schema does not name is refused."""
+    todo: list[tuple[Any, str]] = [(schema, where)]
+    while todo:
+        node, at = todo.pop()
+        label = f"{at}: " if at else ""
+        if node is False:
+            continue  # never valid: admits nothing
+        if not isinstance(node, dict):  # the schema ``true`` accepts any value
+            raise DetailTypeError(f"{label}must be a schema that constrains its value")
+        for keyword in _OPENING_KEYWORDS:
+            if keyword in node:
+                raise DetailTypeError(f"{label}{keyword} is not allowed (it admits other values)")
+        if not any(k in node for k in _CONSTRAINING):
+            raise DetailTypeError(f"{label}needs a type (or const, enum, $ref, anyOf, oneOf)")
+        kinds = node.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if "object" in kinds or "properties" in node:
+            if node.get("additionalProperties", False) is not False:
+                raise DetailTypeError(f"{label}additionalProperties must be false (or left out)")
+            node["additionalProperties"] = False
+        if "array" in kinds and not isinstance(node.get("items"), dict):
+            raise DetailTypeError(f"{label}an array needs items (one schema for every item)")
+        for name, sub in (node.get("properties") or {}).items():
+            todo.append((sub, _join(at, f"properties.{name}")))
+        if isinstance(node.get("items"), dict):
+            todo.append((node["items"], _join(at, "items")))
+        for keyword in ("anyOf", "oneOf", "allOf"):
+            for i, sub in enumerate(node.get(keyword) or []):
+                todo.append((sub, _join(at, f"{keyword}[{i}]")))
+        for name, sub in (node.get("$defs") or {}).items():
+            todo.append((sub, _join(at, f"$defs.{name}")))
 
 
-def _is_object_schema(schema: dict[str, Any]) -> bool:
-    return schema.get("type") == "object" or "properties" in schema
+def _join(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
 
 
 def _refuse_remote_refs(schema: Any) -> None:
