@@ -9,6 +9,7 @@ redirect (RFC 9396 §5) with ``state`` and ``iss`` (docs/transactions.md).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,18 @@ async def test_without_details_the_page_is_as_before_and_only_txn_is_added(stack
     assert "authorization_details" not in body
     assert "authorization_details" not in claims
     assert claims["txn"]
+
+
+async def test_the_outcome_log_line_names_the_txn(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = await challenge(stack, authorization_details=details())
+    with caplog.at_level(logging.INFO, logger="idenfy_stepup"):
+        _, claims = await approved(flow)
+    outcomes = [r for r in caplog.records if getattr(r, "event", None) == "stepup.outcome"]
+    found = [(getattr(r, "result", None), getattr(r, "txn", None)) for r in outcomes]
+    assert found == [("approved", claims["txn"])]
+    assert "ACME" not in caplog.text  # what was approved is the RP's to log, not ours
 
 
 async def test_two_step_ups_have_different_txn(stack: Stack) -> None:
