@@ -252,3 +252,23 @@ def test_check_config_warnings() -> None:
     assert "client_secret is shorter" in warnings
     assert "simulator on a non-loopback issuer" in warnings
     assert unsafe_settings(parse_settings(MINIMAL)) == []
+
+
+def test_check_config_warns_of_a_display_that_does_not_show_a_member() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"amount": {"type": "string"}, "payee": {"type": "string"}},
+    }
+    types = {
+        "pay": {
+            "schema": schema,
+            "display": {"en": "Pay {{ amount }}", "de": "{{ amount }} an {{ payee }}"},
+        }
+    }
+    data = {**MINIMAL, "authorization_details": {"types": types}}
+    assert unsafe_settings(parse_settings(data)) == [
+        "authorization_details.types.pay.display.en: does not show payee"
+    ]
+    example = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    shipped = {**MINIMAL, "authorization_details": example["authorization_details"]}
+    assert unsafe_settings(parse_settings(shipped)) == []

@@ -32,10 +32,10 @@ import copy
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
@@ -86,6 +86,14 @@ class DetailType:
     name: str
     validator: Draft202012Validator
     displays: Mapping[str, Any]  # language tag -> compiled jinja2 Template
+    # language tag -> the top-level members its text names (for check-config's warning)
+    shown: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    members: frozenset[str] = frozenset()  # the schema's top-level members but ``type``
+
+    def unshown(self) -> dict[str, list[str]]:
+        """Per language, the schema's top-level members its display text never names."""
+        found = {lang: sorted(self.members - names) for lang, names in self.shown.items()}
+        return {lang: missing for lang, missing in found.items() if missing}
 
     def render(self, detail: Mapping[str, Any], language: str | None = None) -> Markup:
         """The display text in ``language`` (its primary subtag, else ``en``), HTML-escaped."""
@@ -212,10 +220,17 @@ def _refuse_remote_refs(schema: Any) -> None:
 
 def compile_display(display: str | Mapping[str, str]) -> dict[str, Any]:
     """One text, or a mapping language tag -> text with ``en``; raises DetailTypeError."""
+    return _compile_display(display)[0]
+
+
+def _compile_display(
+    display: str | Mapping[str, str],
+) -> tuple[dict[str, Any], dict[str, frozenset[str]]]:
+    """The compiled templates and, per language, the top-level names each one uses."""
     texts = {FALLBACK_LANGUAGE: display} if isinstance(display, str) else dict(display)
     if FALLBACK_LANGUAGE not in texts:
         raise DetailTypeError(f"a display per language needs {FALLBACK_LANGUAGE!r}")
-    compiled = {}
+    compiled, shown = {}, {}
     for language, text in texts.items():
         label = "" if isinstance(display, str) else f"{language}: "
         if not isinstance(text, str) or not text.strip():
@@ -230,14 +245,17 @@ def compile_display(display: str | Mapping[str, str]) -> dict[str, Any]:
             if node.attr.startswith("_"):
                 raise DetailTypeError(f"{label}attribute {node.attr!r} is not allowed")
         compiled[language] = _ENV.from_string(text)
-    return compiled
+        shown[language] = frozenset(meta.find_undeclared_variables(tree))
+    return compiled, shown
 
 
 def compile_type(name: str, schema: Any, display: str | Mapping[str, str]) -> DetailType:
     if not TYPE_NAME.match(name):
         raise DetailTypeError(f"type name {name!r}: 1-64 letters, digits, _ . : -")
-    validator = Draft202012Validator(compile_schema(schema))
-    return DetailType(name, validator, compile_display(display))
+    closed = compile_schema(schema)
+    displays, shown = _compile_display(display)
+    members = frozenset(closed["properties"]) - {"type"}
+    return DetailType(name, Draft202012Validator(closed), displays, shown, members)
 
 
 def parse_details(
