@@ -301,8 +301,14 @@ REFUSED = [
 async def test_invalid_details_are_refused_with_state_and_iss(
     stack: Stack, redis: Redis, value: str, description: str
 ) -> None:
+    before = await open_requests(redis)
     flow = await authorize(stack, login_hint="alice", authorization_details=value)
     assert_refused(flow, stack, description)
+    assert await open_requests(redis) == before  # no challenge, no vendor session
+
+
+async def open_requests(redis: Redis) -> set[bytes]:
+    return {key async for key in redis.scan_iter(match="stepup:{*}:request", count=1000)}
 
 
 async def test_a_form_post_with_invalid_details_is_refused(stack: Stack) -> None:
