@@ -51,8 +51,9 @@ MAX_DETAILS = 16  # entries in one request: each is shown to the person
 FALLBACK_LANGUAGE = "en"
 TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-# Keywords that let a value carry members or items its schema does not name, or that accept a
-# value by what it is not: a closed schema (see compile_schema) uses none of them.
+# Keywords that let a value carry members or items its schema does not name, that accept a
+# value by what it is not, or that hold subschemas the closing walk does not visit
+# (``definitions``: use ``$defs``). A closed schema (see compile_schema) uses none of them.
 _OPENING_KEYWORDS = (
     "patternProperties",
     "unevaluatedProperties",
