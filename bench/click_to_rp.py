@@ -34,6 +34,7 @@ from playwright.async_api import Browser, Request  # noqa: E402
 from tests.e2e.browser import chromium  # noqa: E402
 from tests.harness.redis import RedisProcess  # noqa: E402
 from tests.harness.servers import Stack, free_socket, serve_in_loop, start_stack  # noqa: E402
+from tests.harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES  # noqa: E402
 
 from idenfy_stepup.demo.app import create_demo_app  # noqa: E402
 
@@ -98,8 +99,10 @@ async def bench(runs: int, warmup: int) -> dict[str, Any]:
             "client_secret": RP_SECRET,
             "redirect_uris": [f"{rp}/callback"],
             "subject_hints": ["login_hint"],
+            "authorization_details_types": DEMO_DETAIL_TYPES,
         }
-        stack = await start_stack(redis.url, settings={"clients": [client]})
+        settings = {"clients": [client], "authorization_details": DEMO_AUTHORIZATION_DETAILS}
+        stack = await start_stack(redis.url, settings=settings)
         app = create_demo_app(
             issuer=stack.issuer,
             client_id="northwind-bank",

@@ -13,6 +13,7 @@ values, since the subject came from a plain ``login_hint``).
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -42,9 +43,34 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ACR = "urn:idenfy:stepup:face"
 RP_KEY = RSAKey.generate_key(2048, parameters={"kid": "authlib-rp", "alg": "RS256", "use": "sig"})
+PAYMENT = {
+    "type": "payment_initiation",
+    "instructedAmount": {"amount": "500.00", "currency": "EUR"},
+    "creditorName": "ACME Ltd",
+    "remittanceInformationUnstructured": "Invoice 42",
+}
+PAYMENT_TYPE = {
+    "schema": {
+        "type": "object",
+        "required": ["instructedAmount", "creditorName"],
+        "properties": {
+            "instructedAmount": {
+                "type": "object",
+                "properties": {"amount": {"type": "string"}, "currency": {"type": "string"}},
+            },
+            "creditorName": {"type": "string"},
+            "remittanceInformationUnstructured": {"type": "string"},
+        },
+    },
+    "display": "Pay {{ instructedAmount.amount }} {{ instructedAmount.currency }} to "
+    "{{ creditorName }}",
+}
 SETTINGS: dict[str, Any] = {
+    "authorization_details": {"types": {"payment_initiation": PAYMENT_TYPE}},
     "clients": [
-        client_entry("shop", subject_hints=["login_hint"]),
+        client_entry(
+            "shop", subject_hints=["login_hint"], authorization_details_types=["payment_initiation"]
+        ),
         {
             "client_id": "jwt",
             "redirect_uris": [REDIRECT_URI],
@@ -105,7 +131,7 @@ async def rp(metadata: dict[str, Any]) -> AsyncIterator[AsyncOAuth2Client]:
 class Attempt:
     """One step-up as authlib starts it: the authorization URL and what the RP keeps."""
 
-    def __init__(self, client: AsyncOAuth2Client, metadata: dict[str, Any]) -> None:
+    def __init__(self, client: AsyncOAuth2Client, metadata: dict[str, Any], **extra: str) -> None:
         self.verifier, self.nonce = generate_token(48), generate_token(20)
         self.url, self.state = client.create_authorization_url(
             metadata["authorization_endpoint"],
@@ -113,6 +139,7 @@ class Attempt:
             nonce=self.nonce,
             acr_values=ACR,
             login_hint="alice",
+            **extra,
         )
 
 
@@ -276,3 +303,20 @@ async def test_authlib_client_rejects_wrong_state_and_nonce(
     token = await redeem(rp, metadata, attempt, callback)
     with pytest.raises(InvalidClaimError, match="nonce"):
         await id_token_claims(rp, metadata, token, "not-the-nonce-we-sent")
+
+
+async def test_authlib_client_sends_authorization_details_and_gets_them_back(
+    stack: Stack, rp: AsyncOAuth2Client, metadata: dict[str, Any]
+) -> None:
+    """RFC 9396 through authlib: an extra authorization parameter out, the token response's
+    authorization_details (§7) and the validated id_token's, with txn, back."""
+    assert metadata["authorization_details_types_supported"] == ["payment_initiation"]
+    attempt = Attempt(rp, metadata, authorization_details=json.dumps([PAYMENT]))
+    sent = dict(parse_qsl(urlsplit(attempt.url).query))
+    assert json.loads(sent["authorization_details"]) == [PAYMENT]
+    callback = await front_channel(stack, attempt.url)
+    token = await redeem(rp, metadata, attempt, callback)
+    claims = await id_token_claims(rp, metadata, token, attempt.nonce)
+    assert token["authorization_details"] == [PAYMENT]
+    assert claims["authorization_details"] == [PAYMENT]
+    assert isinstance(claims["txn"], str) and claims["txn"]

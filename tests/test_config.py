@@ -132,6 +132,16 @@ def test_example_documents_every_key_and_no_other() -> None:
     assert sorted(documented - known) == [], "keys in config/example.yaml that no setting has"
 
 
+def test_example_documents_the_authorization_details_keys() -> None:
+    documented = documented_keys((ROOT / "config" / "example.yaml").read_text())
+    assert {
+        "authorization_details.max_bytes",
+        "authorization_details.types.*.schema",
+        "authorization_details.types.*.display",
+        "clients[].authorization_details_types",
+    } <= documented & model_keys(Settings)
+
+
 def test_the_key_comparison_sees_a_missing_an_extra_and_a_commented_key() -> None:
     """The comparison above, on texts whose answers are known: it can fail."""
     text = (ROOT / "config" / "example.yaml").read_text()
@@ -184,6 +194,27 @@ BROKEN = [
     ("issuer: http://x/\nidenfy: {mode: simulator}\n", "trailing slash"),
     ("issuer: http://x\nidenfy: {mode: simulator}\nerrors: {NOPE: {}}\n", "unknown outcome"),
     ("issuer: http://x\nidenfy: {mode: simulator}\nredis: {url: 'mysql://x'}\n", "redis"),
+    (
+        "issuer: http://x\nidenfy: {mode: simulator}\n"
+        "authorization_details: {types: {pay: {schema: {type: object, properties: {a: {}}},"
+        " display: x}}}\n",
+        "authorization_details.types.pay.schema: properties.a: needs a type",
+    ),
+    (
+        "issuer: http://x\nidenfy: {mode: simulator}\n"
+        "authorization_details: {types: {pay: {schema: {type: object}, display: '{% if %}'}}}\n",
+        "authorization_details.types.pay.display: template error on line 1",
+    ),
+    (
+        "issuer: http://x\nidenfy: {mode: simulator}\n"
+        "clients: [{client_id: a, client_secret: s, redirect_uris: ['http://a/cb'],"
+        " authorization_details_types: [pay]}]\n",
+        "clients[0].authorization_details_types: pay is not a type",
+    ),
+    (
+        "issuer: http://x\nidenfy: {mode: simulator}\nauthorization_details: {max_bytes: 10}\n",
+        "authorization_details.max_bytes",
+    ),
 ]
 
 
@@ -221,3 +252,23 @@ def test_check_config_warnings() -> None:
     assert "client_secret is shorter" in warnings
     assert "simulator on a non-loopback issuer" in warnings
     assert unsafe_settings(parse_settings(MINIMAL)) == []
+
+
+def test_check_config_warns_of_a_display_that_does_not_show_a_member() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"amount": {"type": "string"}, "payee": {"type": "string"}},
+    }
+    types = {
+        "pay": {
+            "schema": schema,
+            "display": {"en": "Pay {{ amount }}", "de": "{{ amount }} an {{ payee }}"},
+        }
+    }
+    data = {**MINIMAL, "authorization_details": {"types": types}}
+    assert unsafe_settings(parse_settings(data)) == [
+        "authorization_details.types.pay.display.en: does not show payee"
+    ]
+    example = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    shipped = {**MINIMAL, "authorization_details": example["authorization_details"]}
+    assert unsafe_settings(parse_settings(shipped)) == []

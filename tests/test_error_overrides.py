@@ -163,6 +163,7 @@ async def refused_at_authorize(pool: StackPool, name: str) -> None:
         "INVALID_ID_TOKEN_HINT": {"login_hint": "", "id_token_hint": "not.a.token"},
         "ACR_UNSUPPORTED": {"acr_values": "urn:nope"},
         "NOT_ENROLLED": {"login_hint": "bob"},  # the vendor says IDENTIFICATION: not enrolled
+        "INVALID_AUTHORIZATION_DETAILS": {"authorization_details": "[]"},
     }[name]
     stack = await pool.get(settings=BASE)
     attempt, response = await begin(stack, **params)
@@ -315,6 +316,7 @@ CASES: dict[str, Case] = {
             "INVALID_ID_TOKEN_HINT",
             "ACR_UNSUPPORTED",
             "NOT_ENROLLED",
+            "INVALID_AUTHORIZATION_DETAILS",
         ],
         refused_at_authorize,
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from idenfy_stepup.demo import create_demo_app
+from idenfy_stepup.demo.app import TRANSFER
 
 ISSUER = "http://op.test"
 CLIENT_ID = "shop"
@@ -58,6 +60,9 @@ class FakeProvider:
             "nonce": query["nonce"],
             "acr": ACR,
             "amr": ["face"],
+            # The provider echoes what the bank asked the person to approve (RFC 9396).
+            "authorization_details": json.loads(query["authorization_details"]),
+            "txn": "txn-0123456789abcdef",
         }
         claims.update(overrides)
         self.grants[code] = Grant(
@@ -193,6 +198,7 @@ async def test_transfer_redirects_to_authorize_with_pkce_nonce_and_login_hint(
     assert len(query["code_challenge"]) == 43
     assert query["state"] and query["nonce"]
     assert "acr_values" not in query
+    assert json.loads(query["authorization_details"]) == [TRANSFER]
 
 
 async def test_transfer_passes_acr_values_and_subject_when_configured(
@@ -269,6 +275,13 @@ async def test_success_round_trip_shows_the_id_token_claims(
     assert claims["iss"] == ISSUER
     assert claims["aud"] == CLIENT_ID
     assert claims["nonce"] == query["nonce"]
+    assert claims["txn"] == "txn-0123456789abcdef"
+    approved = re.search(
+        r'<p class="approved" id="approved-transfer">(.*?)</p>', response.text, re.S
+    )
+    assert approved is not None
+    assert "Pay 500.00 EUR to ACME Ltd" in approved.group(1)
+    assert "✓ matches the transfer" in approved.group(1)
     (token_request,) = provider.token_requests
     assert token_request["code_verifier"]
     assert "client_secret" not in token_request  # client_secret_basic, not _post
@@ -378,3 +391,30 @@ async def test_an_unreachable_provider_shows_an_error_page() -> None:
         response = await callback(client, code="c", state="s", iss=ISSUER)
         assert response.status_code == 502
         assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"authorization_details": [{**TRANSFER, "creditorName": "Mallory"}]},
+        {
+            "authorization_details": [
+                {**TRANSFER, "instructedAmount": {"amount": "500.01", "currency": "EUR"}}
+            ]
+        },
+        {"authorization_details": [TRANSFER, TRANSFER]},
+        {"authorization_details": None},
+        {"txn": None},
+        {"txn": ""},
+    ],
+)
+async def test_an_approval_of_anything_but_this_transfer_is_refused(
+    client: httpx.AsyncClient, provider: FakeProvider, changed: dict[str, Any]
+) -> None:
+    location = await start(client)
+    provider.issue("code-x", location, **changed)
+    response = await callback(client, code="code-x", state=params(location)["state"], iss=ISSUER)
+    assert response.status_code == 403
+    assert 'data-error="transaction_mismatch"' in main_attrs(response)
+    assert "no money was sent" in response.text
+    assert "Transfer confirmed" not in response.text

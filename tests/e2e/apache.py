@@ -108,6 +108,8 @@ at level <b data-claim="acr"><!--#echo var="OIDC_CLAIM_acr" --></b>
 with <b data-claim="amr"><!--#echo var="OIDC_CLAIM_amr" --></b>
 (auth_time <b data-claim="auth_time"><!--#echo var="OIDC_CLAIM_auth_time" --></b>,
 issuer <b data-claim="iss"><!--#echo var="OIDC_CLAIM_iss" --></b>).</p>
+<p>Step-up <b data-claim="txn"><!--#echo var="OIDC_CLAIM_txn" --></b>, whose id_token reads
+<code data-id-token-payload><!--#echo var="OIDC_id_token_payload" --></code></p>
 </main></body></html>
 """
 PAGE_PATH = "/protected/account.html"

@@ -8,9 +8,11 @@ docs/gateways/apache-mod-auth-openidc.md gives operators.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -19,6 +21,7 @@ from playwright.async_api import Page
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..harness.servers import Stack, free_socket
+from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES
 from .apache import (
     GUIDE,
     GUIDE_VALUES,
@@ -41,13 +44,21 @@ CLIENT_SECRET = "apache-gateway-secret-0123456789-abcdef"
 
 @contextlib.asynccontextmanager
 async def gateway(
-    stack_factory: Any, *, iss_on_error: bool, hint_from_header: bool = False
+    stack_factory: Any,
+    *,
+    iss_on_error: bool,
+    hint_from_header: bool = False,
+    details: str | None = None,
 ) -> AsyncIterator[tuple[Stack, Apache]]:
     with contextlib.closing(free_socket()) as sock:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     client = gateway_client(CLIENT_ID, CLIENT_SECRET, url, iss_on_error=iss_on_error)
-    stack: Stack = await stack_factory(settings={"clients": [client]})
+    settings: dict[str, Any] = {"clients": [client]}
+    if details is not None:
+        client["authorization_details_types"] = DEMO_DETAIL_TYPES
+        settings["authorization_details"] = DEMO_AUTHORIZATION_DETAILS
+    stack: Stack = await stack_factory(settings=settings)
     snippet = render_snippet(
         issuer=stack.issuer,
         gateway=url,
@@ -57,6 +68,9 @@ async def gateway(
     )
     if hint_from_header:
         snippet = snippet.replace(*HINT_FROM_HEADER)
+    if details is not None:
+        snippet = snippet.replace(HINT_FROM_HEADER[0], f"{HINT_FROM_HEADER[0]}&{details}")
+        snippet += PASS_ID_TOKEN
     async with running_apache(port, snippet) as apache:
         yield stack, apache
 
@@ -91,6 +105,38 @@ async def test_gateway_shows_protected_content_after_face_check(stack_factory: A
         await page.goto(f"{apache.url}{PAGE_PATH}")
         assert page.url == f"{apache.url}{PAGE_PATH}"
         assert await page.locator('[data-claim="sub"]').inner_text() == "alice"
+
+
+ADMIN = {"type": "admin_action", "action": "delete_user", "target": "bob"}
+# The guide's addition for transaction-bound step-ups (docs/transactions.md): the id_token's
+# payload as JSON beside the claims, since an array of objects is not passed as a claim.
+PASS_ID_TOKEN = "OIDCPassIDTokenAs claims payload\n"
+
+
+@pytest.mark.slow
+async def test_gateway_passes_txn_and_authorization_details_on_as_claims(
+    stack_factory: Any,
+) -> None:
+    """A gateway that only sees the id_token forwards what was approved: mod_auth_openidc
+    passes txn as a claim (OIDC_CLAIM_txn) and the whole payload, authorization_details
+    included, as OIDC_id_token_payload."""
+    param = "authorization_details=" + quote(json.dumps([ADMIN], separators=(",", ":")))
+    async with (
+        gateway(stack_factory, iss_on_error=False, details=param) as (stack, apache),
+        chromium() as browser,
+    ):
+        page = await browser.new_page()
+        await open_protected_page(page, stack, apache)
+        item = page.locator('#authorization-details li[data-type="admin_action"]')
+        assert await item.inner_text() == "Delete user bob", apache.log()
+        await page.frame_locator("#idenfy-iframe").locator('button[data-outcome="SUCCESS"]').click()
+        await page.wait_for_url(f"{apache.url}{PAGE_PATH}", timeout=15000)
+        txn = await page.locator('[data-claim="txn"]').inner_text()
+        payload = json.loads(await page.locator("[data-id-token-payload]").inner_text())
+        assert len(txn) >= 16 and payload["txn"] == txn
+        # mod_auth_openidc 2.4 passes no array of objects as a claim (it logs "unhandled
+        # in-array JSON object type"): the application reads them from the id_token's payload.
+        assert payload["authorization_details"] == [ADMIN]
 
 
 @pytest.mark.slow

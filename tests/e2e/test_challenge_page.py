@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -33,14 +33,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from idenfy_stepup.demo.app import create_demo_app
+from idenfy_stepup.demo.app import TRANSFER, create_demo_app
 from idenfy_stepup.i18n.catalogues import translations
 from idenfy_stepup.stepup.binding import COOKIE
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..harness.redis import challenge_key, request_key
 from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
-from ..harness.settings import merge
+from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES, merge
 from ..harness.vendor import simulator_session
 from .browser import chromium
 
@@ -163,9 +163,11 @@ class Sites:
             "client_secret": RP_SECRET,
             "redirect_uris": [f"{rp}/callback"],
             "subject_hints": ["login_hint"],
+            "authorization_details_types": DEMO_DETAIL_TYPES,
             **settings.pop("client", {}),
         }
-        stack = await self.pool.get(settings=merge({"clients": [client]}, settings))
+        bank = {"clients": [client], "authorization_details": DEMO_AUTHORIZATION_DETAILS}
+        stack = await self.pool.get(settings=merge(bank, settings))
         app = create_demo_app(
             issuer=stack.issuer,
             client_id="northwind-bank",
@@ -236,10 +238,55 @@ async def status_text(page: Page) -> str:
     return (await page.locator("#challenge-status").inner_text()).strip()
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, *, full_page: bool = True) -> None:
     if SHOTS:
         await asyncio.to_thread(Path(SHOTS).mkdir, parents=True, exist_ok=True)
-        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=full_page)
+
+
+# -- 0. what is being approved: shown before the face check --------------------------------------
+
+
+async def test_the_transfer_is_shown_above_the_face_check_and_html_in_it_stays_text(
+    sites: Sites,
+) -> None:
+    s = await sites.get()
+    page, watch = await s.new_page(viewport={"width": 900, "height": 900})
+    await s.to_challenge(page)  # the bank's payment_initiation; the iframe's buttons are up
+    listed = page.locator("#authorization-details")
+    assert await listed.is_visible()
+    assert await page.locator("#approving-heading").text_content() == "You are approving"
+    item = listed.locator("li")
+    assert await item.count() == 1
+    assert await item.get_attribute("data-type") == "payment_initiation"
+    text = await item.inner_text()
+    assert text == 'Pay 500.00 EUR to ACME Ltd (•••• 3000), reference "Invoice 2026-0042"'
+    shown, frame = await listed.bounding_box(), await page.locator("#idenfy-iframe").bounding_box()
+    assert shown is not None and frame is not None
+    assert shown["y"] + shown["height"] <= frame["y"]  # read before the frame, in the first view
+    assert shown["y"] + shown["height"] <= 900
+    await shot(page, "challenge-details", full_page=False)
+
+    # The RP's text is data: HTML in a creditor name is shown as text, never as markup.
+    creditor = '<img src=x onerror="document.title=1">ACME & Co <b>Ltd</b>'
+    query = {
+        "response_type": "code",
+        "client_id": "northwind-bank",
+        "redirect_uri": f"{s.rp}/callback",
+        "scope": "openid",
+        "state": secrets.token_urlsafe(8),
+        "login_hint": "alice",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        "authorization_details": json.dumps([{**TRANSFER, "creditorName": creditor}]),
+    }
+    await page.goto(f"{s.stack.issuer}/authorize?{urlencode(query)}")
+    await page.wait_for_url(f"{s.stack.issuer}/challenge/*")
+    await iframe_button(page, "SUCCESS").wait_for()
+    assert f"Pay 500.00 EUR to {creditor} (" in await item.inner_text()
+    assert await listed.locator("img, b").count() == 0
+    assert await page.title() != "1"
+    assert watch.problems == []
 
 
 # -- 1. approve: the page leaves by itself ---------------------------------------------------------

@@ -20,6 +20,7 @@ from playwright.async_api import ConsoleMessage, Page
 from idenfy_stepup.demo.app import create_demo_app
 
 from ..harness.servers import Stack, free_socket, serve_in_loop
+from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES
 from .browser import chromium
 
 DEMO_SECRET = "demo-secret-0123456789-0123456789-abcdef"
@@ -36,8 +37,10 @@ async def demo_stack(stack_factory: Any) -> AsyncIterator[tuple[Stack, str]]:
         "client_secret": DEMO_SECRET,
         "redirect_uris": [f"{demo}/callback"],
         "subject_hints": ["login_hint"],
+        "authorization_details_types": DEMO_DETAIL_TYPES,
     }
-    stack: Stack = await stack_factory(settings={"clients": [client]})
+    settings = {"clients": [client], "authorization_details": DEMO_AUTHORIZATION_DETAILS}
+    stack: Stack = await stack_factory(settings=settings)
     app = create_demo_app(
         issuer=stack.issuer,
         client_id="northwind-bank",
@@ -74,6 +77,9 @@ async def test_demo_transfer_approved_in_browser(stack_factory: Any) -> None:
         frame = page.frame_locator("#idenfy-iframe")
         approve = frame.locator('button[data-outcome="SUCCESS"]')
         await approve.wait_for()
+        # The transfer is on the page, in plain words, before the face check starts.
+        shown = page.locator('#authorization-details li[data-type="payment_initiation"]')
+        assert (await shown.inner_text()).startswith("Pay 500.00 EUR to ACME Ltd")
         await shot(page, "challenge-page")
         await approve.click()
         # No click on our page: the push channel sends the browser back to the bank.
@@ -82,6 +88,10 @@ async def test_demo_transfer_approved_in_browser(stack_factory: Any) -> None:
         assert await result.get_attribute("data-result") == "success"
         assert await page.locator('[data-claim="sub"]').inner_text() == "alice"
         assert await page.locator('[data-claim="acr"]').inner_text() == "urn:idenfy:stepup:face"
+        assert await page.locator('[data-claim="txn"]').inner_text()
+        approved = await page.locator("#approved-transfer").inner_text()
+        assert "Approved by face check: Pay 500.00 EUR to ACME Ltd" in approved
+        assert "✓ matches the transfer" in approved
         await shot(page, "demo-confirmed")
         assert problems == []
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 SIGNING_KEY = "test-webhook-signing-key-0123456789abcdef"
 CLIENT_SECRET = "shop-secret-0123456789-0123456789-abcdef"
@@ -27,6 +30,14 @@ SUITE_LIMITS: dict[str, Any] = {
     "token_failures_per_ip": FAR,
 }
 DIRECTORY = {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "carol": "SCAN-CAROL", "ghost": "SCAN-GONE"}
+
+# The demo bank's transfer needs config/demo.yaml's authorization_details types (RFC 9396):
+# a stack serving the demo bank configures them as that file does, and its client may use them.
+_DEMO_YAML = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+DEMO_AUTHORIZATION_DETAILS: dict[str, Any] = yaml.safe_load(_DEMO_YAML.read_text())[
+    "authorization_details"
+]
+DEMO_DETAIL_TYPES = ["payment_initiation", "admin_action"]
 
 # A value for ``merge`` that removes its key (the settings file does not set it at all).
 UNSET = object()

@@ -3,7 +3,9 @@
 // an RP does on each side of the front channel, and lets the library make every check.
 //
 // The client comes from the environment: RP_ISSUER, RP_CLIENT_ID, RP_CLIENT_SECRET,
-// RP_REDIRECT_URI, RP_ACR_VALUES, RP_LOGIN_HINT. One JSON object is printed on stdout.
+// RP_REDIRECT_URI, RP_ACR_VALUES, RP_LOGIN_HINT, and optionally RP_AUTHORIZATION_DETAILS (an
+// RFC 9396 JSON array, sent as the authorization_details parameter). One JSON object is
+// printed on stdout.
 //
 //   node rp.mjs start
 //     discovery, then an authorization URL with PKCE S256, state, nonce, acr_values and
@@ -14,7 +16,8 @@
 //   node rp.mjs callback <callback URL> <verifier> <state> <nonce>
 //     authorizationCodeGrant validates the callback (RFC 9207 iss, state, error), redeems the
 //     code (client_secret_basic, PKCE), verifies the id_token (signature against the JWKS, iss,
-//     aud, exp, nonce), then reads userinfo (sub must match) → {"claims", "userinfo"}
+//     aud, exp, nonce), then reads userinfo (sub must match) → {"claims", "userinfo",
+//     "authorization_details"} (the last as the library read it from the token response)
 //     On any failure: {"name", "code", "message", "cause", "error", "error_description",
 //     "stepup_error"} and exit status 1.
 import * as client from 'openid-client'
@@ -56,6 +59,9 @@ async function start (pushed) {
     acr_values: env('RP_ACR_VALUES'),
     login_hint: env('RP_LOGIN_HINT')
   }
+  if (process.env.RP_AUTHORIZATION_DETAILS) {
+    parameters.authorization_details = process.env.RP_AUTHORIZATION_DETAILS
+  }
   // PAR (RFC 9126): the library pushes the parameters to the advertised endpoint, with its
   // client authentication, and builds the URL from client_id and the returned request_uri.
   const url = pushed
@@ -69,7 +75,8 @@ async function start (pushed) {
     verifier,
     iss_parameter_supported: metadata.authorization_response_iss_parameter_supported ?? null,
     supports_pkce: metadata.supportsPKCE(),
-    par_endpoint: metadata.pushed_authorization_request_endpoint ?? null
+    par_endpoint: metadata.pushed_authorization_request_endpoint ?? null,
+    authorization_details_types_supported: metadata.authorization_details_types_supported ?? null
   }
 }
 
@@ -83,7 +90,12 @@ async function callback (callbackUrl, verifier, state, nonce) {
   })
   const claims = tokens.claims()
   const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub)
-  return { claims, userinfo, token_type: tokens.token_type }
+  return {
+    claims,
+    userinfo,
+    token_type: tokens.token_type,
+    authorization_details: tokens.authorization_details ?? null
+  }
 }
 
 function describe (err) {

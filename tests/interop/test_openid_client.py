@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
+import yaml
 
 from ..harness.servers import Stack
 from ..harness.settings import REDIRECT_URI, client_entry, client_secret
@@ -55,12 +56,16 @@ def node() -> str:
 
 
 HINTS = ["login_hint"]
+EXAMPLE = yaml.safe_load((HERE.parents[1] / "config" / "example.yaml").read_text())
 SETTINGS: dict[str, Any] = {
+    "authorization_details": EXAMPLE["authorization_details"],
     "clients": [
-        client_entry("shop", subject_hints=HINTS),
+        client_entry(
+            "shop", subject_hints=HINTS, authorization_details_types=["payment_initiation"]
+        ),
         # for gateways that misread iss on errors (mod_auth_openidc 2.4.x); see the last test
         client_entry("legacy", subject_hints=HINTS, iss_on_error=False),
-    ]
+    ],
 }
 
 
@@ -272,3 +277,49 @@ async def test_openid_client_needs_iss_on_error_responses(node: str, stack: Stac
     assert result["code"] == "OAUTH_INVALID_RESPONSE", result
     assert 'response parameter "iss" (issuer) missing' in result["cause"], result
     assert result["error"] is None  # the library never got to read access_denied
+
+
+PAYMENT = {
+    "type": "payment_initiation",
+    "instructedAmount": {"amount": "500.00", "currency": "EUR"},
+    "creditorName": "ACME Ltd",
+}
+
+
+async def test_openid_client_sends_authorization_details_and_reads_them_back(
+    node: str, stack: Stack
+) -> None:
+    """RFC 9396 with the library: the parameter as the RP sends it, the token response's
+    authorization_details as the library parsed them, and the id_token's (with txn)."""
+    rp = RelyingParty(node, stack)
+    rp.env["RP_AUTHORIZATION_DETAILS"] = json.dumps([PAYMENT])
+    started = await rp.start()
+    assert started["authorization_details_types_supported"] == list(
+        EXAMPLE["authorization_details"]["types"]
+    )
+    sent = dict(parse_qsl(urlsplit(started["url"]).query))
+    assert json.loads(sent["authorization_details"]) == [PAYMENT]
+
+    callback = await front_channel(stack, started["url"])
+    status, result = await rp.callback(callback, started)
+
+    assert status == 0, result
+    assert result["authorization_details"] == [PAYMENT]
+    assert result["claims"]["authorization_details"] == [PAYMENT]
+    assert isinstance(result["claims"]["txn"], str) and result["claims"]["txn"]
+
+
+async def test_openid_client_sees_invalid_authorization_details_refused(
+    node: str, stack: Stack
+) -> None:
+    rp = RelyingParty(node, stack)
+    rp.env["RP_AUTHORIZATION_DETAILS"] = json.dumps([{**PAYMENT, "fee": "1.00"}])
+    started = await rp.start()
+    browser = stack.browser()
+    response = await browser.get(started["url"])
+    assert response.status_code == 303
+    status, result = await rp.callback(response.headers["location"], started)
+    assert status == 1, result
+    assert result["name"] == "AuthorizationResponseError", result
+    assert result["error"] == "invalid_authorization_details"
+    assert result["stepup_error"] == "invalid_authorization_details"

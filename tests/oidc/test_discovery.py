@@ -103,3 +103,11 @@ async def test_client_auth_methods_and_acr_values(stack: Stack) -> None:
     assert data["acr_values_supported"] == list(stack.settings.acr.levels)
     for claim in ("sub", "acr", "amr", "auth_time", "nonce"):
         assert claim in data["claims_supported"]
+
+
+async def test_authorization_details_types_and_claims_are_advertised(stack: Stack) -> None:
+    # RFC 9396 §10: the configured types (none in the suite's base settings); the id_token's
+    # txn and authorization_details are claims the provider may return.
+    data = await metadata(stack)
+    assert data["authorization_details_types_supported"] == []
+    assert {"txn", "authorization_details"} <= set(data["claims_supported"])

@@ -44,8 +44,21 @@ SETTINGS: dict[str, Any] = {
     },
     "directory": {"static": {"dave": "SCAN-DAVE", "erin": "SCAN-ERIN"}},
     "challenge": {"limits": {"spoof_lockout_seconds": 600}},
+    "authorization_details": {
+        "types": {
+            "payment_initiation": {
+                "schema": {"type": "object", "properties": {"amount": {"type": "string"}}},
+                "display": "Pay {{ amount }}",
+            }
+        }
+    },
     "clients": [
-        client_entry("shop", subject_hints=HINTS, reuse_within=WINDOW),
+        client_entry(
+            "shop",
+            subject_hints=HINTS,
+            reuse_within=WINDOW,
+            authorization_details_types=["payment_initiation"],
+        ),
         client_entry("other", subject_hints=HINTS, reuse_within=WINDOW),
         client_entry("plain", subject_hints=HINTS),  # reuse_within: the default, 0
     ],

@@ -112,3 +112,20 @@ def test_a_code_grant_keeps_its_risk_tags() -> None:
 def test_a_code_grant_that_does_not_fit_is_refused(raw: str) -> None:
     with pytest.raises((ValueError, TypeError)):
         CodeGrant.from_json(raw)
+
+
+def test_authorization_details_and_txn_are_stored_as_ad_and_x_and_reach_the_grant() -> None:
+    details = [{"type": "payment_initiation", "creditorName": "ACME Ltd"}]
+    request = StepUpRequest(**REQUIRED, authorization_details=details, txn="t" * 22)
+    stored = json.loads(request.to_json())
+    assert (stored["ad"], stored["x"]) == (details, "t" * 22)
+    assert "authorization_details" not in stored and "txn" not in stored
+    back = StepUpRequest.from_json(request.to_json())
+    assert back == request
+    grant = CodeGrant.from_request(back, auth_time=1)
+    assert (grant.authorization_details, grant.txn) == (details, "t" * 22)
+
+
+def test_no_authorization_details_are_left_out() -> None:
+    stored = json.loads(StepUpRequest(**REQUIRED, txn="abc").to_json())
+    assert "ad" not in stored and stored["x"] == "abc"

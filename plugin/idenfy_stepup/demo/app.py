@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from datetime import UTC, datetime
@@ -28,6 +29,20 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 STATE_MISMATCH = "This answer matches no transfer started in this browser (or was used)."
 UNREACHABLE = "Northwind Bank could not complete the check with the verification service."
 SESSION_COOKIE = "northwind_session"  # cookies ignore ports: keep clear of the provider's names
+# The transfer the person is asked to approve, as an RFC 9396 authorization detail of the type
+# config/demo.yaml configures (payment_initiation); the id_token must carry it back unchanged.
+TRANSFER: dict[str, Any] = {
+    "type": "payment_initiation",
+    "instructedAmount": {"amount": "500.00", "currency": "EUR"},
+    "creditorName": "ACME Ltd",
+    "creditorAccount": {"iban": "DE89370400440532013000"},
+    "remittanceInformationUnstructured": "Invoice 2026-0042",
+}
+TRANSFER_TEXT = "Pay 500.00 EUR to ACME Ltd"
+MISMATCH = (
+    "The face check approved something other than this transfer: the ID token's "
+    "authorization_details do not match it, so no money was sent."
+)
 # What a failed exchange with the provider looks like; anything else is logged as a bug.
 PROVIDER_FAILURES = (OAuthError, JoseError, httpx.HTTPError, ValueError, KeyError)
 
@@ -115,7 +130,11 @@ class _Pages:
         extra = {"acr_values": self.acr_values} if self.acr_values else {}
         try:
             response: Response = await self.stepup.authorize_redirect(
-                request, self.redirect_uri, login_hint=self.subject, **extra
+                request,
+                self.redirect_uri,
+                login_hint=self.subject,
+                authorization_details=json.dumps([TRANSFER], separators=(",", ":")),
+                **extra,
             )
         except Exception as exc:
             return self._failed(request, exc)
@@ -140,7 +159,16 @@ class _Pages:
             return self._error(request, 400, "invalid_state", STATE_MISMATCH)
         except Exception as exc:
             return self._failed(request, exc)
-        return self._render(request, "success.html", claims=_readable(dict(token["userinfo"])))
+        claims = dict(token["userinfo"])
+        if not _approved_this_transfer(claims):
+            return self._error(request, 403, "transaction_mismatch", MISMATCH)
+        return self._render(
+            request,
+            "success.html",
+            claims=_readable(claims),
+            approved=TRANSFER_TEXT,
+            txn=claims["txn"],
+        )
 
     async def _consume_state(self, request: Request) -> None:
         """Error responses carry ``state`` too (RFC 6749 §4.1.2.1): check it, then forget it."""
@@ -208,10 +236,18 @@ class _Pages:
         return HTMLResponse(html, status_code=status)
 
 
+def _approved_this_transfer(claims: dict[str, Any]) -> bool:
+    """Dynamic linking (PSD2 RTS Art. 5): the face check must be for this very transfer, and
+    name its step-up (``txn``, kept with the payment). Anything else, even one changed cent,
+    is no approval."""
+    txn = claims.get("txn")
+    return claims.get("authorization_details") == [TRANSFER] and isinstance(txn, str) and bool(txn)
+
+
 def _readable(claims: dict[str, Any]) -> list[tuple[str, str]]:
     """The claims a newcomer should look at, as (name, text) rows."""
     rows = []
-    for name in ("sub", "acr", "amr", "auth_time", "iss", "aud", "nonce"):
+    for name in ("sub", "acr", "amr", "auth_time", "txn", "iss", "aud", "nonce"):
         value = claims.get(name)
         if isinstance(value, list):
             text = ", ".join(str(v) for v in value)

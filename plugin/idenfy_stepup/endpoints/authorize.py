@@ -326,6 +326,7 @@ SINGLE_VALUED = frozenset(
         "code_challenge",
         "code_challenge_method",
         "ui_locales",  # the pages' language (web/languages.py)
+        "authorization_details",
     }
 )
 

@@ -12,6 +12,7 @@ import contextlib
 import time
 from urllib.parse import quote
 
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -19,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorError, valid_token
+from ..stepup.details import display_items
 from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
 from ..stepup.reuse import remember
@@ -98,6 +100,12 @@ def _client_name(rt: Runtime, req: StepUpRequest) -> str:
     return client.name if client is not None and client.name else req.client_id
 
 
+def _details(rt: Runtime, req: StepUpRequest) -> list[tuple[str, Markup]]:
+    """What the person approves, one line per authorization detail (RFC 9396)."""
+    types = rt.settings.authorization_details.compiled()
+    return display_items(req.authorization_details, types, req.locale)
+
+
 def _render_challenge(rt: Runtime, token: str, req: StepUpRequest, attempt: int) -> Response:
     base = f"/challenge/{token}"
     html = (
@@ -113,6 +121,7 @@ def _render_challenge(rt: Runtime, token: str, req: StepUpRequest, attempt: int)
             client_name=_client_name(rt, req),
             attempt=attempt,
             max_attempts=rt.settings.challenge.max_attempts,
+            details=_details(rt, req),
         )
     )
     return HTMLResponse(html, headers=NO_STORE)
@@ -219,6 +228,7 @@ def _render_retry(
             attempts_left=max(max_attempts - attempt, 0),
             retry_url=f"/challenge/{token}/retry",
             give_up_url=f"/challenge/{token}/give-up",
+            details=_details(rt, req),
         )
     )
     return HTMLResponse(html, headers=NO_STORE)

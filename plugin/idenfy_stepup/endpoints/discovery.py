@@ -27,6 +27,8 @@ CLAIMS_SUPPORTED = (
     "stepup_risk",
     "stepup_ip",
     "stepup_enrollment",
+    "authorization_details",
+    "txn",
 )
 
 
@@ -65,6 +67,7 @@ def metadata(rt: Runtime) -> dict[str, object]:
         "claim_types_supported": ["normal"],
         # The pages' languages (ui.languages), chosen by ui_locales or Accept-Language.
         "ui_locales_supported": list(rt.templates.languages),
+        "authorization_details_types_supported": list(rt.settings.authorization_details.types),
     }
 
 

@@ -43,8 +43,17 @@ SIGNED_ALGS = ["HS256", "RS256", "ES256", "PS256"]
 LEEWAY = 30  # seconds of clock skew allowed on exp, nbf and iat
 
 # Parameters that decide the subject or the level: with a request object, only its own count.
+# authorization_details too: what the person approves is the signed object's, or nothing.
 OBJECT_ONLY = frozenset(
-    {"acr_values", "claims", "login_hint", "id_token_hint", "max_age", "prompt"}
+    {
+        "acr_values",
+        "claims",
+        "login_hint",
+        "id_token_hint",
+        "max_age",
+        "prompt",
+        "authorization_details",
+    }
 )
 
 

@@ -95,12 +95,17 @@ class CodeFlow(AuthorizationCodeGrant):  # type: ignore[misc]
 
     def generate_token(self, user: Any = None, scope: Any = None, **_: Any) -> dict[str, Any]:
         server: StepUpServer = self.server
-        return {
+        token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": self.request.stepup_access_token,
             "expires_in": server.settings.keys.access_token_lifetime,
             "scope": scope,
         }
+        grant = self.request.authorization_code.grant
+        if grant.authorization_details:
+            # RFC 9396 §7: the details as granted (all of them: a face check approves the lot).
+            token["authorization_details"] = grant.authorization_details
+        return token
 
 
 class IdToken(OpenIDCode):  # type: ignore[misc]
@@ -131,6 +136,12 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
         }
         if code.get_nonce():
             claims["nonce"] = code.get_nonce()
+        # What was approved and this step-up's id, in the id_token too: a gateway that passes
+        # only the id_token's claims on (mod_auth_openidc headers) can forward them.
+        if code.grant.txn:
+            claims["txn"] = code.grant.txn
+        if code.grant.authorization_details:
+            claims["authorization_details"] = code.grant.authorization_details
         # Present only when true: what the vendor flagged and the policy let through, a face
         # seen from another address than the one that opened the challenge (webhook_ip_policy
         # log), and an enrollment instead of a comparison. The RP decides what they mean for

@@ -27,6 +27,7 @@ def unsafe_settings(settings: Settings) -> list[str]:
     if secret is not None and len(secret.get_secret_value()) < MIN_SECRET:
         warnings.append(f"cookies.secret is shorter than {MIN_SECRET} characters")
     warnings += _idenfy_warnings(settings)
+    warnings += _details_warnings(settings)
     for i, client in enumerate(settings.clients):
         where = f"clients[{i}] ({client.client_id})"
         if not client.require_pkce:
@@ -67,6 +68,19 @@ def _idenfy_warnings(settings: Settings) -> list[str]:
             "server.trusted_proxies is empty: behind a reverse proxy every user shares its "
             "address (rate limits, logs); list the proxy's addresses"
         )
+    return warnings
+
+
+def _details_warnings(settings: Settings) -> list[str]:
+    """A display text that never names a member of its type: the person would approve a value
+    they are not shown (PSD2 dynamic linking asks that they see amount and payee)."""
+    warnings = []
+    for name, kind in settings.authorization_details.compiled().items():
+        for language, missing in kind.unshown().items():
+            where = f"authorization_details.types.{name}.display"
+            if isinstance(settings.authorization_details.types[name].display, dict):
+                where += f".{language}"
+            warnings.append(f"{where}: does not show {', '.join(missing)}")
     return warnings
 
 

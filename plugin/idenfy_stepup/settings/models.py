@@ -24,6 +24,7 @@ from pydantic import (
 
 from ..i18n import SHIPPED
 from ..idenfy.risk import DEFAULT, DEFAULT_POLICY, RiskAction, effective_policy
+from ..stepup.details import DEFAULT_MAX_BYTES, DetailType, DetailTypeError, compile_type
 from ..stepup.outcomes import OUTCOME_NAMES
 
 FaceMethod = Literal["FACE_MATCHING", "ACTIVE_LIVENESS"]
@@ -308,6 +309,8 @@ class ClientSettings(_Model):
     # Seconds a successful face check may answer this client's later requests from the same
     # browser (stepup/reuse.py); 0: every step-up is a new face check.
     reuse_within: int = Field(0, ge=0, le=3600)
+    # The authorization_details types (RFC 9396) this client may send; none by default.
+    authorization_details_types: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> ClientSettings:
@@ -329,6 +332,56 @@ class ParSettings(_Model):
     # How long a request_uri from /par may be used (once); RFC 9126 §2.2 suggests 5 to 600 s,
     # and a short life keeps what was pushed from waiting long for a browser.
     request_uri_lifetime: int = Field(60, ge=5, le=60)
+
+
+class AuthorizationDetailTypeSettings(_Model):
+    """One authorization_details type: a JSON Schema (closed, see ``stepup.details``) and the
+    text the person is shown, one string or one per language tag (``en`` required)."""
+
+    # ``schema`` is BaseModel's own name: the field is ``json_schema``, spelt ``schema`` in YAML.
+    json_schema: dict[str, Any] = Field(alias="schema")
+    display: str | dict[str, str]
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from_details(lambda: compile_type("checked", value, "-"))
+        return value
+
+    @field_validator("display")
+    @classmethod
+    def _valid_display(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        from_details(lambda: compile_type("checked", {"type": "object"}, value))
+        return value
+
+
+def from_details(build: Any) -> Any:
+    """A type definition's problem as a settings error (pydantic reports ValueError's text)."""
+    try:
+        return build()
+    except DetailTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class AuthorizationDetailsSettings(_Model):
+    """Rich Authorization Requests (RFC 9396): the detail types /authorize accepts."""
+
+    types: dict[str, AuthorizationDetailTypeSettings] = Field(default_factory=dict)
+    # The authorization_details parameter's size, in bytes of its JSON text.
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=256, le=65536)
+    _compiled: dict[str, DetailType] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _compile(self) -> AuthorizationDetailsSettings:
+        self._compiled = {
+            name: from_details(lambda n=name, t=t: compile_type(n, t.json_schema, t.display))
+            for name, t in self.types.items()
+        }
+        return self
+
+    def compiled(self) -> dict[str, DetailType]:
+        """The types' validators and display templates, compiled once at load time."""
+        return self._compiled
 
 
 class ErrorOverride(_Model):
@@ -437,6 +490,7 @@ class Settings(_Model):
     challenge: ChallengeSettings = ChallengeSettings()
     par: ParSettings = ParSettings()
     ui: UiSettings = UiSettings()
+    authorization_details: AuthorizationDetailsSettings = AuthorizationDetailsSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("clients")
@@ -469,6 +523,14 @@ class Settings(_Model):
         unknown = sorted(set(self.errors) - set(OUTCOME_NAMES))
         if unknown:
             raise ValueError(f"errors: unknown outcome(s) {', '.join(unknown)}")
+        types = self.authorization_details.types
+        for i, client in enumerate(self.clients):
+            missing = [t for t in client.authorization_details_types if t not in types]
+            if missing:
+                raise ValueError(
+                    f"clients[{i}].authorization_details_types: {', '.join(missing)} is not "
+                    "a type under authorization_details.types"
+                )
         return self._simulator_limits()
 
     def _simulator_limits(self) -> Settings:

@@ -24,7 +24,9 @@ checks in full.
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ from ..idenfy.client import VendorNotEnrolled
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..settings import ClientSettings
+from .details import DetailsError, parse_details
 from .limits import check
 from .policy import Level, Subject, choose_level, invalid, parse_claims, resolve_subject
 from .records import StepUpRequest
@@ -67,6 +70,9 @@ class Pending:
     reused: ReuseRecord | None = None
     # The pages' language negotiated for this request (stored with the challenge).
     locale: str | None = None
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    # This step-up's id (the id_token's txn): drawn once per request, whoever asks for it.
+    txn: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def data(self) -> dict[str, Any]:
@@ -95,6 +101,8 @@ class Pending:
             max_age=self.max_age,
             claims=self.claims,
             locale=self.locale,
+            authorization_details=self.authorization_details,
+            txn=self.txn,
         )
 
 
@@ -134,6 +142,28 @@ async def _pkce(p: Pending) -> str | None:
 async def _claims(p: Pending) -> str | None:
     p.claims = parse_claims(p.data.get("claims"))
     return None
+
+
+async def _authorization_details(p: Pending) -> str | None:
+    """RFC 9396 §2: the parameter's value only (query, form, a request object's claim or a
+    pushed request give the same text); every refusal is invalid_authorization_details (§5)."""
+    raw = p.data.get("authorization_details")
+    signed = p.oauth.stepup_request_object
+    if signed is not None and "authorization_details" in signed:
+        if not isinstance(signed["authorization_details"], list):
+            raise invalid(_IN_OBJECT, "INVALID_AUTHORIZATION_DETAILS")
+        raw = json.dumps(signed["authorization_details"], separators=(",", ":"))
+    settings = p.rt.settings.authorization_details
+    try:
+        p.authorization_details = parse_details(
+            raw, settings.compiled(), p.client.authorization_details_types, settings.max_bytes
+        )
+    except DetailsError as exc:
+        raise invalid(str(exc), "INVALID_AUTHORIZATION_DETAILS") from None
+    return None
+
+
+_IN_OBJECT = "In a request object, authorization_details must be a JSON array."
 
 
 async def _level(p: Pending) -> str | None:
@@ -206,7 +236,7 @@ async def _reuse(p: Pending) -> str | None:
         method=p.level.method,
         prompt=prompts(p.data.get("prompt")),
         max_age=p.max_age,
-        authorization_details=bool(p.data.get("authorization_details")),
+        authorization_details=bool(p.authorization_details),
         reuse_within=p.client.reuse_within,
     )
     p.reused = await find_reuse(p.rt, p.cookies, ask)
@@ -246,6 +276,13 @@ AUTHORIZE_CHECKS: tuple[Check, ...] = (
     Check("response_mode is query", ("INVALID_REQUEST",), True, _response_mode, local=True),
     Check("PKCE when the client requires it", ("PKCE_REQUIRED",), True, _pkce, local=True),
     Check("claims is a JSON object", ("INVALID_REQUEST",), True, _claims, local=True),
+    Check(
+        "authorization_details valid for the client",
+        ("INVALID_AUTHORIZATION_DETAILS",),
+        True,
+        _authorization_details,
+        local=True,
+    ),
     Check("acr level offered", ("ACR_UNSUPPORTED",), True, _level, local=True),
     Check(
         "subject from a hint the client may use",

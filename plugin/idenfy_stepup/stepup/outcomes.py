@@ -313,6 +313,13 @@ _ROWS = [
         "The service you came from sent a request that cannot be processed.",
     ),
     _row(
+        "INVALID_AUTHORIZATION_DETAILS",
+        "invalid_authorization_details",
+        "invalid_authorization_details",
+        "The authorization_details parameter is not valid.",
+        "The service you came from asked you to approve something that cannot be shown.",
+    ),
+    _row(
         "REQUEST_URI_NOT_SUPPORTED",
         "request_uri_not_supported",
         "request_uri_not_supported",

@@ -20,7 +20,7 @@ from joserfc.jwk import KeySet
 
 from ..oidc.keys import KeyRing
 from ..settings import ClientSettings, Settings, TrustedIssuer
-from ..web.jsontext import has_lone_surrogate
+from ..web.jsontext import has_lone_surrogate, json_depth
 
 
 class Refusal(Exception):
@@ -74,25 +74,12 @@ def parse_claims(raw: str | None) -> dict[str, Any]:
         raise invalid("The claims parameter is not valid JSON.") from None
     if not isinstance(value, dict):
         raise invalid("The claims parameter must be a JSON object.")
-    if _depth(value) > MAX_CLAIMS_DEPTH:
+    if json_depth(value) > MAX_CLAIMS_DEPTH:
         raise invalid("The claims parameter is nested too deeply.")
     if has_lone_surrogate(value):
         # It is stored with the challenge: text UTF-8 cannot encode would fail there.
         raise invalid("The claims parameter has text that is not valid Unicode.")
     return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply JSON containers nest in ``value`` (iterative: no recursion to exhaust)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        node, depth = todo.pop()
-        if isinstance(node, dict):
-            node = list(node.values())
-        if isinstance(node, list):
-            deepest = max(deepest, depth)
-            todo.extend((child, depth + 1) for child in node)
-    return deepest
 
 
 def choose_level(

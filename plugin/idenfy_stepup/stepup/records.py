@@ -54,6 +54,10 @@ class StepUpRequest(_JsonRecord):
     # The pages' language chosen at /authorize (ui_locales, Accept-Language, ui.default_language):
     # every page of this challenge and its retries, and the vendor's frame, use it.
     locale: str | None = None
+    # RFC 9396: what the person approves (validated at /authorize), and this step-up's own id
+    # (the id_token's txn). A retry keeps both: it reuses this request.
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    txn: str = ""
 
     def to_json(self) -> str:
         """Short names, defaults left out: it is stored once per pending challenge."""
@@ -86,6 +90,8 @@ _SHORT = {
     "claims": "cl",
     "verified": "v",
     "locale": "l",
+    "authorization_details": "ad",
+    "txn": "x",
 }
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
@@ -100,6 +106,8 @@ _DEFAULTS: dict[str, Any] = {
     "claims": {},
     "verified": False,
     "locale": None,
+    "authorization_details": [],
+    "txn": "",
 }
 
 
@@ -123,6 +131,8 @@ class CodeGrant(_JsonRecord):
     risk: tuple[str, ...] = ()
     ip_differs: bool = False
     enrollment: bool = False
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    txn: str = ""
 
     @classmethod
     def from_request(
@@ -146,4 +156,6 @@ class CodeGrant(_JsonRecord):
             risk=risk,
             ip_differs=ip_differs,
             enrollment=request.check_type == "ENROLLMENT",
+            authorization_details=request.authorization_details,
+            txn=request.txn,
         )

@@ -1,4 +1,4 @@
-"""Text from JSON that cannot be written back out: lone UTF-16 surrogates.
+"""Text from JSON that cannot be written back out (lone UTF-16 surrogates), and its depth.
 
 Python's ``json`` decodes an escape such as ``"\\ud800"`` to a lone surrogate, a ``str`` that
 no UTF-8 encoder accepts. Decoded network input carrying one would fail later, far from where
@@ -36,3 +36,16 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def json_depth(value: Any) -> int:
+    """How deeply JSON containers nest in ``value`` (iterative: no recursion to exhaust)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in node)
+    return deepest

@@ -74,6 +74,9 @@ def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> No
             "client_id": req.client_id,
             "subject": req.subject,
             "acr": req.acr,
+            # This step-up's id, as the id_token's txn: the RP's record of what was approved
+            # and this line name the same face check.
+            "txn": req.txn or None,
         },
     )
 
