@@ -7,17 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment
 
 from ..idenfy.client import IdenfyClient, default_timeout
 from ..idenfy.transport import VendorFetch
 from ..oidc.keys import KeyRing
 from ..oidc.server import StepUpServer
-from ..settings import Settings
+from ..settings import Settings, UiSettings
 from ..stepup.binding import Binder
 from ..stepup.outcomes import OutcomeTable
 from ..store import Notifier, Store
 from ..web.addresses import Network, networks
+from ..web.branding import page_globals, template_loader
 from ..web.push_slots import PushSlots
 from ..web.templating import environment
 from .sealed_secrets import Sealer, SharedSecrets, live_problems
@@ -50,6 +51,7 @@ class Runtime:
 # The provider's own pages: ``_templates`` inside an installed wheel (pyproject's force-include),
 # else the repository's ``templates/`` folder beside ``plugin/`` (a checkout, an editable install).
 PACKAGE = Path(__file__).resolve().parent.parent
+STATIC = PACKAGE / "static"  # the provider's static files (/static), under the operator's
 
 
 def template_dir() -> Path:
@@ -60,8 +62,13 @@ def template_dir() -> Path:
     return found
 
 
-def template_env() -> Environment:
-    return environment(FileSystemLoader(template_dir()))
+def template_env(ui: UiSettings | None = None) -> Environment:
+    """Our pages, with the operator's templates (``ui.templates_dir``) first and the brand's
+    name and logo for base.html."""
+    ui = UiSettings() if ui is None else ui
+    env = environment(template_loader(ui, template_dir()))
+    env.globals.update(page_globals(ui))
+    return env
 
 
 async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, SharedSecrets]:
@@ -105,7 +112,7 @@ async def build_runtime(
         ),
         outcomes=OutcomeTable(settings.errors),
         binder=Binder(secret, settings),
-        templates=template_env(),
+        templates=template_env(settings.ui),
         webhook_keys=webhook_keys(settings),
         push_slots=PushSlots(
             settings.challenge.push_streams_per_challenge, settings.challenge.push_streams_per_ip

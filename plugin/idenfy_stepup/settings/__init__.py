@@ -30,6 +30,7 @@ from .models import (
     SimulatorSettings,
     SubjectHint,
     TrustedIssuer,
+    UiSettings,
     is_loopback_host,
     kek_bytes,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "SimulatorSettings",
     "SubjectHint",
     "TrustedIssuer",
+    "UiSettings",
     "is_loopback_host",
     "kek_bytes",
     "load_settings",
