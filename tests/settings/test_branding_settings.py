@@ -189,7 +189,7 @@ def test_every_page_of_the_table_has_a_sample_and_is_one_of_ours() -> None:
     assert all((template_dir() / page).is_file() for page in REQUIRED_HOOKS)
 
 
-# -- check-config: templates that do not render, the CSP, our script ---------------------------------
+# -- check-config: templates that do not render, the CSP, our script -------------------------
 
 BROKEN = [
     ("challenge.html", "{% extends 'base.html' %}{% block content %}<main>", ["challenge.html"]),
