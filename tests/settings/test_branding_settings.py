@@ -248,3 +248,11 @@ def test_check_config_warns_when_the_static_folder_replaces_the_challenge_script
         "ui.static_dir: challenge.js replaces the challenge page's script (push channel, status, "
         "finish)"
     ]
+
+
+def test_docs_list_exactly_the_hooks_check_config_checks() -> None:
+    text = (ROOT / "docs" / "branding.md").read_text()
+    documented = re.findall(r"^\| `([a-z]+\.html)` \| `(<.+?>)` \|", text, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(
+        (page, str(hook)) for page, hooks in REQUIRED_HOOKS.items() for hook in hooks
+    )
