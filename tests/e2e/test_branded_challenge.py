@@ -22,6 +22,7 @@ from .test_challenge_page import (
     WAITING,
     Sites,
     Watch,
+    check_accessible,
     iframe_button,
     our_headers,
     shot,
@@ -90,6 +91,7 @@ async def test_rebranded_challenge_page_still_completes_a_step_up(sites: Sites) 
     # … around our page and its script, which found its hooks: it set the status text.
     assert await page.locator("#idenfy-iframe").count() == 1
     assert await status_text(page) == WAITING
+    await check_accessible(page)  # the layout kept the language, one h1, named controls
     await shot(page, "branded-challenge")
     await iframe_button(page, "SUCCESS").click()
     assert await s.at_rp(page) == {"result": "success"}

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from idenfy_stepup.boot.preflight import preflight
 from idenfy_stepup.boot.runtime import template_dir, template_env
+from idenfy_stepup.boot.startup import BAD_CONFIG, StartupError
 from idenfy_stepup.cli import main
 from idenfy_stepup.settings import ConfigError, Settings, parse_settings
 from idenfy_stepup.settings.lint import load_errors, unsafe_settings
@@ -215,6 +217,15 @@ def test_an_override_that_does_not_render_is_refused(
     )
     assert main(["check-config", str(config)]) == 2
     assert f"error: ui.templates_dir: {failing[0]} does not render" in capsys.readouterr().err
+
+
+async def test_serve_and_a_reload_refuse_an_override_that_does_not_render(tmp_path: Path) -> None:
+    """Their preflight: nothing starts serving pages that would all fail."""
+    (tmp_path / "base.html").write_text("{% block content %}")
+    with pytest.raises(StartupError) as info:
+        await preflight(with_ui(templates_dir=str(tmp_path)))
+    assert info.value.exit_code == BAD_CONFIG
+    assert str(info.value).startswith("ui.templates_dir: challenge.html does not render: ")
 
 
 def test_check_config_warns_about_what_the_content_security_policy_blocks(tmp_path: Path) -> None:
