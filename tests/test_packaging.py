@@ -4,7 +4,11 @@ version the command prints, and runtime dependencies that the package really imp
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 import tomllib
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -107,3 +111,43 @@ def test_the_message_catalogues_ship_inside_the_package_as_text() -> None:
     assert not list(LOCALES.rglob("*.mo"))
     ignored = (ROOT / ".gitignore").read_text().split()
     assert not {"*.po", "*.pot", "locales/"} & set(ignored)  # git (and hatch) keep them
+
+
+@pytest.mark.slow
+def test_built_wheel_carries_the_templates_and_static_files_the_provider_loads(
+    tmp_path: Path,
+) -> None:
+    """The pages are a top-level folder of the repository, copied into the wheel by pyproject's
+    force-include: an installed provider must find them there, with the same bytes."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("idenfy_stepup-*.whl")
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(installed)
+    for folder, inside in ((ROOT / "templates", "_templates"), (PACKAGE / "static", "static")):
+        for source in folder.iterdir():
+            packaged = installed / "idenfy_stepup" / inside / source.name
+            assert f"idenfy_stepup/{inside}/{source.name}" in names
+            assert packaged.read_bytes() == source.read_bytes()
+    # The installed package, away from the repository, loads its own copy of the pages.
+    probe = (
+        "from idenfy_stepup.boot.runtime import template_dir, template_env\n"
+        "print(template_dir())\n"
+        "page = template_env().get(None).get_template('error.html')\n"
+        "print(page.render(title='T', message='M'))\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+    ).stdout
+    assert shown.splitlines()[0] == str(installed / "idenfy_stepup" / "_templates")
+    assert '<main id="error"' in shown

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -14,10 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .boot.runtime import Runtime, build_runtime
+from .boot.runtime import STATIC, Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
 from .i18n.messages import N_
@@ -26,16 +24,16 @@ from .oidc.keys import KeyLoadError
 from .settings import Settings
 from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
+from .web.branding import STATIC_PREFIX, static_app
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.languages import page_language
 from .web.responses import error_page, json_error, wants_json
 
 log = logging.getLogger("idenfy_stepup")
-STATIC = Path(__file__).parent / "static"
 TOKEN = "{token:str}"
 
 
-def routes() -> list[Route | Mount]:
+def routes(settings: Settings) -> list[Route | Mount]:
     c = f"/challenge/{TOKEN}"
     return [
         Route("/.well-known/openid-configuration", discovery.openid_configuration),
@@ -54,7 +52,8 @@ def routes() -> list[Route | Mount]:
         Route(f"{c}/cancel", challenge.cancel, methods=["POST"]),
         Route("/healthz", discovery.healthz),
         Route("/readyz", discovery.readyz),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        # The operator's static files (ui.static_dir) first, ours for what they lack.
+        Mount(STATIC_PREFIX, static_app(settings.ui, STATIC), name="static"),
     ]
 
 
@@ -76,7 +75,7 @@ def create_app(
             raise
 
     app = Starlette(
-        routes=routes(),
+        routes=routes(settings),
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )

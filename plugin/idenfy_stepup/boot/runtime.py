@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jinja2 import FileSystemLoader
+from babel.support import NullTranslations
+from jinja2 import BaseLoader, Environment
 
 from ..i18n.pages import PageTemplates
 from ..idenfy.client import IdenfyClient, default_timeout
@@ -20,6 +21,7 @@ from ..stepup.outcomes import OutcomeTable
 from ..stepup.reuse_cookie import ReuseCookies
 from ..store import Notifier, Store
 from ..web.addresses import Network, networks
+from ..web.branding import page_globals, template_loader
 from ..web.push_slots import PushSlots
 from ..web.templating import environment
 from .sealed_secrets import Sealer, SharedSecrets, live_problems
@@ -53,6 +55,7 @@ class Runtime:
 # The provider's own pages: ``_templates`` inside an installed wheel (pyproject's force-include),
 # else the repository's ``templates/`` folder beside ``plugin/`` (a checkout, an editable install).
 PACKAGE = Path(__file__).resolve().parent.parent
+STATIC = PACKAGE / "static"  # the provider's static files (/static), under the operator's
 
 
 def template_dir() -> Path:
@@ -63,13 +66,21 @@ def template_dir() -> Path:
     return found
 
 
-def template_env(ui: UiSettings) -> PageTemplates:
-    """The pages in each offered language (``ui.languages``); a catalogue that does not load
-    stops the start-up with its path."""
+def template_env(ui: UiSettings | None = None) -> PageTemplates:
+    """Our pages in each offered language (``ui.languages``), with the operator's templates
+    (``ui.templates_dir``) first and the brand's name and logo for base.html. A catalogue that
+    does not load stops the start-up with its path."""
+    ui = UiSettings() if ui is None else ui
+    brand = page_globals(ui)
+
+    def make(loader: BaseLoader, translations: NullTranslations) -> Environment:
+        env = environment(loader, translations)
+        env.globals.update(brand)
+        return env
+
+    loader = template_loader(ui, template_dir())
     try:
-        return PageTemplates(
-            FileSystemLoader(template_dir()), ui.languages, ui.default_language, environment
-        )
+        return PageTemplates(loader, ui.languages, ui.default_language, make)
     except (OSError, ValueError) as exc:
         raise StartupError(f"the pages' message catalogues do not load: {exc}") from None
 

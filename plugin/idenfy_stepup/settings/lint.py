@@ -11,6 +11,7 @@ from joserfc.jwk import KeySet
 
 from ..boot.sealed_secrets import live_problems
 from ..oidc.keys import KeyLoadError, keys_from_config
+from ..web.brand_check import brand_errors, brand_warnings
 from .models import Settings, is_loopback_host
 
 MIN_SECRET = 32
@@ -28,6 +29,7 @@ def unsafe_settings(settings: Settings) -> list[str]:
         warnings.append(f"cookies.secret is shorter than {MIN_SECRET} characters")
     warnings += _idenfy_warnings(settings)
     warnings += _details_warnings(settings)
+    warnings += brand_warnings(settings)
     for i, client in enumerate(settings.clients):
         where = f"clients[{i}] ({client.client_id})"
         if not client.require_pkce:
@@ -91,6 +93,7 @@ def _loopback(host: str | None) -> bool:
 def load_errors(settings: Settings) -> list[str]:
     """Problems that would stop the service at start-up: keys and files that do not load."""
     errors: list[str] = live_problems(settings)
+    errors += brand_errors(settings)
     if settings.keys.signing:
         try:
             ring = keys_from_config(settings.keys)

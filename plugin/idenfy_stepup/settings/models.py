@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -456,7 +457,39 @@ class ChallengeSettings(_Model):
     limits: LimitSettings = LimitSettings()
 
 
+# A file name under the static folders: relative, no "..", no hidden files, no query.
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_STATIC_NAME = re.compile(rf"{_SEGMENT}(/{_SEGMENT}){{0,7}}")
+
+
+def _existing_folder(value: Path | None) -> Path | None:
+    # Resolved now, so that the folder does not change with the working directory later.
+    if value is not None and not value.is_dir():
+        raise ValueError(f"{value} is not an existing folder")
+    return None if value is None else value.resolve()
+
+
 class UiSettings(_Model):
+    """The pages as the person sees them (docs/branding.md)."""
+
+    # The operator's brand: their folders come first, ours fill in what they lack.
+    templates_dir: Annotated[Path | None, AfterValidator(_existing_folder)] = None
+    static_dir: Annotated[Path | None, AfterValidator(_existing_folder)] = None
+    # Shown in the header and every <title>; unset: "Identity check", in the page's language.
+    site_name: str | None = Field(None, min_length=1, max_length=80)
+    # A file in the static folders (the operator's, else ours), shown in the page header.
+    logo: str | None = None
+
+    @field_validator("logo")
+    @classmethod
+    def _static_name(cls, value: str | None) -> str | None:
+        if value is not None and _STATIC_NAME.fullmatch(value) is None:
+            raise ValueError(
+                "must be a file name in the static folders, such as logo.svg or brand/logo.png "
+                "(letters, digits, _ . -; no leading dot or slash)"
+            )
+        return value
+
     # The pages' languages (docs/translations.md): ``default_language`` when neither
     # ui_locales nor Accept-Language names one of ``languages``, the offered shipped ones.
     default_language: str = "en"

@@ -9,7 +9,8 @@ from jinja2 import BaseLoader, Environment, select_autoescape
 
 def environment(loader: BaseLoader, translations: NullTranslations | None = None) -> Environment:
     """Every template autoescaped, whatever its name (they all render HTML with values from
-    requests), synchronous, and never re-read from disk: templates ship with the package, so
+    requests), synchronous, and never re-read from disk: ours ship with the package and an
+    operator's (``ui.templates_dir``) are read again only when a reload builds a new app, so
     no page costs a stat(). With ``translations`` (the provider's pages, one environment per
     language) the i18n extension's newstyle gettext is installed: ``_()`` escapes and formats
     its ``%(name)s`` placeholders itself."""
