@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -39,6 +39,7 @@ from idenfy_stepup.stepup.binding import COOKIE
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..harness.redis import challenge_key, request_key
+from ..harness.rp import pkce
 from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES, merge
 from ..harness.vendor import simulator_session
@@ -308,25 +309,45 @@ async def test_approve_in_iframe_returns_to_rp_without_a_click(sites: Sites) -> 
 async def test_a_recent_face_check_in_this_browser_is_reused_for_a_client_that_allows_it(
     sites: Sites,
 ) -> None:
+    """Within reuse_within, Chromium's reuse cookie gets a request without authorization_details
+    a code at once (no challenge page); the bank's next transfer, which carries its details, is
+    approved by a face check of its own."""
     s = await sites.get(client={"reuse_within": 300})
     page, watch = await s.new_page()
     await s.to_challenge(page)
     await iframe_button(page, "SUCCESS").click()
     assert await s.at_rp(page) == {"result": "success"}
-    first_auth_time = await page.locator('[data-claim="auth_time"]').inner_text()
-    # The bank asks again: Chromium sends the reuse cookie to /authorize, which answers with a
-    # code at once. No challenge page on the way.
     challenges: list[str] = []
     page.on(
         "response",
         lambda r: challenges.append(r.url) if "/challenge/" in urlsplit(r.url).path else None,
     )
+    # The same client asks again for a step-up of alice, with no transaction: only the
+    # provider's redirect matters (the bank itself sent no such request).
+    callback = f"{s.rp}/callback"
+    _, code_challenge = pkce()
+    params = {
+        "response_type": "code",
+        "client_id": "northwind-bank",
+        "redirect_uri": callback,
+        "scope": "openid",
+        "state": secrets.token_urlsafe(16),
+        "login_hint": "alice",
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
+    await page.goto(f"{s.stack.issuer}/authorize?{urlencode(params)}")
+    await page.wait_for_url(f"{callback}*")
+    answer = dict(parse_qsl(urlsplit(page.url).query))
+    assert answer["code"] and answer["state"] == params["state"] and challenges == []
+    # A transfer: its details need a face check of their own, whatever the window says.
     await page.goto(s.rp)
     await page.click('[data-action="confirm-transfer"]')
-    assert await s.at_rp(page) == {"result": "success"}
-    assert challenges == []
-    assert await page.locator('[data-claim="auth_time"]').inner_text() == first_auth_time
-    assert watch.problems == []
+    await page.wait_for_url(f"{s.stack.issuer}/challenge/*")
+    await page.locator("#authorization-details").wait_for()
+    # The bank refuses (400) the answer to a request it did not send: that, and nothing else.
+    refused = [p for p in watch.problems if params["state"] in p]
+    assert len(refused) == 2 and [p for p in watch.problems if p not in refused] == []
 
 
 # -- 2. retryable failures -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
 from ..harness.redis import RedisProcess, challenge_key, pushed_key
-from ..harness.rp import Flow, pkce, request_object, request_params
+from ..harness.rp import Flow, decode_id_token, pkce, request_object, request_params
 from ..harness.servers import TLS, Stack, StackPool, running_stack
 from ..harness.settings import REDIRECT_URI, client_entry, client_secret
 from ..harness.vendor import vendor_sessions
@@ -43,10 +43,20 @@ URN = "urn:ietf:params:oauth:request_uri:"
 LIMIT = {"count": 3, "seconds": 60}
 ACR = "urn:idenfy:stepup:face"
 INVALID = "invalid_request"
+# A transfer the person approves (RFC 9396), pushed rather than sent through the browser.
+NOTE = {
+    "schema": {"type": "object", "properties": {"payee": {"type": "string"}}},
+    "display": "Pay {{ payee }}",
+}
 SETTINGS: dict[str, Any] = {
     "server": {"trusted_proxies": ["127.0.0.1/32"]},
+    "authorization_details": {"types": {"transfer": NOTE}},
     "clients": [
-        client_entry("shop", subject_hints=["login_hint", "request_object"]),
+        client_entry(
+            "shop",
+            subject_hints=["login_hint", "request_object"],
+            authorization_details_types=["transfer"],
+        ),
         client_entry("post", subject_hints=HINTS, token_endpoint_auth_method="client_secret_post"),
         client_entry("guessed", subject_hints=HINTS),
         client_entry("pushes", subject_hints=HINTS, require_pushed_authorization_requests=True),
@@ -473,6 +483,34 @@ async def test_a_pushed_prompt_none_is_answered_at_authorize(stack: Stack) -> No
     result = flow.redirect
     assert result["error"] == "login_required" and result["state"] == pushed.sent["state"]
     assert result["iss"] == stack.issuer
+
+
+async def test_pushed_authorization_details_are_shown_and_come_back(stack: Stack) -> None:
+    """RFC 9396 through RFC 9126: the details are validated at /par, shown on the challenge
+    page, and returned in the token response and the id_token; a details parameter the browser
+    adds beside the reference changes nothing."""
+    transfer = [{"type": "transfer", "payee": "ACME Ltd"}]
+    pushed = await push(stack, authorization_details=json.dumps(transfer))
+    other = json.dumps([{"type": "transfer", "payee": "Mallory"}])
+    flow = await pushed.authorize(authorization_details=other)
+    page = await flow.browser.get(f"/challenge/{flow.token}")
+    assert 'id="authorization-details"' in page.text and "Pay ACME Ltd" in page.text
+    assert "Mallory" not in page.text
+    result = await flow.approve()
+    answer = await flow.redeem(result["code"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["authorization_details"] == transfer
+    _, claims = await decode_id_token(stack, answer.json()["id_token"])
+    assert claims["authorization_details"] == transfer and claims["txn"]
+
+
+async def test_invalid_authorization_details_are_refused_at_par(stack: Stack) -> None:
+    bad = json.dumps([{"type": "transfer", "payee": "ACME Ltd", "amount": "1.00"}])
+    pushed = await push(stack, authorization_details=bad)
+    assert_refused(pushed, 400, "invalid_authorization_details", "invalid_authorization_details")
+    unknown = json.dumps([{"type": "payment_initiation"}])
+    pushed = await push(stack, authorization_details=unknown)
+    assert_refused(pushed, 400, "invalid_authorization_details", "invalid_authorization_details")
 
 
 async def test_a_refusal_after_resolution_goes_to_the_pushed_redirect_uri(stack: Stack) -> None:
