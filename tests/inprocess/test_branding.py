@@ -67,7 +67,10 @@ async def test_an_operator_page_replaces_ours_and_the_other_pages_stay_ours(
     tmp_path: Path, settings: Settings, vendor: FakeIdenfy
 ) -> None:
     ours = (template_dir() / "challenge.html").read_text()
-    marked = ours.replace("<h1>Confirm it's you</h1>", "<h1>Northwind needs a face check</h1>")
+    marked = ours.replace(
+        '<h1>{{ _("Confirm it\'s you") }}</h1>', "<h1>Northwind needs a face check</h1>"
+    )
+    assert marked != ours
     (tmp_path / "challenge.html").write_text(marked)
     async with provider(settings, vendor, templates_dir=str(tmp_path)) as (browser, _):
         page = (await challenge_page(browser)).text
