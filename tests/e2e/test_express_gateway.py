@@ -132,7 +132,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gateway(stack_factory: Any, **client: Any) -> AsyncIterator[tuple[Stack, ExpressApp]]:
+async def gateway(
+    stack_factory: Any, *, pushed: bool = False, **client: Any
+) -> AsyncIterator[tuple[Stack, ExpressApp]]:
     """The provider with the app's client, and the app on a free loopback port."""
     node = require_node_and_chromium()
     with contextlib.closing(free_socket()) as sock:
@@ -151,6 +153,7 @@ async def gateway(stack_factory: Any, **client: Any) -> AsyncIterator[tuple[Stac
         "CLIENT_ID": CLIENT_ID,
         "CLIENT_SECRET": CLIENT_SECRET,
         "SESSION_SECRET": secrets.token_urlsafe(32),
+        "PUSHED_AUTHORIZATION_REQUESTS": "true" if pushed else "false",
     }
     folder = Path(tempfile.mkdtemp(prefix="stepup-express-"))
     log_path = folder / "node.log"
@@ -242,6 +245,34 @@ async def test_step_up_executes_the_transfer_the_face_check_approved(stack_facto
         details = json.loads(await page.locator("[data-authorization-details]").inner_text())
         assert details == [TRANSFER]
         assert await executed_txns(page, app) == [claims["txn"]]
+        assert console.problems == []
+
+
+@pytest.mark.slow
+async def test_pushed_step_up_sends_the_browser_only_a_request_uri(stack_factory: Any) -> None:
+    """With `pushedAuthorizationRequests: true` the library pushes the step-up (id_token_hint
+    and authorization_details included) to /par: nothing of it passes through the browser."""
+    async with gateway(stack_factory, pushed=True) as (stack, app), chromium() as browser:
+        page = await browser.new_page()
+        console = Console.on(page, stack)
+        sent: list[dict[str, str]] = []
+        page.on(
+            "request",
+            lambda r: (
+                sent.append(dict(parse_qsl(urlsplit(r.url).query)))
+                if r.url.startswith(f"{stack.issuer}/authorize")
+                else None
+            ),
+        )
+        await sign_in(page, stack, app)
+        await start_transfer(page, stack)
+        await face_check(page, stack, "SUCCESS")
+        await page.wait_for_url(f"{app.url}/transfer/complete", timeout=15000)
+        assert await page.locator("main[data-executed]").count() == 1, app.log()
+        details = json.loads(await page.locator("[data-authorization-details]").inner_text())
+        assert details == [TRANSFER]
+        assert len(sent) == 2  # the sign-in and the step-up
+        assert all(set(query) == {"client_id", "request_uri"} for query in sent), sent
         assert console.problems == []
 
 

@@ -5,7 +5,8 @@
 // verbatim; tests/e2e/test_express_gateway.py drives this file with Chromium and checks that
 // the guide still shows them.
 //
-// Environment: PORT, ISSUER_BASE_URL, BASE_URL, CLIENT_ID, CLIENT_SECRET, SESSION_SECRET.
+// Environment: PORT, ISSUER_BASE_URL, BASE_URL, CLIENT_ID, CLIENT_SECRET, SESSION_SECRET and,
+// optionally, PUSHED_AUTHORIZATION_REQUESTS=true.
 import { isDeepStrictEqual } from 'node:util';
 
 import express from 'express';
@@ -33,6 +34,9 @@ app.use(
     authRequired: false, // public pages stay public; requiresAuth() guards the others
     attemptSilentLogin: false, // prompt=none cannot pass a face check
     enableTelemetry: false,
+    // 'true': every authorization request, details included, is pushed to /par (RFC 9126)
+    // with the client's credentials; the browser carries only a request_uri.
+    pushedAuthorizationRequests: env.PUSHED_AUTHORIZATION_REQUESTS === 'true',
     authorizationParams: {
       response_type: 'code', // with PKCE (S256), which the library adds for code
       response_mode: 'query',
