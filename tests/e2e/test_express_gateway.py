@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import yaml
-from playwright.async_api import ConsoleMessage, Page, Route
+from playwright.async_api import ConsoleMessage, Page, Request, Route
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
@@ -256,14 +256,12 @@ async def test_pushed_step_up_sends_the_browser_only_a_request_uri(stack_factory
         page = await browser.new_page()
         console = Console.on(page, stack)
         sent: list[dict[str, str]] = []
-        page.on(
-            "request",
-            lambda r: (
-                sent.append(dict(parse_qsl(urlsplit(r.url).query)))
-                if r.url.startswith(f"{stack.issuer}/authorize")
-                else None
-            ),
-        )
+
+        def record(request: Request) -> None:
+            if request.url.startswith(f"{stack.issuer}/authorize"):
+                sent.append(dict(parse_qsl(urlsplit(request.url).query)))
+
+        page.on("request", record)
         await sign_in(page, stack, app)
         await start_transfer(page, stack)
         await face_check(page, stack, "SUCCESS")
