@@ -295,6 +295,7 @@ async def test_failed_step_up_shows_the_oauth_error_and_executes_nothing(
         assert await page.locator("main[data-executed]").count() == 0
         # Still signed in, nothing executed, and no transfer left to complete.
         assert await executed_txns(page, app) == []
+        assert await page.locator("[data-user]").inner_text() == "alice"
         await page.goto(f"{app.url}/transfer/complete")
         refused = await page.locator("[data-refused]").inner_text()
         assert refused == "No transfer awaits a face check."
