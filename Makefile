@@ -36,9 +36,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-## the npm relying-party library the interop tests drive (openid-client)
+## the npm packages the interop and gateway tests drive (openid-client, express-openid-connect)
 interop-deps:
-	@if [ -f tests/interop/package-lock.json ]; then \
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "interop-deps: npm not found; the node tests need Node.js 20.19+ with npm" >&2; \
+	elif [ -f tests/interop/package-lock.json ]; then \
 	  npm ci --prefix tests/interop --no-audit --no-fund --silent; fi
 
 ## make test: everything CI runs
