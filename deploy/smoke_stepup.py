@@ -64,7 +64,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issuer", required=True)
     p.add_argument("--simulator", required=True, help="the simulator's base URL")
-    p.add_argument("--health", required=True, help="the /healthz URL to check")
+    p.add_argument("--health", help="the /healthz URL to check (default: the issuer's)")
     p.add_argument("--client-id", required=True)
     p.add_argument("--client-secret", required=True)
     p.add_argument("--redirect-uri", required=True)
@@ -79,9 +79,10 @@ def main() -> int:
     _expect(discovery["issuer"] == args.issuer, "discovery's issuer", discovery["issuer"])
     report["discovery"] = {k: discovery[k] for k in ("issuer", "authorization_endpoint")}
 
-    status, _, body = _call(plain, args.health)
+    health = args.health or f"{args.issuer}/healthz"
+    status, _, body = _call(plain, health)
     _expect(status == 200, "health", (status, body))
-    report["healthz"] = {"url": args.health, "status": status, "body": json.loads(body)}
+    report["healthz"] = {"url": health, "status": status, "body": json.loads(body)}
 
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())

@@ -74,7 +74,9 @@ YAML
 chmod 0644 "$work/config.yaml"
 
 # shellcheck disable=SC2086 # ULIMITS is a list of flags
+# As compose.yaml runs it: a read-only root, no capabilities, no privilege gain.
 "${PODMAN[@]}" run --detach --name "$name" --network host $ULIMITS \
+  --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
   --volume "$work/config.yaml:/etc/idenfy-stepup/config.yaml:ro" \
   --env SHOP_CLIENT_SECRET="$secret" \
   --env STEPUP_HEALTHCHECK_URL="$health" \
