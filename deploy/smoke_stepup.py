@@ -56,7 +56,9 @@ def _expect(condition: bool, what: str, seen: object) -> None:
 
 def _claims(id_token: str) -> dict[str, Any]:
     payload = id_token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return claims
 
 
@@ -70,6 +72,8 @@ def main() -> int:
     p.add_argument("--redirect-uri", required=True)
     p.add_argument("--subject", default="alice")
     args = p.parse_args()
+    for url in (args.issuer, args.simulator, args.health or args.issuer):
+        _expect(urllib.parse.urlsplit(url).scheme in ("http", "https"), "an http(s) URL", url)
     plain = urllib.request.build_opener(_NoRedirects)
     report: dict[str, Any] = {}
 
@@ -108,7 +112,7 @@ def main() -> int:
     status, _, body = _call(browser, f"{args.issuer}/challenge/{token}")
     _expect(status == 200, "the challenge page", (status, body[:300]))
 
-    approve = urllib.request.Request(
+    approve = urllib.request.Request(  # noqa: S310 (the schemes are checked above)
         f"{args.simulator}/_simulator/sessions/{token}/outcome",
         data=json.dumps({"status": "SUCCESS"}).encode(),
         headers={"Content-Type": "application/json"},
@@ -125,7 +129,7 @@ def main() -> int:
     _expect("code" in answer, "a code", answer)
 
     basic = base64.b64encode(f"{args.client_id}:{args.client_secret}".encode()).decode()
-    redeem = urllib.request.Request(
+    redeem = urllib.request.Request(  # noqa: S310 (the schemes are checked above)
         f"{args.issuer}/token",
         data=urllib.parse.urlencode(
             {
