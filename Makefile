@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
 .PHONY: run test bench lint typecheck unit system-deps interop-deps catalogues clean \
-	image image-local image-try image-test
+	image image-local image-try image-compose-try image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ image-local:
 ## make image-try: run the local image against a real redis-server and complete a step-up
 image-try:
 	deploy/try-local-image.sh
+
+## make image-compose-try: deploy/compose/simulator.yaml under podman-compose, a step-up through it
+image-compose-try:
+	deploy/try-local-compose.sh
 
 ## make image-test: both, as the slow test tests/test_image_build.py (not part of make test)
 image-test: $(STAMP)
