@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test bench lint typecheck unit system-deps interop-deps catalogues clean
+.PHONY: run test bench lint typecheck unit system-deps interop-deps catalogues clean \
+	image image-local image-try image-compose-try image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,29 @@ bench: system-deps $(STAMP)
 ## make catalogues: re-extract the pages' texts into plugin/idenfy_stepup/locales (docs/translations.md)
 catalogues: $(STAMP)
 	$(BIN)/python -m idenfy_stepup.i18n.extract
+
+## make image: the container image, with the registry's python:3.11-slim (docs/operations.md)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= idenfy-stepup:$(VERSION)
+DOCKER  ?= docker
+image:
+	$(DOCKER) build --tag $(IMAGE) .
+
+## make image-local: where no registry answers: a Debian 12 base from debootstrap, then podman
+image-local:
+	deploy/build-local-image.sh
+
+## make image-try: run the local image against a real redis-server and complete a step-up
+image-try:
+	deploy/try-local-image.sh
+
+## make image-compose-try: deploy/compose/simulator.yaml under podman-compose, a step-up through it
+image-compose-try:
+	deploy/try-local-compose.sh
+
+## make image-test: both, as the slow test tests/test_image_build.py (not part of make test)
+image-test: $(STAMP)
+	STEPUP_IMAGE_TEST=1 $(BIN)/pytest tests/test_image_build.py -q
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
