@@ -96,7 +96,10 @@ async def _audit_replay(rt: Runtime, request: Request, client: Client, code: str
     if not audit.enabled():
         return
     token = code.rpartition(".")[0]
-    stored = await rt.store.challenge_request(token)
+    try:
+        stored = await rt.store.challenge_request(token)
+    except StoreUnavailable:
+        stored = None  # the replay is still reported, without its subject
     audit.emit(
         audit.REPLAY_DETECTED,
         stored.txn if stored is not None else None,
