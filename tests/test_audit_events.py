@@ -129,12 +129,14 @@ async def wait_for(captured: Captured, name: str, correlation_id: str) -> dict[s
     raise AssertionError(f"no {name} for {correlation_id}")
 
 
-async def happy_path(stack: Stack, known: dict[str, str]) -> tuple[Flow, str, str]:
+async def happy_path(stack: Stack, redis: Redis, known: dict[str, str]) -> tuple[Flow, str, str]:
     """Approved, finished, redeemed, then the code replayed: the flow, its txn, its id_token."""
     flow = await challenge(stack)
     body = webhook_body(flow.token, "SUCCESS", face_photo=PHOTO, event_id=secrets.token_hex(8))
     assert (await post_webhook(stack, body)).json()["result"] == "applied"
     code = (await flow.result())["code"]
+    # Finished: nothing is left for the sweep to report.
+    assert not await redis.exists(unfinished_keys(flow.token)[1])
     tokens = (await flow.redeem(code)).json()
     assert (await flow.redeem(code)).status_code == 400  # the replay
     txn = jwt.decode(tokens["id_token"], await stack.jwks()).claims["txn"]
@@ -161,7 +163,7 @@ async def test_every_event_type_is_emitted_and_matches_the_schema(
         "face photo URL": PHOTO,
     }
     # An approval, its code and token, and the code replayed: all joined by the txn.
-    flow, txn, id_token = await happy_path(stack, known)
+    flow, txn, id_token = await happy_path(stack, redis, known)
     for name in ("challenge.opened", "webhook.accepted", "stepup.ended", "code.issued"):
         assert [e["correlation_id"] for e in audit_log.of(name)] == [txn], name
     assert audit_log.of("token.issued")[0]["correlation_id"] == txn
@@ -185,6 +187,20 @@ async def test_every_event_type_is_emitted_and_matches_the_schema(
     assert unfinished["challenge_id"] == opened_gone["challenge_id"]
     assert not await redis.exists(record_key)
     known["unfinished token"] = gone.token
+
+    # A retry: a new attempt and a new challenge_id, the same step-up (correlation_id).
+    retried = await challenge(stack)
+    await stack.outcome(retried.token, "FAILED", "FACE_TOO_CLOSE")
+    assert (await retried.finish()).status_code == 200  # the retry page
+    moved = await retried.browser.post(f"/challenge/{retried.token}/retry")
+    assert moved.status_code == 303, moved.text
+    attempts = [e for e in audit_log.of("challenge.opened") if e["subject"] == "alice"][-2:]
+    assert [e["attempt"] for e in attempts] == [1, 2]
+    assert attempts[0]["correlation_id"] == attempts[1]["correlation_id"]
+    assert attempts[0]["challenge_id"] != attempts[1]["challenge_id"]
+    denial = [e for e in audit_log.of("webhook.accepted") if e["outcome"] == "FACE_TOO_CLOSE"]
+    assert [e["correlation_id"] for e in denial] == [attempts[0]["correlation_id"]]
+    known["retried token"] = retried.token
 
     # Refusals at /authorize, each a stepup.ended with its row.
     refusals = {
