@@ -187,6 +187,13 @@ async def test_every_event_type_is_emitted_and_matches_the_schema(
     assert unfinished["challenge_id"] == opened_gone["challenge_id"]
     assert not await redis.exists(record_key)
     known["unfinished token"] = gone.token
+    # An approval its browser canceled came back: nothing to report either.
+    canceled = await challenge(stack)
+    assert (await stack.outcome(canceled.token, "SUCCESS")).json()["delivered"] == 200
+    assert await redis.exists(unfinished_keys(canceled.token)[1])
+    assert (await canceled.browser.post(f"/challenge/{canceled.token}/cancel")).status_code == 303
+    assert not await redis.exists(unfinished_keys(canceled.token)[1])
+    known["canceled token"] = canceled.token
 
     # A retry: a new attempt and a new challenge_id, the same step-up (correlation_id).
     retried = await challenge(stack)
