@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+
+import jsonschema
 
 from idenfy_stepup.audit import schema
 from idenfy_stepup.audit.events import ENVELOPE, EVENTS
@@ -27,3 +30,9 @@ def test_no_field_is_a_log_record_attribute_or_repeated() -> None:
         names = [f.name for f in ENVELOPE + event.fields]
         assert len(names) == len(set(names)), event.name
         assert reserved.isdisjoint(names), event.name
+
+
+def test_the_documented_example_line_is_valid() -> None:
+    example = re.search(r"## Example line\n\n```json\n(.+?)\n```", schema.DOC.read_text())
+    assert example is not None
+    jsonschema.Draft202012Validator(schema.json_schema()).validate(json.loads(example.group(1)))

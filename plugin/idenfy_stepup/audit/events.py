@@ -141,8 +141,8 @@ STEPUP_ENDED = EventType(
 APPROVAL_UNFINISHED = EventType(
     "approval.unfinished",
     "a webhook approved a challenge but its browser never finished it: emitted once the "
-    "challenge can no longer be finished (its record expired, `idenfy.token_lifetime` + "
-    "`challenge.grace_seconds` after the approval), by the first process to sweep it",
+    "challenge can no longer be finished (the approval + `idenfy.token_lifetime` + "
+    "`challenge.grace_seconds`, when its record has expired), by the first process to sweep it",
     (
         CLIENT,
         SUBJECT,

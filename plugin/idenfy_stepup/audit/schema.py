@@ -73,7 +73,8 @@ def markdown() -> str:
     lines += ["### Event types", "", "| event | emitted when |", "|---|---|"]
     lines += [f"| [`{e.name}`](#{e.name.replace('.', '')}) | {_cell(e.when)} |" for e in EVENTS]
     for event in EVENTS:
-        lines += ["", f"#### {event.name}", "", _cell(event.when) + ".", ""]
+        sentence = event.when[0].upper() + event.when[1:]
+        lines += ["", f"#### {event.name}", "", _cell(sentence) + ".", ""]
         lines += _table(event.fields)
     lines += ["", END]
     return "\n".join(lines) + "\n"
