@@ -27,6 +27,8 @@ from redis.asyncio import Redis
 from idenfy_stepup.audit import events
 from idenfy_stepup.audit.events import AUDIT_LOGGER, EVENTS
 from idenfy_stepup.cli.logs import JsonFormatter, TextFormatter
+from idenfy_stepup.store import RedisPyBackend, Store
+from idenfy_stepup.store.unfinished import Unfinished, UnfinishedApproval
 
 from .harness.redis import unfinished_keys
 from .harness.rp import Flow, authorize, challenge, pkce, signed_subject
@@ -129,14 +131,39 @@ async def wait_for(captured: Captured, name: str, correlation_id: str) -> dict[s
     raise AssertionError(f"no {name} for {correlation_id}")
 
 
+async def swept(redis: Redis, set_key: str, *tokens: str) -> None:
+    """Wait until a sweep took each of ``tokens`` out of the set of unfinished approvals."""
+    deadline = time.monotonic() + 20
+    while any([await redis.zscore(set_key, t) is not None for t in tokens]):
+        assert time.monotonic() < deadline, "not swept"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_finish_before_the_webhook_records_its_approval_leaves_nothing_to_report(
+    redis: Redis,
+) -> None:
+    # The approving script wakes the browser before the webhook handler records the approval:
+    # a quick finish may come first. Its mark keeps the record out.
+    unfinished = Unfinished(Store(RedisPyBackend(redis), "stepup"))
+    token = f"race-{secrets.token_hex(8)}"
+    now = int(time.time())
+    await unfinished.finished(token)
+    approval = UnfinishedApproval(token, "shop", "alice", "urn:idenfy:stepup:face", "t", now)
+    await unfinished.add(approval, now - 1, now)
+    assert token not in [a.token for a in await unfinished.due(now)]
+    assert await redis.zscore(unfinished.set_key, token) is None  # taken all the same
+    # The other order: recorded, then finished.
+    await unfinished.add(approval, now - 1, now)
+    await unfinished.finished(token)
+    assert token not in [a.token for a in await unfinished.due(now)]
+
+
 async def happy_path(stack: Stack, redis: Redis, known: dict[str, str]) -> tuple[Flow, str, str]:
     """Approved, finished, redeemed, then the code replayed: the flow, its txn, its id_token."""
     flow = await challenge(stack)
     body = webhook_body(flow.token, "SUCCESS", face_photo=PHOTO, event_id=secrets.token_hex(8))
     assert (await post_webhook(stack, body)).json()["result"] == "applied"
     code = (await flow.result())["code"]
-    # Finished: nothing is left for the sweep to report.
-    assert not await redis.exists(unfinished_keys(flow.token)[1])
     tokens = (await flow.redeem(code)).json()
     assert (await flow.redeem(code)).status_code == 400  # the replay
     txn = jwt.decode(tokens["id_token"], await stack.jwks()).claims["txn"]
@@ -187,12 +214,16 @@ async def test_every_event_type_is_emitted_and_matches_the_schema(
     assert unfinished["challenge_id"] == opened_gone["challenge_id"]
     assert not await redis.exists(record_key)
     known["unfinished token"] = gone.token
-    # An approval its browser canceled came back: nothing to report either.
+    # Approvals their browser finished or canceled came back: swept, nothing is reported.
     canceled = await challenge(stack)
     assert (await stack.outcome(canceled.token, "SUCCESS")).json()["delivered"] == 200
-    assert await redis.exists(unfinished_keys(canceled.token)[1])
     assert (await canceled.browser.post(f"/challenge/{canceled.token}/cancel")).status_code == 303
-    assert not await redis.exists(unfinished_keys(canceled.token)[1])
+    for token in (flow.token, canceled.token):
+        await redis.zadd(set_key, {token: 1})
+    await swept(redis, set_key, flow.token, canceled.token)
+    assert [e["correlation_id"] for e in audit_log.of("approval.unfinished")] == [
+        opened_gone["correlation_id"]
+    ]
     known["canceled token"] = canceled.token
 
     # A retry: a new attempt and a new challenge_id, the same step-up (correlation_id).

@@ -3,10 +3,13 @@
 An approving webhook adds its challenge: ``stepup:unfinished`` (a sorted set, token → the
 moment the approval can no longer be finished) and ``stepup:{<token>}:unfinished`` (what the
 audit event needs: client, subject, acr, txn, approval time; never the scanRef). The finish
-that issues the code, or a cancel, removes the second key. The sweep takes each due token out
-of the set (ZREM: one process wins) and then its record (GETDEL): a record still there is an
-approval nobody finished. Each step is safe on its own, so the set and the records need not
-share a slot. A token lost between the two steps (a crash) is a missed event, never a false one.
+that issues the code, or a cancel, replaces the second key with a short-lived ``finished``
+mark that the webhook's record cannot overwrite (``SET NX``): the approving script wakes the
+browser before the webhook handler writes the record, so a quick finish may come first. The
+sweep takes each due token out of the set (ZREM: one process wins) and then its record
+(GETDEL): a record still there is an approval nobody finished. Each step is safe on its own,
+so the set and the records need not share a slot. A token lost between the two steps (a crash)
+is a missed event, never a false one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from dataclasses import dataclass
 from .core import Store
 from .scripts import text
 
+# How long a finish's mark outlives it: longer than a webhook handler takes, after its script
+# applied the approval, to write the record the mark must keep out.
+FINISHED_MARK_SECONDS = 300
+FINISHED = "finished"
 # How many due approvals one sweep takes at most (the next sweep takes the rest).
 BATCH = 100
 # The record outlives its deadline by this much, for a sweep that comes late (every process
@@ -62,15 +69,16 @@ class Unfinished:
         # Sent together: one write on the wire backend.
         await store._call(
             lambda: asyncio.gather(
-                store._cmd("SET", self.record_key(token), record, "EX", ttl),
+                store._cmd("SET", self.record_key(token), record, "EX", ttl, "NX"),
                 store._cmd("ZADD", self.set_key, deadline, token),
             )
         )
 
     async def finished(self, token: str) -> None:
-        """The owning browser came back (a code, a cancel): nothing to report."""
-        key = self.record_key(token)
-        await self.store._call(lambda: self.store._cmd("DEL", key))
+        """The owning browser came back (a code, a cancel): nothing to report, even if the
+        webhook's record is written after this."""
+        key, store = self.record_key(token), self.store
+        await store._call(lambda: store._cmd("SET", key, FINISHED, "EX", FINISHED_MARK_SECONDS))
 
     async def due(self, now: int) -> list[UnfinishedApproval]:
         """The approvals past their deadline that nobody finished, each given to one caller."""
@@ -106,4 +114,4 @@ def _parsed(token: str, raw: str | None) -> UnfinishedApproval | None:
             approved_at=int(data["t"]),
         )
     except (ValueError, TypeError, KeyError):
-        return None  # finished (removed), or unreadable: nothing to report
+        return None  # finished (its mark, or expired), or unreadable: nothing to report
