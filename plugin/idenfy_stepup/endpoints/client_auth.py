@@ -12,6 +12,7 @@ import base64
 import binascii
 import math
 import time
+from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
@@ -54,11 +55,12 @@ async def authenticated_client(
     return client
 
 
+@dataclass(frozen=True, slots=True)
 class _Failed:
     """A failed authentication: its answer, and why (the audit event's reason)."""
 
-    def __init__(self, response: Response, reason: str) -> None:
-        self.response, self.reason = response, reason
+    response: Response
+    reason: str
 
 
 async def _authenticate(rt: Runtime, request: Request, oauth: AuthlibRequest) -> Client | _Failed:
