@@ -15,6 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import events as audit
+from .audit.sweep import sweep_forever
 from .boot.runtime import STATIC, Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
@@ -69,7 +71,12 @@ def create_app(
             async with _running(settings, redis_url, vendor_fetch) as rt:
                 app.state.runtime = rt
                 _say_limits_off(settings)
-                yield
+                sweeping = asyncio.create_task(sweep_forever(rt), name="stepup-audit-sweep")
+                try:
+                    yield
+                finally:
+                    sweeping.cancel()
+                    await asyncio.gather(sweeping, return_exceptions=True)
         except StartupError as exc:
             app.state.startup_error = exc  # for OneLineStartupFailure and the CLI's exit code
             raise
@@ -88,6 +95,9 @@ def create_app(
     # authlib logs issued tokens and client credentials at DEBUG (no secrets in logs): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
+    # The audit stream (docs/audit-events.md) follows this app's settings, as logging is set
+    # per process: one app per process (a reload's new app takes over).
+    audit.configure(enabled=settings.audit.enabled, addresses=settings.audit.addresses)
     return app
 
 

@@ -110,3 +110,11 @@ def reuse_key(secret: str) -> str:
 
 
 SECRETS_KEY = KEYS.secrets_key
+
+
+def unfinished_keys(token: str) -> tuple[str, str]:
+    """The approvals not finished yet (a sorted set: token → deadline) and ``token``'s record."""
+    from idenfy_stepup.store.unfinished import Unfinished
+
+    unfinished = Unfinished(KEYS)
+    return unfinished.set_key, unfinished.record_key(token)

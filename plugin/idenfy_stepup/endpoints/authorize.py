@@ -30,6 +30,8 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..audit import events as audit
+from ..audit.facts import challenge_opened, code_issued, limit_exceeded
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
@@ -167,9 +169,27 @@ def _refused(pending: Pending, outcome: Outcome) -> Response:
     if req is not None:
         return outcome_redirect(rt, req, outcome)
     payload = pending.oauth.payload
+    acr = pending.level.acr if pending.level is not None else None
+    _audit_refusal(payload.client_id, outcome, pending.txn, acr)
     state = payload.data.get("state")
     return redirect_to_client(
         rt, payload.client_id, payload.redirect_uri, error_params(outcome), state, error=True
+    )
+
+
+def _audit_refusal(
+    client_id: str, outcome: Outcome, txn: str | None = None, acr: str | None = None
+) -> None:
+    """A refusal redirected to the RP before the request named its subject."""
+    audit.emit(
+        audit.STEPUP_ENDED,
+        txn,
+        result=outcome.stepup_error,
+        outcome=outcome.name,
+        error=outcome.error,
+        client_id=client_id,
+        subject=None,
+        acr=acr,
     )
 
 
@@ -242,6 +262,7 @@ async def _ip_gate(rt: Runtime, ip: str) -> tuple[_Blocked | None, bool]:
             "authorize rate limit hit",
             extra={"event": "stepup.rate_limited", "limit": "failures_per_ip"},
         )
+        limit_exceeded("failures_per_ip", "/authorize", ip, retry_after=state.wait)
         return _Blocked(rt.outcomes["RATE_LIMITED"], 429, state.wait), state.open_full
     return None, state.open_full
 
@@ -271,6 +292,7 @@ def _blocked(rt: Runtime, params: dict[str, list[str]], blocked: _Blocked, lang:
     if registered is None:
         return _blocked_page(rt, blocked, lang)
     outcome = blocked.outcome
+    _audit_refusal(registered[0], outcome)
     response = redirect_to_client(
         rt, *registered, error_params(outcome), _single_state(params), error=True
     )
@@ -286,6 +308,7 @@ def _repeated(rt: Runtime, params: dict[str, list[str]], description: str, lang:
         message = shown_description(rt, lang, outcome)
         return error_page(rt, 400, N_("Bad request"), message, outcome.stepup_error, lang=lang)
     query = error_params(outcome)
+    _audit_refusal(registered[0], outcome)
     return redirect_to_client(rt, *registered, query, _single_state(params), error=True)
 
 
@@ -372,6 +395,7 @@ def _malformed(rt: Runtime, oauth: AuthlibRequest, lang: str) -> Response:
     if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
         return _cannot_process(rt, outcome, lang)
     state = oauth.payload.data.get("state")
+    _audit_refusal(client_id, outcome)
     return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
@@ -393,6 +417,7 @@ def _protocol_error(rt: Runtime, oauth: AuthlibRequest, exc: OAuth2Error, lang: 
         # "no grant for this response_type" (oidcc-response-type-missing).
         outcome = rt.outcomes.resolve("INVALID_REQUEST", "The response_type parameter is missing.")
     state = oauth.payload.data.get("state")
+    _audit_refusal(client_id, outcome)
     return redirect_to_client(rt, client_id, redirect_uri, error_params(outcome), state, error=True)
 
 
@@ -413,6 +438,7 @@ async def _issue_reused(rt: Runtime, pending: Pending, reused: ReuseRecord) -> R
         ttl=challenge.code_lifetime + challenge.grace_seconds,
     )
     log_outcome(req, "reused")
+    code_issued(req, code, reused=True)
     params = [("code", code)]
     return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=False)
 
@@ -437,6 +463,7 @@ async def _open_challenge(rt: Runtime, pending: Pending) -> Response:
         ip=pending.ip,
     )
     await opened(rt, pending.ip, token, expires_at)
+    challenge_opened(req, token, 1, expires_at, pending.ip)
     response = RedirectResponse(f"/challenge/{token}", status_code=303, headers=NO_STORE)
     rt.binder.attach(response, token, secret)
     return response

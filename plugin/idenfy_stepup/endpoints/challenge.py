@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..audit import sweep
+from ..audit.facts import challenge_opened, code_issued, limit_exceeded
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorError, valid_token
@@ -173,6 +175,8 @@ async def _answer(
         return _outcome_page(rt, request, 403, FORBIDDEN)
     if verdict.kind == VerdictKind.APPROVED and code:
         return await _issue_code(rt, req, code, verdict)
+    if verdict.kind == VerdictKind.CANCELED:
+        await sweep.finished(rt, token)  # an approval canceled by its browser is not unfinished
     if verdict.kind in (VerdictKind.DENIED, VerdictKind.EXPIRED, VerdictKind.CANCELED):
         name = _ENDED_AS.get(verdict.kind, verdict.detail)
         return outcome_redirect(rt, req, rt.outcomes[_known(rt, name)])
@@ -199,6 +203,8 @@ async def _issue_code(rt: Runtime, req: StepUpRequest, code: str, verdict: Verdi
     approval's consumption) only as its SHA-256. For a client that reuses face checks, the
     browser also gets the check's reuse record (stepup/reuse.py)."""
     log_outcome(req, "approved")
+    code_issued(req, code, reused=False)
+    await sweep.finished(rt, code.rpartition(".")[0])
     params = [("code", code)]
     response = redirect_to_client(
         rt, req.client_id, req.redirect_uri, params, req.state, error=False
@@ -259,8 +265,12 @@ async def retry(request: Request) -> Response:
         ip = ip_identity(request, rt)
         refused = await _retry_refused(rt, req, ip)
         if refused is not None:
-            await rt.store.link_retry(token, None, refused)
-            return outcome_redirect(rt, req, rt.outcomes[refused])
+            row, limit = refused
+            limit_exceeded(
+                limit, "/challenge/retry", ip, req.txn, client_id=req.client_id, subject=req.subject
+            )
+            await rt.store.link_retry(token, None, row)
+            return outcome_redirect(rt, req, rt.outcomes[row])
         next_token = await _new_attempt(rt, req, binding, attempt, ip)
         await rt.store.link_retry(token, next_token)
     except StoreUnavailable:
@@ -270,15 +280,19 @@ async def retry(request: Request) -> Response:
     return _to_attempt(rt, next_token, secret)
 
 
-async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> str | None:
-    """The outcome refusing a new attempt, if a limit does."""
+async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> tuple[str, str] | None:
+    """The outcome refusing a new attempt, and the limit that does, if one does."""
     found, address = await asyncio.gather(
         check(rt, req.subject, "failures_per_subject", lock=True), address_state(rt, ip)
     )
     if found.locked:
-        return "SUBJECT_LOCKED"
-    if found.wait or address.wait or address.open_full:
-        return "RATE_LIMITED"
+        return "SUBJECT_LOCKED", "spoof_lockout_seconds"
+    if found.wait:
+        return "RATE_LIMITED", "failures_per_subject"
+    if address.wait:
+        return "RATE_LIMITED", "failures_per_ip"
+    if address.open_full:
+        return "RATE_LIMITED", "open_challenges_per_ip"
     return None
 
 
@@ -336,4 +350,5 @@ async def _new_attempt(
         ip=ip,
     )
     await opened(rt, ip, token, expires_at)
+    challenge_opened(req, token, attempt, expires_at, ip)
     return token

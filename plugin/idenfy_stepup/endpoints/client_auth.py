@@ -12,11 +12,14 @@ import base64
 import binascii
 import math
 import time
+from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..audit import events as audit
+from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
 from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
@@ -32,35 +35,67 @@ async def authenticated_client(
     (checked first, counting nothing), 401 for a failed authentication (which counts).
     Raises ``StoreUnavailable`` when Redis cannot answer."""
     throttle = TokenThrottle(rt, ip_identity(request, rt), claimed_clients(rt, request, form))
-    wait = await throttle.wait()
+    endpoint, claimed = request.url.path, throttle.clients[0] if throttle.clients else None
+    wait, limit = await throttle.refusal()
     if wait > 0:
+        limit_exceeded(limit, endpoint, throttle.address, client_id=claimed, retry_after=wait)
         return _throttled(wait)
     client = await _authenticate(rt, request, oauth)
-    if isinstance(client, Response):
+    if isinstance(client, _Failed):
+        audit.emit(
+            audit.CLIENT_AUTH_FAILED,
+            None,
+            endpoint=endpoint,
+            client_id=claimed,
+            reason=client.reason,
+            **audit.address_fields(throttle.address),
+        )
         await throttle.failed()
+        return client.response
     return client
 
 
-async def _authenticate(rt: Runtime, request: Request, oauth: AuthlibRequest) -> Client | Response:
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A failed authentication: its answer, and why (the audit event's reason)."""
+
+    response: Response
+    reason: str
+
+
+async def _authenticate(rt: Runtime, request: Request, oauth: AuthlibRequest) -> Client | _Failed:
     """The authenticated client, or the error response of a failed authentication."""
     if not _basic_readable(request):
-        return json_error(
+        refused = json_error(
             401,
             "invalid_client",
             "The Basic credentials are not valid UTF-8.",
             **{"WWW-Authenticate": 'Basic error="invalid_client"'},
         )
+        return _Failed(refused, "credentials_not_utf8")
     try:
         client, pending_jti = rt.server.authenticate_token_client(oauth)
     except OAuth2Error as error:
         status, body, headers = rt.server.handle_error_response(oauth, error)
-        return JSONResponse(body, status_code=int(status), headers={**dict(headers), **NO_STORE})
+        answer = JSONResponse(body, status_code=int(status), headers={**dict(headers), **NO_STORE})
+        return _Failed(answer, "credentials_refused")
     if pending_jti is not None:
         # RFC 7523 §3: a client assertion's ``jti`` may be used once, at either endpoint.
         jti, exp = pending_jti
         ttl = max(exp - int(time.time()), 0) + 120
         if not await rt.store.first_use(f"jti:{jti}", ttl):
-            return json_error(401, "invalid_client", "The client assertion was already used.")
+            audit.emit(
+                audit.REPLAY_DETECTED,
+                None,
+                kind="client_assertion",
+                endpoint=request.url.path,
+                client_id=client.client_id,
+                subject=None,
+                challenge_id=None,
+                **audit.address_fields(ip_identity(request, rt)),
+            )
+            refused = json_error(401, "invalid_client", "The client assertion was already used.")
+            return _Failed(refused, "assertion_replayed")
     return client
 
 

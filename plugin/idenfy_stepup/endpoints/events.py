@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
 from ..idenfy.client import valid_token
 from ..stepup.limits import ip_identity
@@ -63,6 +64,9 @@ class PushStream(Response):
         slots = self.rt.push_slots
         refused = slots.take(self.token, self.address)
         if refused is not None:
+            limit = f"push_streams_per_{'challenge' if refused == 'challenge' else 'ip'}"
+            wait = self.rt.settings.challenge.push_timeout
+            limit_exceeded(limit, "/challenge/events", self.address, retry_after=wait)
             await _too_many(self.rt, refused)(scope, receive, send)
             return
         gone: asyncio.Future[None] | None = None

@@ -16,9 +16,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..audit import events as audit
+from ..audit.facts import code_digest
 from ..boot.runtime import Runtime
 from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
+from ..stepup.limits import ip_identity
 from ..stepup.records import CodeGrant
 from ..store import Redemption, StoreUnavailable, new_secret_for
 from ..web.forms import BadForm, read_form
@@ -44,11 +47,24 @@ async def token(request: Request) -> Response:
         # Named after the code's challenge, where redeeming the code records its SHA-256.
         access_token = new_secret_for((code or "").rpartition(".")[0] or "none")
         oauth.stepup_client = client
-        oauth.stepup_code = await _redeem(rt, client, code, access_token)
+        oauth.stepup_code = await _redeem(rt, request, client, code, access_token)
         oauth.stepup_access_token = access_token
     except StoreUnavailable:
         return json_error(503, "temporarily_unavailable", "The service is unavailable.")
-    return _authlib_response(rt, oauth)
+    response = _authlib_response(rt, oauth)
+    grant = oauth.stepup_code
+    if response.status_code == 200 and grant is not None and code is not None:
+        audit.emit(
+            audit.TOKEN_ISSUED,
+            grant.txn,
+            client_id=grant.client_id,
+            subject=grant.subject,
+            acr=grant.acr,
+            challenge_id=audit.challenge_id(code.rpartition(".")[0]),
+            code_digest=code_digest(code),
+            auth_time=grant.auth_time,
+        )
+    return response
 
 
 def _single(form: dict[str, list[str]], name: str) -> str | None:
@@ -57,7 +73,7 @@ def _single(form: dict[str, list[str]], name: str) -> str | None:
 
 
 async def _redeem(
-    rt: Runtime, client: Client, code: str | None, access_token: str
+    rt: Runtime, request: Request, client: Client, code: str | None, access_token: str
 ) -> CodeGrant | None:
     """Consume the code for the authenticated ``client``; another client's code is left alone
     (authlib then answers invalid_grant, and its own client can still redeem it)."""
@@ -70,7 +86,30 @@ async def _redeem(
             "authorization code replayed; its tokens are revoked",
             extra={"event": "token.code_reuse"},
         )
+        await _audit_replay(rt, request, client, code)
     return grant
+
+
+async def _audit_replay(rt: Runtime, request: Request, client: Client, code: str) -> None:
+    """A replayed code: its client (authenticated: the script checked it is the code's) and
+    its subject, read from the challenge's request."""
+    if not audit.enabled():
+        return
+    token = code.rpartition(".")[0]
+    try:
+        stored = await rt.store.challenge_request(token)
+    except StoreUnavailable:
+        stored = None  # the replay is still reported, without its subject
+    audit.emit(
+        audit.REPLAY_DETECTED,
+        stored.txn if stored is not None else None,
+        kind="code",
+        endpoint="/token",
+        client_id=client.client_id,
+        subject=stored.subject if stored is not None else None,
+        challenge_id=audit.challenge_id(token),
+        **audit.address_fields(ip_identity(request, rt)),
+    )
 
 
 def _authlib_response(rt: Runtime, oauth: AuthlibRequest) -> Response:

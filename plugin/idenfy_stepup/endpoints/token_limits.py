@@ -52,17 +52,21 @@ class TokenThrottle:
 
     async def wait(self) -> float:
         """Seconds this request must wait (0: it may try to authenticate). Counts nothing."""
+        return (await self.refusal())[0]
+
+    async def refusal(self) -> tuple[float, str]:
+        """:meth:`wait`, and the name of the limit that refuses (``""`` when none does)."""
         limits = self.rt.settings.challenge.limits
         per_ip, per_client = limits.token_failures_per_ip, limits.token_failures_per_client
         window = self._address_window()
         if window is None:
-            return 0.0
+            return 0.0, ""
         counters = [(ADDRESS_FIELD, per_ip.count, window)] if per_ip else []
         clients = self.clients if per_client else ()
         if clients:
             counters.append((ADDRESS_FIELD, 1, window))  # over it: this address has failed
         if not counters:
-            return 0.0
+            return 0.0, ""
         store = self.rt.store
         checks = [store.hit_limits(self.address, counters, add=False)]
         if per_client:
@@ -70,12 +74,14 @@ class TokenThrottle:
             checks += [store.hit_limits(client_identity(c), counter, add=False) for c in clients]
         address, *by_client = await asyncio.gather(*checks)
         if per_ip and address.index == 0:
-            return address.wait
+            return address.wait, "token_failures_per_ip"
         if address.index < 0:
-            return 0.0  # no failure from here: a client under attack is still served
+            return 0.0, ""  # no failure from here: a client under attack is still served
         # The client's counter resets, or this address's failures expire: whichever is first.
         over = [hit.wait for hit in by_client if hit.wait > 0]
-        return min(min(over), address.wait) if over else 0.0
+        if not over:
+            return 0.0, ""
+        return min(min(over), address.wait), "token_failures_per_client"
 
     async def failed(self) -> None:
         """Count one failed client authentication for the address and each named client."""

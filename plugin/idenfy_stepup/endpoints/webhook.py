@@ -19,6 +19,8 @@ import ipaddress
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..audit import events as audit
+from ..audit import sweep
 from ..boot.runtime import Runtime
 from ..idenfy.risk import RiskDecision, decide
 from ..idenfy.webhook import (
@@ -29,7 +31,7 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
-from ..stepup.limits import address_identity, ended
+from ..stepup.limits import address_identity, ended, ip_identity
 from ..stepup.outcomes import LOCKOUT_OUTCOMES, SUBJECT_FAILURES
 from ..stepup.records import StepUpRequest
 from ..store import HookResult, HookVerdict, IpMatch, State, StoreUnavailable, WebhookResult
@@ -46,10 +48,11 @@ async def idenfy_webhook(request: Request) -> Response:
     try:
         event = await _verified_event(request, rt)
     except BadForm as exc:
-        return _reject(exc.status_code, exc.description)
+        return _reject(rt, request, exc.status_code, exc.description)
     except WebhookRejected as exc:
-        return _reject(exc.status_code, exc.reason)
+        return _reject(rt, request, exc.status_code, exc.reason)
     if not event.final:
+        await _audit(rt, request, event, WebhookResult(HookResult.PENDING, ""))
         return JSONResponse({"result": HookResult.PENDING})
     try:
         applied = await _apply(rt, event)
@@ -57,12 +60,13 @@ async def idenfy_webhook(request: Request) -> Response:
             # A browser waiting on this process hears it now; others through the channel.
             rt.notifier.wake(event.token)
         counted = await _counted_request(rt, event.token, applied)
-        await _lock_out(rt, counted, applied)
+        await _lock_out(rt, counted, applied, event.token)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")
         return JSONResponse({"error": "temporarily_unavailable"}, status_code=503)
     await _count_ending(rt, event, applied, counted)
     _log(event, applied.result, applied.detail)
+    await _audit(rt, request, event, applied)
     return JSONResponse({"result": applied.result})
 
 
@@ -74,7 +78,7 @@ async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:
         raise WebhookRejected(401, "invalid signature")
     check_content_type(request.headers.get("content-type"))
     if request.headers.get("idenfy-event-type", "").strip().upper() != EVENT_TYPE:
-        raise WebhookRejected(400, "unexpected Idenfy-Event-Type")
+        raise WebhookRejected(400, _BAD_EVENT)
     return parse_event(body)
 
 
@@ -177,7 +181,9 @@ async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> S
     return request if request is not None and request.verified else None
 
 
-async def _lock_out(rt: Runtime, request: StepUpRequest | None, applied: WebhookResult) -> None:
+async def _lock_out(
+    rt: Runtime, request: StepUpRequest | None, applied: WebhookResult, token: str
+) -> None:
     """Lock the subject after a spoofing signal in a check a signed hint asked for (a claimed
     login_hint can neither set nor extend a lock); a redelivery only sets a missing lock."""
     seconds = rt.settings.challenge.limits.spoof_lockout_seconds
@@ -195,6 +201,16 @@ async def _lock_out(rt: Runtime, request: StepUpRequest | None, applied: Webhook
                 "outcome": applied.outcome,
                 "seconds": seconds,
             },
+        )
+        audit.emit(
+            audit.SUBJECT_LOCKED,
+            request.txn,
+            client_id=request.client_id,
+            subject=request.subject,
+            outcome=applied.outcome,
+            seconds=seconds,
+            challenge_id=audit.challenge_id(token),
+            address_tag=applied.opened_by,
         )
 
 
@@ -217,9 +233,73 @@ async def _count_ending(
         log.warning("abuse-limit counters not updated: Redis unavailable")
 
 
-def _reject(status_code: int, reason: str) -> Response:
+def _reject(rt: Runtime, request: Request, status_code: int, reason: str) -> Response:
     log.warning("webhook rejected: %s", reason, extra={"event": "webhook.rejected"})
+    audit.emit(
+        audit.WEBHOOK_REFUSED,
+        None,
+        reason="bad_event_type"
+        if reason == _BAD_EVENT
+        else _REFUSALS.get(status_code, "malformed"),
+        http_status=status_code,
+        detail=None,
+        challenge_id=None,
+        **audit.address_fields(ip_identity(request, rt)),
+    )
     return JSONResponse({"error": reason}, status_code=status_code)
+
+
+# The audit event's reason for each refusal before the body is trusted, by its status code.
+_REFUSALS = {
+    403: "address_not_allowed",
+    413: "too_large",
+    401: "bad_signature",
+    415: "bad_content_type",
+}
+_BAD_EVENT = "unexpected Idenfy-Event-Type"
+# Verified, but naming no challenge of ours, or not this one.
+_UNMATCHED = {HookResult.UNKNOWN: "unknown_token", HookResult.MISMATCH: "mismatch"}
+
+
+async def _audit(rt: Runtime, request: Request, event: WebhookEvent, done: WebhookResult) -> None:
+    """The verified webhook's audit event, with its step-up's txn; an approval is remembered
+    until its browser finishes (audit/sweep.py). Best effort: the answer stands."""
+    if not audit.enabled():
+        return
+    address = audit.address_fields(ip_identity(request, rt))
+    challenge = audit.challenge_id(event.token)
+    stepup = None
+    try:
+        if done.result != HookResult.UNKNOWN:
+            stepup = await rt.store.challenge_request(event.token)
+        approved = done.result == HookResult.APPLIED and done.state == State.APPROVED
+        if approved and stepup is not None:
+            await sweep.approved(rt, event.token, stepup)
+    except StoreUnavailable:
+        log.warning("audit: a webhook's step-up was not read: Redis unavailable")
+    txn = stepup.txn if stepup is not None else None
+    if done.result in _UNMATCHED:
+        audit.emit(
+            audit.WEBHOOK_REFUSED,
+            txn,
+            reason=_UNMATCHED[done.result],
+            http_status=200,
+            detail=done.detail or None if done.result == HookResult.MISMATCH else None,
+            challenge_id=challenge if stepup is not None else None,
+            **address,
+        )
+        return
+    audit.emit(
+        audit.WEBHOOK_ACCEPTED,
+        txn,
+        result=str(done.result),
+        status=event.status,
+        state=done.state or None,
+        outcome=None if done.state == State.APPROVED else done.outcome or None,
+        risk_tags=list(event.risk_tags),
+        challenge_id=challenge,
+        **address,
+    )
 
 
 def _log(event: WebhookEvent, result: str, detail: str) -> None:

@@ -509,6 +509,16 @@ class UiSettings(_Model):
         return self
 
 
+class AuditSettings(_Model):
+    """The audit stream (docs/audit-events.md): one JSON event per security-relevant fact."""
+
+    enabled: bool = True
+    # The caller's address in clear on the events that carry one (else only its tag).
+    addresses: bool = True
+    # How often each process looks for approvals whose browser never came back.
+    sweep_seconds: int = Field(30, ge=1, le=3600)
+
+
 class Settings(_Model):
     issuer: str
     server: ServerSettings = ServerSettings()
@@ -524,6 +534,7 @@ class Settings(_Model):
     par: ParSettings = ParSettings()
     ui: UiSettings = UiSettings()
     authorization_details: AuthorizationDetailsSettings = AuthorizationDetailsSettings()
+    audit: AuditSettings = AuditSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("clients")

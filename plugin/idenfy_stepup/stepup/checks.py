@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..audit import events as audit
+from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled
 from ..oidc.request_objects import replay_marker
@@ -198,6 +200,16 @@ async def _request_object_once(p: Pending) -> str | None:
     name, ttl = replay_marker(claims, p.oauth.payload.client_id)
     if await p.rt.store.first_use(name, ttl):
         return None
+    audit.emit(
+        audit.REPLAY_DETECTED,
+        p.txn,
+        kind="request_object",
+        endpoint="/authorize",
+        client_id=p.client.client_id,
+        subject=None,
+        challenge_id=None,
+        **audit.address_fields(p.ip),
+    )
     raise invalid("The request object was already used.", "INVALID_REQUEST_OBJECT")
 
 
@@ -217,6 +229,17 @@ async def _subject_limits(p: Pending) -> str | None:
     """A read: whoever sends the request, it adds nothing to the subject's state."""
     assert p.subject is not None
     found = await check(p.rt, p.subject.name, "failures_per_subject", lock=True)
+    if found.locked or found.wait:
+        limit = "spoof_lockout_seconds" if found.locked else "failures_per_subject"
+        limit_exceeded(
+            limit,
+            "/authorize",
+            p.ip,
+            p.txn,
+            client_id=p.client.client_id,
+            subject=p.subject.name,
+            retry_after=found.wait,
+        )
     if found.locked:
         return "SUBJECT_LOCKED"
     return "RATE_LIMITED" if found.wait else None
@@ -248,6 +271,15 @@ async def _open_cap(p: Pending) -> str | None:
     if p.open_full:
         limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
         log.warning("open challenge cap hit", extra=limit)
+        subject = p.subject.name if p.subject is not None else None
+        limit_exceeded(
+            "open_challenges_per_ip",
+            "/authorize",
+            p.ip,
+            p.txn,
+            client_id=p.client.client_id,
+            subject=subject,
+        )
         return "RATE_LIMITED"
     return None
 

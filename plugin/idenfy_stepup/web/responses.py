@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from ..audit import events as audit
 from ..boot.runtime import Runtime
 from ..stepup.outcomes import Outcome
 from ..stepup.records import StepUpRequest
@@ -57,13 +58,16 @@ def error_params(outcome: Outcome) -> list[tuple[str, str]]:
 
 
 def outcome_redirect(rt: Runtime, req: StepUpRequest, outcome: Outcome) -> Response:
-    log_outcome(req, outcome.stepup_error, outcome.error)
+    log_outcome(req, outcome.stepup_error, outcome.error, row=outcome.name)
     params = error_params(outcome)
     return redirect_to_client(rt, req.client_id, req.redirect_uri, params, req.state, error=True)
 
 
-def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> None:
-    """One line per step-up outcome: who, which client, what — never secrets or photos."""
+def log_outcome(
+    req: StepUpRequest, result: str, error: str | None = None, *, row: str | None = None
+) -> None:
+    """One line per step-up outcome: who, which client, what — never secrets or photos.
+    ``row``: the outcome table's row of a refusal (its audit event names it)."""
     log.info(
         "step-up %s",
         result,
@@ -78,6 +82,16 @@ def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> No
             # and this line name the same face check.
             "txn": req.txn or None,
         },
+    )
+    audit.emit(
+        audit.STEPUP_ENDED,
+        req.txn,
+        result=result,
+        outcome=row,
+        error=error,
+        client_id=req.client_id,
+        subject=req.subject,
+        acr=req.acr,
     )
 
 

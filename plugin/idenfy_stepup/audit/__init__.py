@@ -1,0 +1,1 @@
+"""The audit stream: one documented JSON event per security-relevant fact (docs/audit-events.md)."""
