@@ -18,10 +18,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
-from joserfc.jwk import KeySet
 from redis import Redis
-
-from idenfy_stepup.store import Store, tag
 
 from .harness.redis import SECRETS_KEY, RedisProcess, challenge_key, lock_key, rate_key
 from .harness.rp import authorize, challenge, signed_subject
@@ -140,9 +137,7 @@ async def test_rotation_is_followed_by_two_running_instances_without_a_restart(
     forced = await cli("keys", "retire", old_header["kid"], "--force", "--config", path)
     assert forced.code == 0, forced.err
     for stack in (one, two):
-        await until(
-            lambda s=stack: _lacks(s, old_header["kid"]), "the retired key leaves the JWKS"
-        )
+        await until(lambda s=stack: _lacks(s, old_header["kid"]), "the retired key leaves the JWKS")
     assert await ready(one) == 200 and await ready(two) == 200
 
 
@@ -209,3 +204,148 @@ async def test_configured_keys_are_rotated_in_the_file_and_the_commands_change_n
     assert listed.code == 0 and "k1" in listed.out and "settings file" in listed.out
     with sync_redis(redis_url) as r:
         assert r.hgetall(SECRETS_KEY) == {}
+
+
+# -- subjects -------------------------------------------------------------------------------------
+async def test_subjects_import_is_all_or_nothing_and_names_each_bad_line(
+    redis_url: str, tmp_path: Path
+) -> None:
+    path = config(tmp_path, redis_url)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject,scan_ref\ndave,SCAN-DAVE\nerin,has space\n,SCAN-X\ndave,SCAN-D2\n")
+    ran = await cli("subjects", "import", str(bad), "--config", path)
+    assert ran.code == 1
+    assert "line 3: the scanRef" in ran.err and "line 4: the subject" in ran.err
+    assert "line 5: the subject is already on line 2" in ran.err and "nothing imported" in ran.err
+    with sync_redis(redis_url) as r:
+        assert r.get("stepup:subject:dave") is None
+
+    good = tmp_path / "good.csv"
+    good.write_text("dave,SCAN-DAVE-0001\nerin@example.com,SCAN-ERIN-0002\n")  # no header
+    dry = await cli("subjects", "import", str(good), "--dry-run", "--config", path)
+    assert dry.code == 0 and "2 subject(s) valid" in dry.out
+    with sync_redis(redis_url) as r:
+        assert r.get("stepup:subject:dave") is None
+    done = await cli("subjects", "import", str(good), "--config", path)
+    assert done.code == 0 and "2 subject(s) imported" in done.out
+    got = await cli("subjects", "get", "erin@example.com", "--config", path)
+    assert got.code == 0 and got.out.strip() == "SCAN-ERIN-0002"
+
+
+async def test_subjects_list_masks_scan_refs_unless_asked(redis_url: str, tmp_path: Path) -> None:
+    path = config(tmp_path, redis_url)
+    assert (await cli("subjects", "set", "dave", "SCAN-DAVE-0001", "--config", path)).code == 0
+    assert (await cli("subjects", "set", "erin", "SCAN-ERIN-0002", "--config", path)).code == 0
+    listed = await cli("subjects", "list", "--config", path, "--json")
+    assert listed.json() == [
+        {"subject": "dave", "scan_ref": "…0001"},
+        {"subject": "erin", "scan_ref": "…0002"},
+    ]
+    assert "SCAN-DAVE" not in listed.out
+    shown = await cli("subjects", "list", "--show-scan-refs", "--config", path)
+    assert shown.out.splitlines() == ["dave  SCAN-DAVE-0001", "erin  SCAN-ERIN-0002"]
+
+
+async def test_subjects_set_refuses_what_cannot_be_a_scan_ref(
+    redis_url: str, tmp_path: Path
+) -> None:
+    path = config(tmp_path, redis_url)
+    ran = await cli("subjects", "set", "dave", "../../x?y", "--config", path)
+    assert ran.code == 2 and "scanRef" in ran.err and "Traceback" not in ran.err
+    with sync_redis(redis_url) as r:
+        assert r.get("stepup:subject:dave") is None
+
+
+# -- locks, limits, challenges ---------------------------------------------------------------------
+async def test_a_locked_subject_is_listed_by_name_and_cleared_with_its_failures(
+    stack_factory: StackFactory, redis_url: str, tmp_path: Path
+) -> None:
+    stack = await stack_factory(settings=LOCKING)
+    path = config(tmp_path, redis_url, LOCKING)
+    flow = await authorize(stack, **signed_subject(stack))
+    delivered = await stack.outcome(flow.token, "FAILED", "FAKE_FACE")
+    assert delivered.json()["delivered"] == 200
+    with sync_redis(redis_url) as r:
+        assert r.ttl(lock_key("alice")) > 0
+
+    listed = await cli("locks", "list", "--config", path, "--json")
+    assert [entry["subject"] for entry in listed.json()] == ["alice"]
+    limits = (await cli("limits", "show", "--subject", "alice", "--config", path, "--json")).json()
+    assert limits["locked_seconds"] > 0
+    assert limits["counters"][0]["limit"] == "failures_per_subject"
+    assert limits["counters"][0]["count"] == 1
+
+    cleared = await cli("locks", "clear", "alice", "--reset-failures", "--config", path)
+    assert cleared.code == 0
+    assert cleared.out.splitlines() == ["alice: lock lifted", "alice: failed checks reset"]
+    with sync_redis(redis_url) as r:
+        assert r.exists(lock_key("alice")) == 0
+        assert r.hget(rate_key("alice"), "fs") is None
+    again = await cli("locks", "clear", "alice", "--config", path)
+    assert again.out.strip() == "alice: was not locked"
+    # The person can step up again at once.
+    assert (await authorize(stack, **signed_subject(stack))).token
+
+
+async def test_limits_show_an_address_by_the_identity_the_provider_counts(
+    stack_factory: StackFactory, redis_url: str, tmp_path: Path
+) -> None:
+    stack = await stack_factory()
+    path = config(tmp_path, redis_url)
+    flow = await challenge(stack)
+    await stack.outcome(flow.token, "FAILED", "FACE_MISMATCH")
+    shown = await cli("limits", "show", "--address", "127.0.0.1", "--config", path, "--json")
+    data = shown.json()
+    assert data["address"] == "127.0.0.1" and data["open_challenges"] == 0
+    counts = {c["limit"]: c["count"] for c in data["counters"]}
+    assert counts == {"failures_per_ip": 1, "token_failures_per_ip": 0}
+    v6 = await cli("limits", "show", "--address", "2001:db8::1", "--config", path)
+    assert v6.code == 0 and v6.out.startswith("address 2001:db8::/64 (its /64)")
+    with sync_redis(redis_url) as r:
+        assert r.hget(rate_key("127.0.0.1"), "fi") == "1"
+
+
+async def test_challenge_show_tells_state_and_times_but_no_secret(
+    stack_factory: StackFactory, redis_url: str, tmp_path: Path
+) -> None:
+    stack = await stack_factory()
+    path = config(tmp_path, redis_url)
+    flow = await challenge(stack)
+    await stack.outcome(flow.token, "FAILED", "FACE_TOO_CLOSE")
+    ran = await cli("challenge", "show", flow.token, "--config", path, "--json")
+    assert ran.code == 0, ran.err
+    view = ran.json()
+    assert view["state"] == "DENIED" and view["outcome"] == "FACE_TOO_CLOSE"
+    assert view["client_id"] == "shop" and view["subject"] == "alice"
+    assert view["attempt"] == 1 and view["retryable"] is True and view["webhook_received"]
+    assert view["expires_at"] > time.time() and view["denied_at"] <= time.time()
+    with sync_redis(redis_url) as r:
+        record = r.hgetall(challenge_key(flow.token))
+    for secret in (record["binding"], record["scan_ref"], record["webhook_id"], flow.token):
+        assert secret not in ran.out
+    assert view["token_prefix"] == flow.token[:6]
+
+
+async def test_challenge_show_never_echoes_the_token_it_was_given(
+    redis_url: str, tmp_path: Path
+) -> None:
+    path = config(tmp_path, redis_url)
+    unknown = await cli("challenge", "show", "UnknownToken1234567890", "--config", path)
+    assert unknown.code == 1 and "not in Redis" in unknown.err
+    assert "UnknownToken1234567890" not in unknown.err + unknown.out
+    bad = await cli("challenge", "show", "not a token/secret", "--config", path)
+    assert bad.code == 2 and "not a challenge token" in bad.err
+    assert "secret" not in bad.err
+
+
+async def test_operator_commands_say_redis_is_unreachable_with_exit_code_3(
+    tmp_path: Path,
+) -> None:
+    gone = RedisProcess()  # never started: nothing listens on its port
+    path = config(tmp_path, gone.url)
+    for command in (("keys", "list"), ("locks", "list"), ("subjects", "list")):
+        ran = await cli(*command, "--config", path)
+        assert ran.code == 3, (command, ran.err)
+        assert "is unreachable" in ran.err and "Traceback" not in ran.err
+    usage = await cli("limits", "show", "--config", path)
+    assert usage.code == 2 and "--subject" in usage.err
