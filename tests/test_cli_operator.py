@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from redis import Redis
 
+from idenfy_stepup.oidc.keys import generate_jwk
+from idenfy_stepup.store import KEYS_CHANGED
+
 from .harness.redis import SECRETS_KEY, RedisProcess, challenge_key, lock_key, rate_key
 from .harness.rp import authorize, challenge, signed_subject
 from .harness.servers import Stack
@@ -349,3 +352,21 @@ async def test_operator_commands_say_redis_is_unreachable_with_exit_code_3(
         assert "is unreachable" in ran.err and "Traceback" not in ran.err
     usage = await cli("limits", "show", "--config", path)
     assert usage.code == 2 and "--subject" in usage.err
+
+
+async def test_a_key_written_to_redis_without_the_encryption_key_is_never_published(
+    stack_factory: StackFactory, redis_url: str
+) -> None:
+    stack = await stack_factory(settings=SEALED)
+    before = await kids(stack)
+    intruder = json.loads(generate_jwk("RS256"))
+    public = {k: v for k, v in intruder.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+    ring = {"passive": [{"jwk": public, "replaced_at": 0, "retire_after": 0}], "created": {}}
+    with sync_redis(redis_url) as r:
+        r.hset(SECRETS_KEY, "keys:ring", json.dumps(ring))
+        r.hincrby(SECRETS_KEY, "keys:version", 1)
+        r.publish("stepup:events", KEYS_CHANGED)
+    # /readyz follows a newer key version before it compares: once it has answered, the
+    # instance has looked at what was written, and refused it.
+    assert await ready(stack) == 200
+    assert await kids(stack) == before and intruder["kid"] not in before

@@ -78,7 +78,18 @@ class KeyFollower:
         version = await self.shared.store.keyring_version()
         if version <= self.version:
             return False
-        fresh = await load_keys(self.keys, self.shared.get, self.shared.get_optional)
+        try:
+            fresh = await load_keys(self.keys, self.shared.get, self.shared.get_optional)
+        except (StartupError, ValueError, TypeError, KeyError) as exc:
+            # Not written by the key commands (a value that does not decrypt, or one stored
+            # without the key): keep signing and publishing what this instance holds.
+            log.error(
+                "the signing keys in Redis changed but do not load; keeping the current ones: %s",
+                exc if isinstance(exc, StartupError) else type(exc).__name__,
+                extra={"event": "keys.reload_refused"},
+            )
+            self.version = version
+            return False
         self.ring.adopt(fresh)
         self.version = version
         log.info(
@@ -135,7 +146,7 @@ async def _stored(store: Store, sealer: Sealer) -> _Stored:
     ring = RingState(created={})
     if RING_FIELD in fields:
         try:
-            ring = parse_ring(sealer.open(RING_FIELD, fields[RING_FIELD])[0])
+            ring = parse_ring(sealer.open_sealed(RING_FIELD, fields[RING_FIELD])[0])
         except ValueError as exc:
             raise KeyCommandRefused(f"the stored {exc}") from None
     return _Stored(fields.get("keys:version", ""), active, ring)

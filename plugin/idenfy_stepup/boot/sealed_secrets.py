@@ -108,6 +108,13 @@ class Sealer:
             ) from None
         return plain.decode(), kid != kek_id(self.current)
 
+    def open_sealed(self, field: str, stored: str) -> tuple[str, bool]:
+        """As :meth:`open`, for a field no earlier version wrote in plain text: with a key
+        set, a plain value is refused (someone wrote it to Redis without the key)."""
+        if self.current is not None and not stored.startswith(f"{VERSION}."):
+            raise self._error(field, "in Redis is not encrypted (written without the key)")
+        return self.open(field, stored)
+
     @staticmethod
     def _error(field: str, what: str) -> StartupError:
         return StartupError(f"{SETTING}: the stored secret {field} {what}", BAD_CONFIG)
@@ -150,12 +157,13 @@ class SharedSecrets:
         self._poked.set()
 
     async def get_optional(self, field: str) -> str | None:
-        """The plain value of ``field`` if Redis holds one (never created here)."""
+        """The plain value of ``field`` if Redis holds one (never created here); a field no
+        earlier version wrote, so it must be sealed when a key is set."""
         stored = await self.store.stored_secret(field)
         if stored is None:
             self.held.pop(field, None)
             return None
-        plain, reseal = self.sealer.open(field, stored)
+        plain, reseal = self.sealer.open_sealed(field, stored)
         if reseal:
             await self.store.replace_secret(field, stored, self.sealer.seal(field, plain))
         self.held[field] = plain
