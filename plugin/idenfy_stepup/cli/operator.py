@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..boot.key_rotation import KeyCommandRefused, list_keys, retire_key, rotate_keys
-from ..boot.startup import StartupError, unreachable
+from ..boot.startup import unreachable
 from ..idenfy.client import valid_token
 from ..settings import Settings, load_settings
 from ..stepup.limits import FIELDS, address_identity
@@ -480,6 +480,3 @@ def main(args: argparse.Namespace) -> int:
     except OperatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-__all__ = ["ACTIONS", "StartupError", "add_commands", "arguments_problem", "main"]

@@ -530,10 +530,15 @@ class Store:
         keys = await self.scan("subject")
         start = len(self.subject_key(""))
         found = []
-        for key in keys:
-            scan_ref = text(await self._call(lambda key=key: self._cmd("GET", key)))  # type: ignore[misc]
-            if scan_ref is not None:
-                found.append((key[start:], scan_ref))
+        for at in range(0, len(keys), SUBJECTS_PER_ROUND_TRIP):
+            batch = keys[at : at + SUBJECTS_PER_ROUND_TRIP]
+            replies = await self._call(
+                lambda batch=batch: self.backend.execute_many(*(("GET", k) for k in batch))  # type: ignore[misc]
+            )
+            for key, reply in zip(batch, replies, strict=True):
+                scan_ref = text(reply)
+                if scan_ref is not None:
+                    found.append((key[start:], scan_ref))
         return sorted(found)
 
     async def set_subjects(self, pairs: list[tuple[str, str]]) -> None:
@@ -602,6 +607,10 @@ class Store:
         change came first."""
         args = scripts.KeyringArgs(expected, self.channel, KEYS_CHANGED, tuple(changes.items()))
         return await self._run(scripts.KEYRING, [self.secrets_key], args)
+
+
+# GETs sent together by ``subjects``: one round trip per batch, never one huge reply.
+SUBJECTS_PER_ROUND_TRIP = 500
 
 
 def glob_escape(value: str) -> str:
