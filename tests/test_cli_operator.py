@@ -125,6 +125,9 @@ async def test_rotation_is_followed_by_two_running_instances_without_a_restart(
     assert old_header["kid"] in before
     # What the replaced key signed still verifies against the JWKS the instances publish.
     assert jwt.decode(old_token, await two.jwks()).claims["sub"] == "alice"
+    # ... and is still accepted as an id_token_hint naming alice.
+    hinted = await authorize(one, id_token_hint=old_token, login_hint=None)
+    assert hinted.token, hinted.response.headers["location"]
     # A rotation is not a split: both instances stay ready.
     assert await ready(one) == 200 and await ready(two) == 200
 
@@ -141,6 +144,9 @@ async def test_rotation_is_followed_by_two_running_instances_without_a_restart(
     assert forced.code == 0, forced.err
     for stack in (one, two):
         await until(lambda s=stack: _lacks(s, old_header["kid"]), "the retired key leaves the JWKS")
+    # What it signed no longer verifies once it is retired.
+    refused = await authorize(one, id_token_hint=old_token, login_hint=None)
+    assert refused.redirect["stepup_error"] == "invalid_id_token_hint"
     assert await ready(one) == 200 and await ready(two) == 200
 
 
