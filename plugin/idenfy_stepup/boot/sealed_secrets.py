@@ -112,7 +112,11 @@ class Sealer:
         """As :meth:`open`, for a field no earlier version wrote in plain text: with a key
         set, a plain value is refused (someone wrote it to Redis without the key)."""
         if self.current is not None and not stored.startswith(f"{VERSION}."):
-            raise self._error(field, "in Redis is not encrypted (written without the key)")
+            raise self._error(
+                field,
+                "in Redis is not encrypted (written without the key; if it was written before "
+                "the key was set, delete that field of the secrets hash: its keys are unpublished)",
+            )
         return self.open(field, stored)
 
     @staticmethod
