@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import datetime
-import io
 import json
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..boot.key_rotation import KeyCommandRefused, list_keys, retire_key, rotate_keys
 from ..boot.startup import unreachable
 from ..idenfy.client import valid_token
 from ..settings import Settings, load_settings
-from ..stepup.limits import FIELDS, address_identity
-from ..stepup.records import StepUpRequest
+from ..stepup.limits import address_identity
 from ..store import Store, StoreUnavailable, open_backend, tag
 from ..store.embedded import embedded_redis_async
+from .subject_rows import ImportRows, mask, read_import, scan_ref_problem, subject_problem
+from .views import TIMES, challenge_view, counter, counter_line
 
 REFUSED = 1
 BAD_INPUT = 2
@@ -43,32 +40,6 @@ class OperatorError(Exception):
     def __init__(self, message: str, exit_code: int = REFUSED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-# -- validation (subjects set | import) ---------------------------------------------------------
-MAX_SUBJECT = 255
-# A scanRef goes into the vendor's URL path (/identification/facial-auth/{scanRef}/...).
-SCAN_REF = re.compile(r"[A-Za-z0-9._~-]{1,255}")
-
-
-def subject_problem(subject: str) -> str | None:
-    """Why ``subject`` cannot be mapped (the rules /authorize applies to a subject hint)."""
-    if not subject or len(subject) > MAX_SUBJECT:
-        return f"the subject must be 1 to {MAX_SUBJECT} characters"
-    if not subject.isprintable() or subject != subject.strip():
-        return "the subject must be printable text without leading or trailing spaces"
-    return None
-
-
-def scan_ref_problem(scan_ref: str) -> str | None:
-    if not SCAN_REF.fullmatch(scan_ref):
-        return "the scanRef must be 1 to 255 letters, digits or . _ ~ -"
-    return None
-
-
-def mask(scan_ref: str) -> str:
-    """A scanRef as ``subjects list`` shows it by default: enough to tell entries apart."""
-    return "…" + scan_ref[-4:] if len(scan_ref) > 8 else "…"
 
 
 def when(ts: float | int | None) -> str:
@@ -167,50 +138,6 @@ async def subjects_list(args: argparse.Namespace, settings: Settings, store: Sto
     return 0
 
 
-@dataclass(frozen=True)
-class ImportRows:
-    pairs: list[tuple[str, str]]
-    problems: list[str]
-
-
-HEADER = ["subject", "scan_ref"]
-
-
-def read_import(raw: bytes) -> ImportRows:
-    """``subject,scan_ref`` rows; a first row ``subject,scan_ref`` is a header. Every problem
-    names its line."""
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return ImportRows([], ["the file is not UTF-8 text"])
-    pairs: list[tuple[str, str]] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    reader = csv.reader(io.StringIO(content, newline=""))
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines are skipped
-            if line == 1 and [c.strip().lower() for c in row] == HEADER:
-                continue
-            if len(row) != 2:
-                problems.append(f"line {line}: expected subject,scan_ref, got {len(row)} column(s)")
-                continue
-            subject, scan_ref = row[0], row[1].strip()
-            problem = subject_problem(subject) or scan_ref_problem(scan_ref)
-            if problem is None and subject in seen:
-                problem = f"the subject is already on line {seen[subject]}"
-            if problem is not None:
-                problems.append(f"line {line}: {problem}")
-                continue
-            seen[subject] = line
-            pairs.append((subject, scan_ref))
-    except csv.Error as exc:
-        problems.append(f"line {reader.line_num}: not valid CSV ({exc})")
-    return ImportRows(pairs, problems)
-
-
 def load_import(path: str) -> ImportRows:
     try:
         with open(path, "rb") as f:
@@ -265,48 +192,6 @@ async def locks_clear(args: argparse.Namespace, settings: Settings, store: Store
 
 
 # -- challenge show -----------------------------------------------------------------------------
-# The challenge fields shown, and how: nothing that opens, proves or names anything (never the
-# binding, the code or access-token digests, the scanRef, the webhook id, the address tag, the
-# next attempt's token).
-TIMES = ("expires_at", "auth_time", "denied_at", "retry_at", "code_exp", "at_exp")
-PLAIN = ("state", "consumed_as", "outcome", "attempt", "type", "method", "risk")
-FLAGS = {"retryable": "retryable", "ip_differs": "ip_differs", "reused": "reused"}
-
-
-def challenge_view(fields: dict[str, str], raw: str | None) -> dict[str, Any]:
-    view: dict[str, Any] = {k: fields[k] for k in PLAIN if k in fields}
-    if "attempt" in view:
-        view["attempt"] = int(view["attempt"]) if view["attempt"].isdigit() else view["attempt"]
-    for name in TIMES:
-        if name in fields:
-            try:
-                view[name] = int(float(fields[name]))
-            except ValueError:
-                view[name] = "unreadable"
-    for name, shown in FLAGS.items():
-        if name in fields:
-            view[shown] = fields[name] == "1"
-    view["webhook_received"] = "webhook_id" in fields
-    view["code_issued"] = "code" in fields
-    view["code_redeemed"] = "at" in fields
-    view["access_token_revoked"] = fields.get("at") == "revoked"
-    view["next_attempt"] = "next" in fields
-    if raw is not None:
-        try:
-            request = StepUpRequest.from_json(raw)
-        except (ValueError, TypeError):
-            view["request"] = "unreadable"
-        else:
-            view["client_id"] = request.client_id
-            view["subject"] = request.subject
-            view["acr"] = request.acr
-            view["subject_verified"] = request.verified
-            view["txn"] = request.txn or None
-            view["locale"] = request.locale
-            view["authorization_details"] = len(request.authorization_details)
-    return view
-
-
 async def challenge_show(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     token = args.token
     fields, raw = await store.challenge_record(token)
@@ -323,31 +208,6 @@ async def challenge_show(args: argparse.Namespace, settings: Settings, store: St
 
 
 # -- limits show --------------------------------------------------------------------------------
-def _counter(fields: dict[str, str], name: str, limit: Any, now_ms: float) -> dict[str, Any]:
-    field = FIELDS[name]
-    ends = float(fields.get(f"{field}:e", 0) or 0)
-    count = int(fields.get(field, 0) or 0) if ends > now_ms else 0
-    entry: dict[str, Any] = {"limit": name, "count": count}
-    if limit is None:
-        entry.update(max=None, window_seconds=None)
-    else:
-        entry.update(max=limit.count, window_seconds=limit.seconds, over=count >= limit.count)
-    entry["window_ends_in"] = max(0, int((ends - now_ms) / 1000)) if count else None
-    return entry
-
-
-def _counter_line(entry: dict[str, Any]) -> str:
-    if entry["max"] is None:
-        return f"  {entry['limit']}: {entry['count']} (limit off)"
-    ends = entry["window_ends_in"]
-    window = f", window ends in {ends} s" if ends is not None else ""
-    over = " — OVER" if entry.get("over") else ""
-    return (
-        f"  {entry['limit']}: {entry['count']} of {entry['max']} per {entry['window_seconds']} s"
-        f"{window}{over}"
-    )
-
-
 async def limits_show(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     limits = settings.challenge.limits
     now_ms = time.time() * 1000
@@ -355,7 +215,7 @@ async def limits_show(args: argparse.Namespace, settings: Settings, store: Store
     if args.subject is not None:
         fields = await store.counters(tag(args.subject))
         left = await store.lock_left(args.subject)
-        counters = [_counter(fields, "failures_per_subject", limits.failures_per_subject, now_ms)]
+        counters = [counter(fields, "failures_per_subject", limits.failures_per_subject, now_ms)]
         data = {"subject": args.subject, "counters": counters, "locked_seconds": left}
         head = f"subject {args.subject}"
         extra = [f"  lock: {'locked for ' + str(left) + ' s' if left else 'not locked'}"]
@@ -363,7 +223,7 @@ async def limits_show(args: argparse.Namespace, settings: Settings, store: Store
         identity = address_identity(args.address)
         fields = await store.counters(tag(identity))
         names = ("failures_per_ip", "token_failures_per_ip")
-        counters = [_counter(fields, n, getattr(limits, n), now_ms) for n in names]
+        counters = [counter(fields, n, getattr(limits, n), now_ms) for n in names]
         opened = await store.open_challenges(tag(identity))
         cap = limits.open_challenges_per_ip
         data = {"address": identity, "counters": counters, "open_challenges": opened}
@@ -373,10 +233,10 @@ async def limits_show(args: argparse.Namespace, settings: Settings, store: Store
     else:
         fields = await store.counters(tag(f"client:{args.client}"))
         name = "token_failures_per_client"
-        counters = [_counter(fields, name, limits.token_failures_per_client, now_ms)]
+        counters = [counter(fields, name, limits.token_failures_per_client, now_ms)]
         data = {"client_id": args.client, "counters": counters}
         head, extra = f"client {args.client}", []
-    emit(args, data, [head, *[_counter_line(c) for c in counters], *extra])
+    emit(args, data, [head, *[counter_line(c) for c in counters], *extra])
     return 0
 
 
