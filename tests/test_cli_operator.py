@@ -342,6 +342,8 @@ async def test_challenge_show_never_echoes_the_token_it_was_given(
     unknown = await cli("challenge", "show", "UnknownToken1234567890", "--config", path)
     assert unknown.code == 1 and "not in Redis" in unknown.err
     assert "UnknownToken1234567890" not in unknown.err + unknown.out
+    short = await cli("challenge", "show", "abc", "--config", path)
+    assert short.code == 1 and "abc" not in short.err + short.out
     bad = await cli("challenge", "show", "not a token/secret", "--config", path)
     assert bad.code == 2 and "not a challenge token" in bad.err
     assert "secret" not in bad.err

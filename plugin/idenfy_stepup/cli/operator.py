@@ -32,6 +32,8 @@ from .views import TIMES, challenge_view, counter, counter_line
 
 REFUSED = 1
 BAD_INPUT = 2
+# A challenge token shorter than this is shown by no prefix at all (vendor tokens are longer).
+MIN_TOKEN_FOR_PREFIX = 16
 
 
 class OperatorError(Exception):
@@ -195,7 +197,8 @@ async def locks_clear(args: argparse.Namespace, settings: Settings, store: Store
 async def challenge_show(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     token = args.token
     fields, raw = await store.challenge_record(token)
-    prefix = token[:6]
+    # Six characters, as the logs show; nothing of a token too short for that to be a part.
+    prefix = token[:6] if len(token) >= MIN_TOKEN_FOR_PREFIX else ""
     if not fields and raw is None:
         raise OperatorError(f"challenge {prefix}…: not in Redis (ended and expired, or never made)")
     view = challenge_view(fields, raw)
@@ -229,7 +232,7 @@ async def limits_show(args: argparse.Namespace, settings: Settings, store: Store
         data = {"address": identity, "counters": counters, "open_challenges": opened}
         data["open_max"] = cap
         head = f"address {identity}" + (" (its /64)" if "/" in identity else "")
-        extra = [f"  open_challenges_per_ip: {opened} of {cap if cap else '(limit off)'}"]
+        extra = [f"  open_challenges_per_ip: {opened} {f'of {cap}' if cap else '(limit off)'}"]
     else:
         fields = await store.counters(tag(f"client:{args.client}"))
         name = "token_failures_per_client"
