@@ -27,6 +27,7 @@ from .harness.redis import SECRETS_KEY, RedisProcess, challenge_key, lock_key, r
 from .harness.rp import authorize, challenge, signed_subject
 from .harness.servers import Stack
 from .harness.settings import TEST_ENCRYPTION_KEY, base_settings, merge
+from .test_cli import run_cli, served  # noqa: F401  (served: the `serve` process fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "idenfy_stepup.cli"]
@@ -378,3 +379,26 @@ async def test_a_key_written_to_redis_without_the_encryption_key_is_never_publis
     # instance has looked at what was written, and refused it.
     assert await ready(stack) == 200
     assert await kids(stack) == before and intruder["kid"] not in before
+
+
+def test_a_served_provider_publishes_rotated_keys_without_a_restart(
+    served: tuple[str, str],  # noqa: F811  (the fixture imported from test_cli)
+    tmp_path: Path,
+) -> None:
+    """`idenfy-stepup serve` as its own process, with its embedded Redis, which the command
+    shares through the same data folder."""
+    issuer, _ = served
+    config_file = str(tmp_path / "minimal.yaml")  # what `served` started with
+
+    def published() -> set[str]:
+        return {k["kid"] for k in httpx.get(f"{issuer}/jwks").json()["keys"]}
+
+    before = published()
+    rotated = run_cli("keys", "rotate", "--config", config_file, "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    new = {k["kid"] for k in json.loads(rotated.stdout)}
+    deadline = time.monotonic() + 30
+    while published() != before | new:
+        assert time.monotonic() < deadline, "the served provider publishes the rotated keys"
+        time.sleep(0.05)
+    assert httpx.get(f"{issuer}/readyz").status_code == 200
