@@ -19,7 +19,7 @@ from ..settings import Settings, UiSettings
 from ..stepup.binding import Binder
 from ..stepup.outcomes import OutcomeTable
 from ..stepup.reuse_cookie import ReuseCookies
-from ..store import Notifier, Store
+from ..store import KEYS_CHANGED, Notifier, Store
 from ..web.addresses import Network, networks
 from ..web.branding import page_globals, template_loader
 from ..web.push_slots import PushSlots
@@ -95,7 +95,7 @@ async def load_secrets(settings: Settings, store: Store) -> tuple[KeyRing, str, 
     if problems:
         raise StartupError("\n".join(problems))
     shared = SharedSecrets(store, Sealer.from_settings(settings.keys))
-    keys = await load_keys(settings.keys, shared.get)
+    keys = await load_keys(settings.keys, shared.get, shared.get_optional)
     cookie_secret = settings.cookies.secret
     secret = (
         cookie_secret.get_secret_value()
@@ -109,7 +109,16 @@ async def build_runtime(
     settings: Settings, store: Store, notifier: Notifier, vendor: VendorFetch
 ) -> Runtime:
     """Load the shared secrets and keys from Redis (generated once when not configured)."""
+    from .key_rotation import KeyFollower
+
+    # Read before the keys: a rotation landing in between is then simply adopted again.
+    version = 0 if settings.keys.signing else await store.keyring_version()
     keys, secret, shared = await load_secrets(settings, store)
+    if not settings.keys.signing:
+        # Generated keys follow `idenfy-stepup keys rotate|retire` on the wake-up channel, and
+        # at each check round anyway.
+        shared.rotation = KeyFollower(settings.keys, shared, keys, version).follow
+        notifier.on_control(KEYS_CHANGED, shared.poke)
     api_key, api_secret = settings.idenfy.credentials()
     return Runtime(
         settings=settings,

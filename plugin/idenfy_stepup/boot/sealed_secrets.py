@@ -13,18 +13,22 @@ instances on the same Redis different keys.
 
 After Redis loses its data, an instance keeps the keys it holds in memory while a new one
 generates fresh ones: the JWKS is split. ``SharedSecrets.check`` compares the two and makes
-``/readyz`` fail until the operator restarts the odd instance out.
+``/readyz`` fail until the operator restarts the odd instance out. A rotation of the generated
+keys (``idenfy-stepup keys rotate``) also changes them in Redis, but raises ``keys:version``:
+``check`` first follows it (``rotation``, boot/key_rotation.py), so a rotation is adopted, not
+reported as a split.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -104,6 +108,17 @@ class Sealer:
             ) from None
         return plain.decode(), kid != kek_id(self.current)
 
+    def open_sealed(self, field: str, stored: str) -> tuple[str, bool]:
+        """As :meth:`open`, for a field no earlier version wrote in plain text: with a key
+        set, a plain value is refused (someone wrote it to Redis without the key)."""
+        if self.current is not None and not stored.startswith(f"{VERSION}."):
+            raise self._error(
+                field,
+                "in Redis is not encrypted (written without the key; if it was written before "
+                "the key was set, delete that field of the secrets hash: its keys are unpublished)",
+            )
+        return self.open(field, stored)
+
     @staticmethod
     def _error(field: str, what: str) -> StartupError:
         return StartupError(f"{SETTING}: the stored secret {field} {what}", BAD_CONFIG)
@@ -137,6 +152,26 @@ class SharedSecrets:
         self.sealer = sealer
         self.held: dict[str, str] = {}
         self.split: list[str] = []
+        # Adopts a newer key ring from Redis; True when it did (boot/key_rotation.py).
+        self.rotation: Callable[[], Awaitable[bool]] | None = None
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Check now rather than at the next round (the wake-up channel said keys changed)."""
+        self._poked.set()
+
+    async def get_optional(self, field: str) -> str | None:
+        """The plain value of ``field`` if Redis holds one (never created here); a field no
+        earlier version wrote, so it must be sealed when a key is set."""
+        stored = await self.store.stored_secret(field)
+        if stored is None:
+            self.held.pop(field, None)
+            return None
+        plain, reseal = self.sealer.open_sealed(field, stored)
+        if reseal:
+            await self.store.replace_secret(field, stored, self.sealer.seal(field, plain))
+        self.held[field] = plain
+        return plain
 
     async def get(self, field: str, make: Callable[[], str]) -> str:
         """The value every instance on this Redis agrees on (the first writer wins)."""
@@ -152,18 +187,14 @@ class SharedSecrets:
         """Fields whose value in Redis is not the one held here (empty: all agree).
 
         A field Redis has lost is written back first, so instances started later adopt it.
+        A newer key ring (a rotation) is adopted first, and again if the comparison found a
+        difference, in case the rotation landed between the two reads.
         """
-        split: list[str] = []
-        for field, mine in self.held.items():
-            stored = await self.store.shared_secret(field, self._resealer(field, mine))
-            try:
-                theirs, _ = self.sealer.open(field, stored)
-            except StartupError:
-                # Re-encrypted under a key this instance does not know (a rolling key
-                # rotation): it cannot tell, and a rotation must not fail readiness.
-                continue
-            if not hmac.compare_digest(theirs.encode(), mine.encode()):
-                split.append(field)
+        if self.rotation is not None:
+            await self.rotation()
+        split = await self._compare()
+        if split and self.rotation is not None and await self.rotation():
+            split = await self._compare()
         if split and split != self.split:
             log.error(
                 "the generated secrets this instance uses differ from those in Redis "
@@ -174,13 +205,30 @@ class SharedSecrets:
         self.split = split
         return split
 
+    async def _compare(self) -> list[str]:
+        split: list[str] = []
+        for field, mine in list(self.held.items()):
+            stored = await self.store.shared_secret(field, self._resealer(field, mine))
+            try:
+                theirs, _ = self.sealer.open(field, stored)
+            except StartupError:
+                # Re-encrypted under a key this instance does not know (a rolling key
+                # rotation): it cannot tell, and a rotation must not fail readiness.
+                continue
+            if not hmac.compare_digest(theirs.encode(), mine.encode()):
+                split.append(field)
+        return split
+
     def _resealer(self, field: str, plain: str) -> Callable[[], str]:
         return lambda: self.sealer.seal(field, plain)
 
     async def watch(self, every: float = CHECK_SECONDS) -> None:
-        """Check every ``every`` seconds until cancelled (a Redis outage skips a round)."""
+        """Check every ``every`` seconds, and when poked, until cancelled (a Redis outage
+        skips a round)."""
         while True:
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), every)
+            self._poked.clear()
             try:
                 await self.check()
             except StoreUnavailable:

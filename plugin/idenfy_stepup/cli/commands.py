@@ -1,4 +1,5 @@
-"""``idenfy-stepup``: serve | demo | simulator | check-config | subjects."""
+"""``idenfy-stepup``: serve | demo | simulator | check-config | keys | subjects | locks |
+challenge | limits."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from starlette.applications import Starlette
 from .. import __version__
 from ..app import create_app
 from ..boot.preflight import preflight
-from ..boot.startup import StartupError, unreachable
+from ..boot.startup import StartupError
 from ..settings import ConfigError, Settings, lint, load_settings
-from ..store import Store, StoreUnavailable, open_backend
-from ..store.embedded import embedded_redis, embedded_redis_async
-from . import logs
+from ..store.embedded import embedded_redis
+from . import logs, operator
 from .reloading import refused, reread, with_simulator_key
 from .serving import (
     LoopServer,
@@ -113,32 +113,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if warnings and args.strict else 0
 
 
-async def _subjects(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    async with embedded_redis_async(settings.redis.url, settings.redis.data_dir) as url:
-        store = Store(open_backend(settings.redis, url), settings.redis.key_prefix)
-        try:
-            return await _subject_action(args, store)
-        except StoreUnavailable:
-            raise unreachable(settings.redis.url) from None
-        finally:
-            await store.aclose()
-
-
-async def _subject_action(args: argparse.Namespace, store: Store) -> int:
-    if args.action == "set":
-        await store.set_subject(args.subject, args.scan_ref)
-        print(f"{args.subject} -> {args.scan_ref}")
-    elif args.action == "get":
-        found = await store.get_subject(args.subject)
-        print(found if found is not None else f"{args.subject}: not set")
-        return 0 if found is not None else 1
-    else:
-        deleted = await store.delete_subject(args.subject)
-        print(f"{args.subject}: {'deleted' if deleted else 'not set'}")
-    return 0
-
-
 def installed_version() -> str:
     """The installed distribution's version (what pip and bug reports see); the package's own
     ``__version__`` only when it runs from a source tree that was never installed."""
@@ -168,11 +142,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a settings file and warn about risks")
     c.add_argument("file")
     c.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
-    s = sub.add_parser("subjects", help="map subjects to iDenfy scanRefs in Redis")
-    s.add_argument("action", choices=["set", "get", "delete"])
-    s.add_argument("subject")
-    s.add_argument("scan_ref", nargs="?")
-    s.add_argument("--config", required=True)
+    operator.add_commands(sub)
     return p
 
 
@@ -181,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return cmd_check_config(args)
-        if args.command == "subjects":
-            if args.action == "set" and not args.scan_ref:
-                parser().error("subjects set needs SUBJECT SCANREF")
-            return asyncio.run(_subjects(args))
+        if (args.command, getattr(args, "action", None)) in operator.ACTIONS:
+            problem = operator.arguments_problem(args)
+            if problem is not None:
+                parser().error(problem)
+            return operator.main(args)
         if args.command == "simulator":
             return cmd_simulator(args)
         if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 64:

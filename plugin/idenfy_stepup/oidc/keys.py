@@ -3,12 +3,16 @@
 Configured keys come from ``keys.signing``; when none are configured, one RS256 and one ES256
 key are generated once and shared through Redis so every instance signs with the same keys.
 Keys marked ``publish_only`` stay in the JWKS after rotation but sign nothing (OIDC Core §10.1.1).
+Generated keys are rotated with ``idenfy-stepup keys rotate`` (boot/key_rotation.py): the
+replaced keys stay published, public only, until retired, and every instance adopts the new
+ring without a restart (:meth:`KeyRing.adopt`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
@@ -32,15 +36,49 @@ def generate_jwk(alg: str) -> str:
     return json.dumps(data)
 
 
+@dataclass(frozen=True)
+class _Ring:
+    active: dict[str, Key]
+    published: tuple[Key, ...]
+    jwks_json: bytes
+    public_set: KeySet
+
+
 class KeyRing:
-    """The active signing key per algorithm, and every key the JWKS publishes."""
+    """The active signing key per algorithm, and every key the JWKS publishes.
+
+    Everything is read from one snapshot, which :meth:`adopt` replaces in a single assignment:
+    a request sees the old ring or the new one, never the JWKS of one and the key of the other.
+    """
 
     def __init__(self, active: dict[str, Key], published: tuple[Key, ...]) -> None:
-        self.active = active
-        self.published = published
         public = {"keys": [_public(k) for k in published]}
-        self.jwks_json = json.dumps(public, separators=(",", ":")).encode()
-        self.public_set = KeySet.import_key_set(public)  # type: ignore[arg-type]
+        self._ring = _Ring(
+            active,
+            published,
+            json.dumps(public, separators=(",", ":")).encode(),
+            KeySet.import_key_set(public),  # type: ignore[arg-type]
+        )
+
+    def adopt(self, other: KeyRing) -> None:
+        """Sign and publish as ``other`` does from now on (a rotation of generated keys)."""
+        self._ring = other._ring
+
+    @property
+    def active(self) -> dict[str, Key]:
+        return self._ring.active
+
+    @property
+    def published(self) -> tuple[Key, ...]:
+        return self._ring.published
+
+    @property
+    def jwks_json(self) -> bytes:
+        return self._ring.jwks_json
+
+    @property
+    def public_set(self) -> KeySet:
+        return self._ring.public_set
 
     def signing_key(self, alg: str) -> Key:
         return self.active.get(alg) or next(iter(self.active.values()))
@@ -49,16 +87,22 @@ class KeyRing:
         return sorted(self.active)
 
     def sign(self, claims: dict[str, Any], alg: str) -> str:
-        key = self.signing_key(alg)
+        ring = self._ring
+        key = ring.active.get(alg) or next(iter(ring.active.values()))
         alg = str(key.alg or alg)
         return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, claims, key, [alg])
 
     def verify(self, token: str) -> dict[str, Any] | None:
         """Claims of a JWT this provider signed (signature only: callers check the rest)."""
         try:
-            return dict(jwt.decode(token, self.public_set, algorithms=list(ALGS)).claims)
+            return dict(jwt.decode(token, self._ring.public_set, algorithms=list(ALGS)).claims)
         except (JoseError, ValueError):
             return None
+
+
+def public_jwk(key: Key) -> dict[str, Any]:
+    """The public half of ``key`` as the JWKS publishes it."""
+    return _public(key)
 
 
 def _public(key: Key) -> dict[str, Any]:
@@ -105,9 +149,12 @@ def _configured_key(entry: SigningKey, where: str) -> Key:
 
 
 async def load_keys(
-    settings: KeysSettings, shared: Callable[[str, Callable[[], str]], Awaitable[str]]
+    settings: KeysSettings,
+    shared: Callable[[str, Callable[[], str]], Awaitable[str]],
+    optional: Callable[[str], Awaitable[str | None]] | None = None,
 ) -> KeyRing:
-    """Configured keys, or keys generated once and shared via ``shared(name, make)``."""
+    """Configured keys, or keys generated once and shared via ``shared(name, make)``; with
+    ``optional(name)``, also the keys a rotation left published (``keys:ring``)."""
     if settings.signing:
         return keys_from_config(settings)
     keys: dict[str, Key] = {}
@@ -115,4 +162,69 @@ async def load_keys(
         raw = await shared(f"jwk:{alg}", lambda alg=alg: generate_jwk(alg))  # type: ignore[misc]
         keys[alg] = import_key(json.loads(raw))
     ordered = {settings.generate_alg: keys[settings.generate_alg], **keys}
-    return KeyRing(ordered, tuple(ordered.values()))
+    passive: list[Key] = []
+    if optional is not None:
+        ring = await optional(RING_FIELD)
+        if ring is not None:
+            passive = [import_key(entry.jwk) for entry in parse_ring(ring).passive]
+    return KeyRing(ordered, (*ordered.values(), *passive))
+
+
+# The shared secrets' field that lists the keys a rotation replaced (public halves only), with
+# when each was created and may be retired.
+RING_FIELD = "keys:ring"
+
+
+@dataclass(frozen=True)
+class PassiveKey:
+    """A replaced key, still in the JWKS so that what it signed keeps verifying."""
+
+    jwk: dict[str, Any]  # public only: it signs nothing any more
+    replaced_at: int
+    retire_after: int
+
+    @property
+    def kid(self) -> str:
+        return str(self.jwk.get("kid", ""))
+
+    @property
+    def alg(self) -> str:
+        return str(self.jwk.get("alg", ""))
+
+
+@dataclass(frozen=True)
+class RingState:
+    """What ``keys:ring`` holds: the passive keys, and when each generated key was created
+    (keys generated before the first rotation have no date)."""
+
+    passive: tuple[PassiveKey, ...] = ()
+    created: dict[str, int] | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "passive": [
+                    {"jwk": p.jwk, "replaced_at": p.replaced_at, "retire_after": p.retire_after}
+                    for p in self.passive
+                ],
+                "created": self.created or {},
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+
+def parse_ring(raw: str) -> RingState:
+    """``keys:ring`` as stored (decrypted); ValueError when it is not what we write."""
+    try:
+        data = json.loads(raw)
+        passive = tuple(
+            PassiveKey(dict(p["jwk"]), int(p["replaced_at"]), int(p["retire_after"]))
+            for p in data["passive"]
+        )
+        created = {str(k): int(v) for k, v in dict(data.get("created") or {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{RING_FIELD} is not a key list") from exc
+    if any("d" in p.jwk or "p" in p.jwk for p in passive):
+        raise ValueError(f"{RING_FIELD} holds private key material")
+    return RingState(passive, created)

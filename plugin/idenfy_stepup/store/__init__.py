@@ -9,6 +9,7 @@ from .backends import RedisPyBackend, StoreBackend, WireBackend
 from .connect import connect, open_backend
 from .core import (
     EXPIRY_SKEW_SECONDS,
+    KEYS_CHANGED,
     Peek,
     Store,
     StoreUnavailable,
@@ -36,6 +37,7 @@ from .wire import WireRedis
 
 __all__ = [
     "EXPIRY_SKEW_SECONDS",
+    "KEYS_CHANGED",
     "ConsumedAs",
     "EmbeddedRedis",
     "FinishMode",

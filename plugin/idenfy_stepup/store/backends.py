@@ -57,6 +57,11 @@ class StoreBackend(Protocol):
         """Each message published on ``channel`` goes to ``on_message`` as it is read."""
         ...
 
+    async def scan(self, pattern: str) -> list[str]:
+        """Every key matching ``pattern`` (SCAN, never KEYS; on a cluster, on every primary).
+        For the operator's commands only: never on a request's path."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -79,6 +84,9 @@ class WireBackend:
 
     async def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Subscription:
         return await self.wire.subscribe(channel, on_message)
+
+    async def scan(self, pattern: str) -> list[str]:
+        return await _scan_cursor(self.execute, pattern)
 
     async def aclose(self) -> None:
         await self.wire.aclose()
@@ -121,6 +129,12 @@ class RedisPyBackend:
             raise
         return _PubSubSubscription(pubsub, on_message)
 
+    async def scan(self, pattern: str) -> list[str]:
+        if isinstance(self.redis, RedisCluster):
+            found = [key async for key in self.redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+            return sorted({k.decode() if isinstance(k, bytes) else str(k) for k in found})
+        return await _scan_cursor(self.execute, pattern)
+
     def _pubsub(self) -> PubSub:
         """A subscription client; on a cluster, on one of its nodes, another one each time.
 
@@ -139,6 +153,22 @@ class RedisPyBackend:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+# Keys asked for per SCAN round trip: large enough for few round trips, small enough that one
+# step never holds the server up.
+SCAN_COUNT = 500
+
+
+async def _scan_cursor(execute: Callable[..., Awaitable[Reply]], pattern: str) -> list[str]:
+    cursor: bytes | str | int = 0
+    found: set[str] = set()  # SCAN may return a key twice
+    while True:
+        reply: Any = await execute("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)
+        cursor, keys = reply[0], reply[1]
+        found.update(k.decode() if isinstance(k, bytes) else str(k) for k in keys)
+        if cursor in (b"0", "0", 0):
+            return sorted(found)
 
 
 class _PubSubSubscription:

@@ -46,6 +46,12 @@ UNKNOWN_ADDRESS = "unknown"
 EXPIRY_SKEW_SECONDS = 5
 
 
+# What the key-ring script publishes on the wake-up channel when the generated signing keys
+# changed: every instance reloads them. Not a vendor token (``!`` is never in one), so no
+# challenge's waiter can be named by it.
+KEYS_CHANGED = "!keys"
+
+
 class StoreUnavailable(Exception):
     """Redis could not be reached or answered with an error; nothing was changed."""
 
@@ -505,10 +511,120 @@ class Store:
         return await self._run(scripts.OPEN_CHALLENGES, [self.open_key(identity_tag)], args)
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
-        """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays."""
+        """Lock ``subject`` out for ``seconds``; with ``extend=False`` an existing lock stays.
+
+        The lock holds the subject's name (the key has only its tag), so that ``locks list``
+        can name who is locked; the subject is already in Redis with each of its challenges."""
         key = self.lock_key(subject)
-        args = ("SET", key, "1", "EX", seconds) + (() if extend else ("NX",))
+        args = ("SET", key, subject, "EX", seconds) + (() if extend else ("NX",))
         await self._call(lambda: self._cmd(*args))
+
+    # -- the operator's commands (cli/operator.py): reads by SCAN, never on a request's path --
+    async def scan(self, kind: str) -> list[str]:
+        """Every key ``{prefix}:{kind}:…`` (SCAN, never KEYS)."""
+        pattern = f"{glob_escape(self.prefix)}:{glob_escape(kind)}:*"
+        return await self._call(lambda: self.backend.scan(pattern))
+
+    async def subjects(self) -> list[tuple[str, str]]:
+        """Every subject mapped in Redis, with its scanRef, by subject."""
+        keys = await self.scan("subject")
+        start = len(self.subject_key(""))
+        found = []
+        for at in range(0, len(keys), SUBJECTS_PER_ROUND_TRIP):
+            batch = keys[at : at + SUBJECTS_PER_ROUND_TRIP]
+            replies = await self._call(
+                lambda batch=batch: self.backend.execute_many(*(("GET", k) for k in batch))  # type: ignore[misc]
+            )
+            for key, reply in zip(batch, replies, strict=True):
+                scan_ref = text(reply)
+                if scan_ref is not None:
+                    found.append((key[start:], scan_ref))
+        return sorted(found)
+
+    async def set_subjects(self, pairs: list[tuple[str, str]]) -> None:
+        """Map each subject to its scanRef (in one round trip on a single server)."""
+        if pairs:
+            commands = [("SET", self.subject_key(s), ref) for s, ref in pairs]
+            await self._call(lambda: self.backend.execute_many(*commands))
+
+    async def locks(self) -> list[tuple[str | None, int]]:
+        """Every lock-out: the subject (None for a lock written before locks held it) and
+        the seconds left."""
+        found: list[tuple[str | None, int]] = []
+        for key in await self.scan("lock"):
+            value, left = await self._call(
+                lambda key=key: self.backend.execute_many(("GET", key), ("TTL", key))  # type: ignore[misc]
+            )
+            subject = text(value)
+            if subject is not None and int(left) > 0:
+                found.append((None if subject == "1" else subject, int(left)))
+        return sorted(found, key=lambda item: (item[0] is None, item[0] or "", item[1]))
+
+    async def lock_left(self, subject: str) -> int:
+        """Seconds left of the subject's lock-out (0: not locked)."""
+        return max(0, int(await self._call(lambda: self._cmd("TTL", self.lock_key(subject)))))
+
+    async def clear_lock(self, subject: str, *, reset_failures: bool = False) -> tuple[bool, bool]:
+        """Lift the subject's lock-out, and with ``reset_failures`` forget its failed checks:
+        whether there was a lock, and a failure counter."""
+        lock = bool(await self._call(lambda: self._cmd("DEL", self.lock_key(subject))))
+        reset = False
+        if reset_failures:
+            key, field = self.rate_key(subject), "fs"
+            reset = bool(await self._call(lambda: self._cmd("HDEL", key, field, f"{field}:e")))
+        return lock, reset
+
+    async def counters(self, identity_tag: str) -> dict[str, str]:
+        """The raw counter fields of one identity's hash (empty when it has none)."""
+        reply = await self._call(lambda: self._cmd("HGETALL", self.rate_key_of(identity_tag)))
+        return _pairs(reply)
+
+    async def challenge_record(self, token: str) -> tuple[dict[str, str], str | None]:
+        """A challenge's hash and its request's JSON, as stored (empty, None: gone)."""
+        key, rkey = self.challenge_key(token), self.request_key(token)
+        fields, raw = await self._call(
+            lambda: self.backend.execute_many(("HGETALL", key), ("GET", rkey))
+        )
+        return _pairs(fields), text(raw)
+
+    # -- the generated signing keys' changes (boot/key_rotation.py) ----------------------------
+    async def secrets(self) -> dict[str, str]:
+        """Every field of the shared secrets' hash, as stored (sealed)."""
+        return _pairs(await self._call(lambda: self._cmd("HGETALL", self.secrets_key)))
+
+    async def stored_secret(self, name: str) -> str | None:
+        """One field of the shared secrets' hash as stored; None when absent (never created)."""
+        return text(await self._call(lambda: self._cmd("HGET", self.secrets_key, name)))
+
+    async def keyring_version(self) -> int:
+        """How many times the generated keys were changed (0: never)."""
+        raw = await self.stored_secret("keys:version")
+        return int(raw) if raw and raw.isdigit() else 0
+
+    async def change_keyring(self, expected: str, changes: dict[str, str]) -> int:
+        """Write ``changes`` to the shared secrets and tell every instance, if the key ring is
+        still at version ``expected`` ("" never changed): the new version, 0 when another
+        change came first."""
+        args = scripts.KeyringArgs(expected, self.channel, KEYS_CHANGED, tuple(changes.items()))
+        return await self._run(scripts.KEYRING, [self.secrets_key], args)
+
+
+# GETs sent together by ``subjects``: one round trip per batch, never one huge reply.
+SUBJECTS_PER_ROUND_TRIP = 500
+
+
+def glob_escape(value: str) -> str:
+    """``value`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    """An HGETALL reply (a flat list, or a dict from redis-py) as text."""
+    if isinstance(reply, dict):
+        items = list(reply.items())
+    else:
+        items = list(zip(reply[::2], reply[1::2], strict=True))
+    return {str(text(k)): str(text(v)) for k, v in items}
 
 
 def _number(value: Any) -> float | None:

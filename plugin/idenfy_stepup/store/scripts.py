@@ -280,6 +280,18 @@ class ReplaceSecretArgs(NamedTuple):
         return _flat(self)
 
 
+class KeyringArgs(NamedTuple):
+    expected_version: str
+    channel: str
+    message: str
+    changes: tuple[tuple[str, str], ...]  # field, value ("" deletes it)
+
+    def argv(self) -> list[Any]:
+        return [self.expected_version, self.channel, self.message] + [
+            part for pair in self.changes for part in pair
+        ]
+
+
 WEBHOOK: Script[WebhookArgs, WebhookResult] = Script("webhook", decode_webhook)
 FINISH: Script[FinishArgs, Verdict] = Script("finish", decode_verdict)
 RETRY_CLAIM: Script[RetryClaimArgs, Verdict] = Script("retry_claim", decode_verdict)
@@ -291,6 +303,7 @@ CREATE: Script[CreateArgs, object] = Script("create", lambda reply: reply)
 LIMITS: Script[LimitsArgs, LimitHit] = Script("limits", decode_limits)
 OPEN_CHALLENGES: Script[OpenArgs, int] = Script("open_challenges", int)
 REPLACE_SECRET: Script[ReplaceSecretArgs, bool] = Script("replace_secret", bool)
+KEYRING: Script[KeyringArgs, int] = Script("keyring", int)
 ALL: tuple[Script[Any, Any], ...] = (
     WEBHOOK,
     FINISH,
@@ -301,4 +314,5 @@ ALL: tuple[Script[Any, Any], ...] = (
     LIMITS,
     OPEN_CHALLENGES,
     REPLACE_SECRET,
+    KEYRING,
 )

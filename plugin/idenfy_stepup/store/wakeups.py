@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from redis import exceptions as rexc
 
@@ -70,8 +70,14 @@ class Notifier:
         self._channel = channel
         self._waiters: dict[str, set[Wake]] = {}
         self._task: asyncio.Task[None] | None = None
+        # Messages that are not a token (they contain "!") and what each one triggers.
+        self._controls: dict[str, Callable[[], None]] = {}
         self.connected = asyncio.Event()
         self.closing = False
+
+    def on_control(self, message: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever ``message`` is published (e.g. the keys changed)."""
+        self._controls[message] = callback
 
     def close_waiters(self) -> None:
         """The server is stopping: wake every waiter so that push streams end now (the browser
@@ -139,4 +145,9 @@ class Notifier:
             delay = min(delay * 2, 2.0)
 
     def _message(self, data: bytes) -> None:
-        self._wake(data.decode(errors="replace"))
+        message = data.decode(errors="replace")
+        control = self._controls.get(message)
+        if control is not None:
+            control()
+            return
+        self._wake(message)
