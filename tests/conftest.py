@@ -93,11 +93,14 @@ async def redis(request: pytest.FixtureRequest, redis_proc: RedisProcess) -> Asy
 
 
 @pytest.fixture
-def redis_url(redis_proc: RedisProcess) -> str:
-    """The session's redis-server, flushed for this test."""
+def redis_url(redis_proc: RedisProcess) -> Iterator[str]:
+    """The session's redis-server, flushed for this test and again after it: what a test leaves
+    behind (sealed secrets, locks, counters) must not reach the stacks later modules start."""
     with redis_proc.client() as r:
         r.flushall()
-    return redis_proc.url
+    yield redis_proc.url
+    with redis_proc.client() as r:
+        r.flushall()
 
 
 @pytest.fixture
