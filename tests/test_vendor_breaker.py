@@ -253,3 +253,13 @@ async def test_not_enrolled_answers_do_not_trip_the_breaker(pool: StackPool) -> 
     before = await requests(stack)
     assert challenge_token((await authorize(stack, login_hint="alice")).response)
     assert await requests(stack) == before + 2
+
+
+async def test_a_vendor_kept_out_of_readiness_is_named_but_does_not_fail_it(
+    pool: StackPool,
+) -> None:
+    stack = await pool.fresh(settings=breaker(failures=1, open_seconds=600, in_readiness=False))
+    await open_breaker(stack, 1)
+    status, body = await readyz(stack)
+    assert status == 200
+    assert body["status"] == "ready" and body["vendor"] == "down", body

@@ -34,7 +34,8 @@ async def readiness(rt: Runtime) -> tuple[bool, dict[str, object]]:
             # id_tokens. Only a restart of this instance adopts what Redis holds.
             body["reason"] = "generated secrets differ from those in Redis: restart this instance"
             body["fields"] = split
-    ready = body["redis"] == "up" and body["vendor"] == "up" and "fields" not in body
+    vendor_ok = vendor.up or not rt.settings.idenfy.breaker.in_readiness
+    ready = body["redis"] == "up" and vendor_ok and "fields" not in body
     if not ready:
         body["status"] = "unavailable"
     return ready, body

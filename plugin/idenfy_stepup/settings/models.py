@@ -197,6 +197,8 @@ class BreakerSettings(_Model):
     open_seconds: float = Field(15.0, gt=0, le=3600)
     # /readyz probes an idle vendor (no answer for this long) at most this often; 0: never.
     probe_interval: float = Field(30.0, ge=0, le=3600)
+    # false: /readyz still names a vendor that is down, but answers 200 for it.
+    in_readiness: bool = True
 
 
 class IdenfySettings(_Model):
