@@ -91,7 +91,7 @@ class IdenfyClient:
     ) -> None:
         self._fetch = fetch
         # Without one given (a client built by hand), a breaker that never opens.
-        self.health = health or VendorHealth(Breaker(0, 1.0, 1.0), probe_interval=0)
+        self.health = VendorHealth(Breaker(0, 1.0, 1.0), 0) if health is None else health
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         # HTTP Basic with key:secret on every call (§0); built once, never in a URL or a repr.
