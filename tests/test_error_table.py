@@ -249,7 +249,10 @@ class BrokenVendor:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def broken_vendor(pool: StackPool) -> tuple[Stack, BrokenVendor]:
     vendor = BrokenVendor()
-    stack = await pool.fresh(settings={"idenfy": {"timeout": 0.5}}, simulator=False)
+    # Each row shows one way the vendor fails: the breaker must not answer for it.
+    stack = await pool.fresh(
+        settings={"idenfy": {"timeout": 0.5, "breaker": {"failures": 0}}}, simulator=False
+    )
     await serve_vendor(stack, vendor.app)
     return stack, vendor
 

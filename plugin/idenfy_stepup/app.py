@@ -133,6 +133,7 @@ async def _connected(
     if fetch is None:
         fetch = own = AiohttpFetch()
     watch: asyncio.Task[None] | None = None
+    rt: Runtime | None = None
     try:
         rt = await _build_with_retry(settings, store, notifier, fetch)
         await notifier.start()
@@ -144,6 +145,8 @@ async def _connected(
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         await notifier.stop()
+        if rt is not None:
+            await rt.vendor.aclose()  # a readiness probe in flight
         if own is not None:
             await own.aclose()
         await store.aclose()

@@ -89,3 +89,23 @@ async def serve_vendor(stack: Stack, app: Any) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", stack.settings.idenfy.simulator.port))
     stack.servers.append(await serve_in_loop(app, sock))
+
+
+async def set_outage(stack: Stack, mode: str | None) -> dict[str, Any]:
+    """Script the simulator's partner API: ``hang``, ``500``, ``401``, … (None ends it, and
+    hanging requests are then answered normally). Returns ``outage(stack)``'s view."""
+    url = f"{stack.simulator_url}/_simulator/outage"
+    async with httpx.AsyncClient(timeout=20, verify=TLS) as c:
+        response = await (c.delete(url) if mode is None else c.put(url, json={"mode": mode}))
+    response.raise_for_status()
+    view: dict[str, Any] = response.json()
+    return view
+
+
+async def outage(stack: Stack) -> dict[str, Any]:
+    """``{"mode", "requests": partner-API requests the simulator received, "hanging": n}``."""
+    async with httpx.AsyncClient(timeout=20, verify=TLS) as c:
+        response = await c.get(f"{stack.simulator_url}/_simulator/outage")
+    response.raise_for_status()
+    view: dict[str, Any] = response.json()
+    return view

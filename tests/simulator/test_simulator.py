@@ -422,3 +422,54 @@ async def test_idle_session_expires_with_a_webhook(sim: Running) -> None:
     assert body["failReason"] is None and body["facePhoto"] is None
     late = await finish(client, token, status="SUCCESS")
     assert late.status_code == 409
+
+
+# --- scripted outage (/_simulator/outage) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "status"), [("500", 500), ("503", 503), ("401", 401), ("402", 402)]
+)
+async def test_an_outage_answers_every_partner_endpoint_and_counts_the_requests(
+    sim: Running, mode: str, status: int
+) -> None:
+    client, _ = sim
+    token = await new_token(client)
+    assert (await client.put("/_simulator/outage", json={"mode": mode})).json()["mode"] == mode
+    calls = [
+        client.get(CHECK.format("SCAN-ALICE"), auth=AUTH),
+        client.post("/partner/authentication-info", json={"scanRef": "SCAN-ALICE"}, auth=AUTH),
+        client.get(f"/api/v2/facial-authentication-sessions/{token}/", auth=AUTH),
+    ]
+    for call in calls:
+        assert (await call).status_code == status
+    # The simulator's own controls and its iframe are not part of the outage.
+    assert (await client.get(f"/_simulator/sessions/{token}")).status_code == 200
+    assert (await client.get(f"/?token={token}")).status_code == 200
+    view = (await client.delete("/_simulator/outage")).json()
+    assert view == {"mode": None, "requests": 4, "hanging": 0}  # new_token's call, then three
+    assert (await client.get(CHECK.format("SCAN-ALICE"), auth=AUTH)).status_code == 200
+
+
+async def test_a_hanging_request_is_answered_normally_once_the_outage_ends(sim: Running) -> None:
+    client, _ = sim
+    await client.put("/_simulator/outage", json={"mode": "hang"})
+    body = {"scanRef": "SCAN-ALICE", "type": "AUTHENTICATION"}
+    pending = asyncio.create_task(client.post("/partner/authentication-info", json=body, auth=AUTH))
+    for _ in range(1000):  # until the request hangs (bounded: a broken hang fails the test)
+        if (await client.get("/_simulator/outage")).json()["hanging"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.get("/_simulator/outage")).json()["hanging"] == 1
+    assert not pending.done()
+    await client.delete("/_simulator/outage")
+    response = await pending  # its body, read while it hung, reaches the endpoint
+    assert response.status_code == 200 and response.json()["scanRef"] == "SCAN-ALICE"
+
+
+@pytest.mark.parametrize("body", [{"mode": "404"}, {"mode": None}, {}, {"mode": 500}])
+async def test_an_unknown_outage_mode_is_400(sim: Running, body: dict[str, object]) -> None:
+    client, _ = sim
+    response = await client.put("/_simulator/outage", json=body)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert (await client.get("/_simulator/outage")).json()["mode"] is None

@@ -11,7 +11,9 @@ from babel.support import NullTranslations
 from jinja2 import BaseLoader, Environment
 
 from ..i18n.pages import PageTemplates
+from ..idenfy.breaker import Breaker
 from ..idenfy.client import IdenfyClient, default_timeout
+from ..idenfy.health import VendorHealth
 from ..idenfy.transport import VendorFetch
 from ..oidc.keys import KeyRing
 from ..oidc.server import StepUpServer
@@ -132,6 +134,7 @@ async def build_runtime(
             api_key,
             api_secret,
             default_timeout(settings.idenfy.timeout),
+            vendor_health(settings),
         ),
         outcomes=OutcomeTable(settings.errors),
         binder=Binder(secret, settings),
@@ -145,6 +148,12 @@ async def build_runtime(
         trusted_proxies=networks(settings.server.trusted_proxies),
         shared=shared,
     )
+
+
+def vendor_health(settings: Settings) -> VendorHealth:
+    """The breaker around iDenfy's API and the readiness probe (idenfy.breaker), per process."""
+    cfg = settings.idenfy.breaker
+    return VendorHealth(Breaker(cfg.failures, cfg.window, cfg.open_seconds), cfg.probe_interval)
 
 
 def webhook_keys(settings: Settings) -> tuple[str, ...]:

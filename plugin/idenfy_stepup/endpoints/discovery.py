@@ -7,6 +7,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..boot.readiness import readiness
 from ..boot.runtime import Runtime
 from ..oidc.request_objects import SIGNED_ALGS
 from ..store import StoreUnavailable
@@ -137,21 +138,5 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    rt = runtime(request)
-    down = JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
-    if not await rt.store.ping():
-        return down
-    if rt.shared is not None and rt.shared.held:
-        try:
-            split = await rt.shared.check()
-        except StoreUnavailable:
-            # PING answered but the comparison did not (a connection still reconnecting after
-            # a Redis restart): Redis is up, and the next probe compares.
-            split = rt.shared.split
-        if split:
-            # Another instance signs with other keys: a relying party would reject half the
-            # id_tokens. Only a restart of this instance adopts what Redis holds.
-            reason = "generated secrets differ from those in Redis: restart this instance"
-            body = {"status": "unavailable", "reason": reason, "fields": split}
-            return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ready"})
+    ready, body = await readiness(runtime(request))
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -8,6 +8,8 @@ from json import dumps, loads
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .breaker import Breaker
+from .health import CIRCUIT_OPEN, VendorHealth, VendorStatus
 from .transport import (
     FetchError,
     FetchTimeout,
@@ -34,6 +36,9 @@ _STATUS_KINDS = {
     404: "not_found",
     429: "rate_limited",
 }
+# The readiness probe's check-status subject: no KYC verification can have this scanRef, so the
+# vendor answers 404 once it has accepted our key pair (docs/idenfy-api.md §1.1).
+PROBE_SCAN_REF = "idenfy-stepup-readiness-probe"
 
 
 class VendorError(Exception):
@@ -82,8 +87,11 @@ class IdenfyClient:
         api_key: str,
         api_secret: str,
         timeout: VendorTimeout,
+        health: VendorHealth | None = None,
     ) -> None:
         self._fetch = fetch
+        # Without one given (a client built by hand), a breaker that never opens.
+        self.health = VendorHealth(Breaker(0, 1.0, 1.0), 0) if health is None else health
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         # HTTP Basic with key:secret on every call (§0); built once, never in a URL or a repr.
@@ -138,12 +146,45 @@ class IdenfyClient:
             raise VendorUnavailable("not_found")  # such a token was never issued
         return await self._call("GET", f"/api/v2/facial-authentication-sessions/{token}/")
 
+    def status(self) -> VendorStatus:
+        """The vendor's state for readiness; never waits (a due probe runs in the background)."""
+        return self.health.status(self._probe)
+
+    async def _probe(self) -> str | None:
+        try:
+            await self.check_status(PROBE_SCAN_REF)
+        except VendorNotEnrolled:
+            return None
+        except VendorError as exc:
+            return exc.kind
+        return None
+
     async def aclose(self) -> None:
-        """Nothing to release: the fetch belongs to the caller."""
+        """Stops a readiness probe in flight; the fetch belongs to the caller."""
+        await self.health.aclose()
 
     async def _call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> dict[str, object]:
+        """One call through the breaker: refused at once while it is open (no request made)."""
+        ticket = self.health.admit()
+        if ticket is None:
+            raise VendorUnavailable(CIRCUIT_OPEN)
+        try:
+            data = await self._exchange(method, path, params=params, json=json)
+        except VendorUnavailable as exc:
+            self.health.settle(ticket, exc.kind, exc.status)
+            raise
+        else:
+            self.health.settle(ticket, None)
+        finally:
+            self.health.abandon(ticket)  # cancelled: frees the probe slot (no-op once settled)
+        return data
+
+    async def _exchange(
+        self, method: str, path: str, *, params: dict[str, str] | None, json: Any
+    ) -> dict[str, object]:
+        # Nothing is retried here, whatever the answer: a retry is the user's new attempt.
         url = self._base + path + (f"?{urlencode(params)}" if params else "")
         headers, body = self._headers, None
         if json is not None:

@@ -186,6 +186,21 @@ class SimulatorSettings(_Model):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+class BreakerSettings(_Model):
+    """The circuit breaker around iDenfy's API (idenfy/breaker.py), one per process."""
+
+    # Failures in a row (timeouts, connection errors, 5xx, 429) within `window` seconds that
+    # open it; an answer in between starts the count again. 0: never opens.
+    failures: int = Field(5, ge=0, le=1000)
+    window: float = Field(30.0, gt=0, le=3600)
+    # While open every call fails at once (vendor_unavailable); then one probe call decides.
+    open_seconds: float = Field(15.0, gt=0, le=3600)
+    # /readyz probes an idle vendor (no answer for this long) at most this often; 0: never.
+    probe_interval: float = Field(30.0, ge=0, le=3600)
+    # false: /readyz still names a vendor that is down, but answers 200 for it.
+    in_readiness: bool = True
+
+
 class IdenfySettings(_Model):
     mode: Literal["live", "simulator"] = "live"
     api_base: str = "https://ivs.idenfy.com"
@@ -209,6 +224,7 @@ class IdenfySettings(_Model):
     allow_enrollment: bool = True
     # The webhook's ipAddress against the address that opened the challenge.
     webhook_ip_policy: Literal["off", "log", "deny"] = "log"
+    breaker: BreakerSettings = BreakerSettings()
     simulator: SimulatorSettings = SimulatorSettings()
 
     @model_validator(mode="after")

@@ -31,6 +31,10 @@ Scripting endpoints (no authentication: never expose the simulator publicly):
   ``id`` (an exact vendor duplicate); same answer as the outcome endpoint; 409 if none was sent.
 - ``PUT /_simulator/scan-refs/{scanRef}`` ``{"type": "AUTHENTICATION" | "ENROLLMENT" |
   "IDENTIFICATION"}`` adds or changes a scanRef; ``DELETE`` removes it (check-status then 404s).
+- ``PUT /_simulator/outage`` ``{"mode": "hang" | "500" | "502" | "503" | "401" | "402" | "403" |
+  "429"}`` makes every partner-API request hang (until the outage ends or the caller gives up)
+  or get that error; ``DELETE`` ends it (hanging requests are then answered normally); ``GET``
+  → ``{"mode", "requests": <partner-API requests received>, "hanging": n}``.
 
 Unknown tokens get 404 everywhere; malformed bodies get 400.
 """

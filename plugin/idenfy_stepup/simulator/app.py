@@ -11,8 +11,9 @@ from starlette.applications import Starlette
 from ..settings import SimulatorSettings
 from .core import Simulator
 from .iframe import IframePages, templates
+from .outage import OutageGate
 from .scripting import ScriptingApi
-from .vendor import VendorApi
+from .vendor import VENDOR_PREFIXES, VendorApi
 
 # The vendor expects the provider to answer within 10 s (docs/idenfy-api.md §2.4); so do we.
 WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -46,5 +47,6 @@ def create_simulator_app(
         *IframePages(sim, templates()).routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(OutageGate, outage=sim.outage, prefixes=VENDOR_PREFIXES)
     app.state.simulator = sim
     return app

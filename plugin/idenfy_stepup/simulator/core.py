@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..settings import SimulatorSettings
 from .delivery import Deliverer, webhook_body
+from .outage import Outage
 from .state import Outcome, Registry, Session, WebhookRecord
 
 MAX_JSON_BYTES = 64 * 1024
@@ -30,6 +31,7 @@ class Simulator:
         self.settings = settings
         self.base_url = settings.base_url()
         self.registry = Registry(settings.scan_refs)
+        self.outage = Outage()  # scripted by /_simulator/outage
         self._webhook_url = webhook_url
         self._signing_key = signing_key
         self._deliverer: Deliverer | None = None

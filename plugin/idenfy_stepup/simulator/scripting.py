@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..settings import CheckStatusType
 from .core import Simulator, read_object
+from .outage import MODES
 from .state import Outcome, Session, WebhookRecord
 
 STATUSES = ("SUCCESS", "FAILED", "EXPIRED", "CANCELED")  # docs/idenfy-api.md §2.2
@@ -71,6 +72,9 @@ class ScriptingApi:
             Route("/_simulator/webhooks/{token}/resend", self.resend, methods=["POST"]),
             Route("/_simulator/scan-refs/{scan_ref}", self.put_scan_ref, methods=["PUT"]),
             Route("/_simulator/scan-refs/{scan_ref}", self.delete_scan_ref, methods=["DELETE"]),
+            Route("/_simulator/outage", self.get_outage, methods=["GET"]),
+            Route("/_simulator/outage", self.put_outage, methods=["PUT"]),
+            Route("/_simulator/outage", self.end_outage, methods=["DELETE"]),
         ]
 
     def _session(self, request: Request) -> Session | None:
@@ -122,3 +126,20 @@ class ScriptingApi:
         if self._sim.registry.scan_refs.pop(request.path_params["scan_ref"], None) is None:
             return error(404, "not_found", "No such scanRef.")
         return Response(status_code=204)
+
+    async def get_outage(self, request: Request) -> Response:
+        return JSONResponse(self._sim.outage.view())
+
+    async def put_outage(self, request: Request) -> Response:
+        data = await read_object(request)
+        if data is None:
+            return error(400, "invalid_json", "The body must be a JSON object.")
+        if data.get("mode") not in MODES:
+            return error(400, "invalid_request", f"mode must be one of {', '.join(MODES)}.")
+        self._sim.outage.set(data["mode"])
+        return JSONResponse(self._sim.outage.view())
+
+    async def end_outage(self, request: Request) -> Response:
+        # Hanging requests are released and answered normally.
+        self._sim.outage.set(None)
+        return JSONResponse(self._sim.outage.view())

@@ -23,6 +23,8 @@ DEFAULT_METHOD = "FACE_MATCHING"
 DEFAULT_LIFETIME = 1800  # §1.2 / §4: default 30 min, max 30 days, in seconds
 MAX_LIFETIME = 2_592_000
 SESSIONS = "/api/v2/facial-authentication-sessions/"
+# Where the partner API's routes live (a scripted outage covers exactly these).
+VENDOR_PREFIXES = ("/identification/", "/partner/", "/api/")
 BAD_METHOD = "method must be FACE_MATCHING or ACTIVE_LIVENESS."
 
 
