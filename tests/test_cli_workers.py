@@ -263,7 +263,7 @@ def simulator_config(port: int, sim_port: int, data_dir: Path, **server: Any) ->
     """config/demo.yaml's shape: simulator mode, embedded Redis, no webhook signing key."""
     return {
         "issuer": f"http://127.0.0.1:{port}",
-        "server": {"host": "127.0.0.1", "port": port, **server},
+        "server": {"host": "127.0.0.1", "port": port, "management": {"port": None}, **server},
         "redis": {"url": "embedded", "data_dir": str(data_dir)},
         "idenfy": {
             "mode": "simulator",

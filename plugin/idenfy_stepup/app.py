@@ -20,10 +20,14 @@ from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
 from .i18n.messages import N_
 from .idenfy.transport import AiohttpFetch, VendorFetch
+from .observe import tracing
+from .observe.http import Observed
+from .observe.vendor import MeteredFetch
 from .oidc.keys import KeyLoadError
 from .settings import Settings
 from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
+from .web.addresses import networks
 from .web.branding import STATIC_PREFIX, static_app
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.languages import page_language
@@ -74,6 +78,7 @@ def create_app(
             app.state.startup_error = exc  # for OneLineStartupFailure and the CLI's exit code
             raise
 
+    tracing.install(settings.tracing)
     app = Starlette(
         routes=routes(settings),
         lifespan=lifespan,
@@ -85,6 +90,13 @@ def create_app(
         permissions=permissions_policy(settings),
     )
     app.add_middleware(OneLineStartupFailure, state=app.state)
+    # Outermost: it times the whole answer and sees the status every other layer settled on.
+    app.add_middleware(
+        Observed,
+        routes=app.routes,
+        proxies=networks(settings.server.trusted_proxies),
+        access=settings.server.access_log,
+    )
     # authlib logs issued tokens and client credentials at DEBUG (no secrets in logs): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
@@ -122,6 +134,7 @@ async def _connected(
     own: AiohttpFetch | None = None  # the vendor edge, unless the caller brought one
     if fetch is None:
         fetch = own = AiohttpFetch()
+    fetch = MeteredFetch(fetch)  # counted and timed at the edge, whatever sends the request
     watch: asyncio.Task[None] | None = None
     try:
         rt = await _build_with_retry(settings, store, notifier, fetch)

@@ -33,6 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
+from ..observe.metrics import rate_limited
 from ..oidc.pushed import is_pushed_reference, may_be_ours
 from ..oidc.requests import AuthlibRequest
 from ..stepup.checks import AUTHORIZE_CHECKS, Pending
@@ -242,6 +243,7 @@ async def _ip_gate(rt: Runtime, ip: str) -> tuple[_Blocked | None, bool]:
             "authorize rate limit hit",
             extra={"event": "stepup.rate_limited", "limit": "failures_per_ip"},
         )
+        rate_limited("failures_per_ip")
         return _Blocked(rt.outcomes["RATE_LIMITED"], 429, state.wait), state.open_full
     return None, state.open_full
 

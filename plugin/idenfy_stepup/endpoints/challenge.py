@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorError, valid_token
+from ..observe.metrics import rate_limited
 from ..stepup.details import display_items
 from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
@@ -276,9 +277,17 @@ async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> str | None
         check(rt, req.subject, "failures_per_subject", lock=True), address_state(rt, ip)
     )
     if found.locked:
+        rate_limited("spoof_lockout")
         return "SUBJECT_LOCKED"
-    if found.wait or address.wait or address.open_full:
-        return "RATE_LIMITED"
+    # The first limit that refuses is the one counted.
+    for over, limit in (
+        (found.wait, "failures_per_subject"),
+        (address.wait, "failures_per_ip"),
+        (address.open_full, "open_challenges_per_ip"),
+    ):
+        if over:
+            rate_limited(limit)
+            return "RATE_LIMITED"
     return None
 
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..boot.runtime import Runtime
+from ..observe.metrics import rate_limited
 from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
 from ..stepup.limits import ip_identity
@@ -34,6 +35,7 @@ async def authenticated_client(
     throttle = TokenThrottle(rt, ip_identity(request, rt), claimed_clients(rt, request, form))
     wait = await throttle.wait()
     if wait > 0:
+        rate_limited("token_failures")
         return _throttled(wait)
     client = await _authenticate(rt, request, oauth)
     if isinstance(client, Response):

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled
+from ..observe.metrics import rate_limited
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..settings import ClientSettings
@@ -218,8 +219,12 @@ async def _subject_limits(p: Pending) -> str | None:
     assert p.subject is not None
     found = await check(p.rt, p.subject.name, "failures_per_subject", lock=True)
     if found.locked:
+        rate_limited("spoof_lockout")
         return "SUBJECT_LOCKED"
-    return "RATE_LIMITED" if found.wait else None
+    if found.wait:
+        rate_limited("failures_per_subject")
+        return "RATE_LIMITED"
+    return None
 
 
 async def _enrolled(p: Pending) -> str | None:
@@ -248,6 +253,7 @@ async def _open_cap(p: Pending) -> str | None:
     if p.open_full:
         limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
         log.warning("open challenge cap hit", extra=limit)
+        rate_limited("open_challenges_per_ip")
         return "RATE_LIMITED"
     return None
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..boot.runtime import Runtime
+from ..observe.metrics import OUTCOMES
 from ..stepup.outcomes import Outcome
 from ..stepup.records import StepUpRequest
 
@@ -63,7 +64,9 @@ def outcome_redirect(rt: Runtime, req: StepUpRequest, outcome: Outcome) -> Respo
 
 
 def log_outcome(req: StepUpRequest, result: str, error: str | None = None) -> None:
-    """One line per step-up outcome: who, which client, what — never secrets or photos."""
+    """One line per step-up outcome: who, which client, what — never secrets or photos;
+    and its count (client and level are configured names, never the subject)."""
+    OUTCOMES.labels(req.client_id, req.acr, result).inc()
     log.info(
         "step-up %s",
         result,
