@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -32,6 +33,9 @@ from .web.branding import STATIC_PREFIX, static_app
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.languages import page_language
 from .web.responses import error_page, json_error, wants_json
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("idenfy_stepup")
 TOKEN = "{token:str}"
@@ -66,6 +70,7 @@ def create_app(
     *,
     redis_url: str | None = None,
     vendor_fetch: VendorFetch | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,7 +83,7 @@ def create_app(
             app.state.startup_error = exc  # for OneLineStartupFailure and the CLI's exit code
             raise
 
-    tracing.install(settings.tracing)
+    tracing.install(settings.tracing, span_exporter)  # the exporter: tests' in-memory one
     app = Starlette(
         routes=routes(settings),
         lifespan=lifespan,
