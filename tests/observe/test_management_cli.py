@@ -37,7 +37,7 @@ def test_management_port_serves_probes_and_metrics_through_a_reload(
         assert total(scraped, "stepup_http_requests_total", route="/readyz") == 1
 
         live.serve.popen.send_signal(signal.SIGHUP)
-        wait_for("the reload", lambda: "settings reloaded" in live.serve.logs(), timeout=30)
+        wait_for("the reload", lambda: "settings reloaded" in live.serve.text(), timeout=30)
         assert httpx.get(f"{live.issuer}/jwks").status_code == 200
         assert httpx.get(f"{manage}/readyz").json() == {"status": "ready"}
         after = parse(httpx.get(f"{manage}/metrics").text)
