@@ -3,8 +3,11 @@ line a missing extra gives."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -88,3 +91,55 @@ def test_enabled_without_the_extra_is_a_clear_config_error(
         tracing.install(settings)
     assert "pip install 'idenfy-stepup[otel]'" in str(raised.value)
     assert tracing.problems(TracingSettings()) == []
+
+
+async def test_spans_reach_an_otlp_http_collector_with_the_configured_headers(
+    open_app: Open,
+) -> None:
+    """A tiny OTLP/HTTP collector on loopback receives the batch when tracing shuts down."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}/v1/traces"
+        config = {
+            "tracing": {
+                "enabled": True,
+                "endpoint": endpoint,
+                "headers": {"authorization": "Bearer collector-token"},
+                "service_name": "stepup-test",
+            }
+        }
+        async with open_app(config) as (browser, _, _):
+            assert (await browser.get("/jwks")).status_code == 200
+        await asyncio.to_thread(tracing.shutdown)  # flushes the batch
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received, "no export reached the collector"
+    path, headers, body = received[0]
+    assert path == "/v1/traces"
+    assert headers["authorization"] == "Bearer collector-token"
+    assert headers["content-type"] == "application/x-protobuf"
+    export = ExportTraceServiceRequest.FromString(body)
+    [resource] = export.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+    names = {span.name for scope in resource.scope_spans for span in scope.spans}
+    assert service == "stepup-test" and "GET /jwks" in names
