@@ -110,3 +110,16 @@ async def test_access_log_can_be_switched_off(
         answer = await browser.get("/jwks", headers={"x-request-id": "kept-1"})
     assert answer.headers["x-request-id"] == "kept-1"
     assert access_lines(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("proxies", "client"), [(["127.0.0.1/32"], "198.51.100.7"), ([], "127.0.0.1")]
+)
+async def test_access_log_client_is_the_address_the_limits_count(
+    open_app: Open, caplog: pytest.LogCaptureFixture, proxies: list[str], client: str
+) -> None:
+    caplog.set_level(logging.INFO, "idenfy_stepup.access")
+    async with open_app({"server": {"trusted_proxies": proxies}}) as (browser, _, _):
+        for _ in range(2):  # the second from the same pair of addresses, as in one flow
+            await browser.get("/jwks", headers={"x-forwarded-for": "198.51.100.7"})
+    assert [r.client for r in access_lines(caplog)] == [client, client]  # type: ignore[attr-defined]

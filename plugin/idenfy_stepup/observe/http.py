@@ -8,16 +8,18 @@ new time series. Requests the router did not match are ``other``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..stepup.limits import address_identity
-from ..web.addresses import Network, client_ip
+from ..web.addresses import Network, client_of
 from . import tracing
 from .metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from .requests import new_trace_id, request_id, trace_id_of, trace_parent
@@ -41,6 +43,25 @@ def route_templates(routes: Iterable[BaseRoute]) -> dict[int, str]:
         elif isinstance(route, Mount):
             templates[id(route.app)] = route.path + "/{path}"
     return templates
+
+
+# The labelled children of each route, method and status (bounded sets): looked up once, not
+# through ``labels()`` (validation and a lock) on every request.
+@functools.cache
+def _counted(route: str, method: str, status: int) -> Counter:
+    return HTTP_REQUESTS.labels(route, method, str(status))
+
+
+@functools.cache
+def _timed(route: str, method: str) -> Histogram:
+    return HTTP_REQUEST_SECONDS.labels(route, method)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client(peer: str, forwarded: str, proxies: tuple[Network, ...]) -> str:
+    """The client address the limits count (web/addresses.py), for the peer and the
+    X-Forwarded-For it sent: the requests of one flow come from the same pair."""
+    return address_identity(client_of(peer, forwarded, proxies))
 
 
 class Observed:
@@ -81,8 +102,8 @@ class Observed:
             finally:
                 route = self.templates.get(id(scope.get("endpoint")), OTHER)
                 seconds = time.perf_counter() - start
-                HTTP_REQUESTS.labels(route, method, str(status)).inc()
-                HTTP_REQUEST_SECONDS.labels(route, method).observe(seconds)
+                _counted(route, method, status).inc()
+                _timed(route, method).observe(seconds)
                 trace = tracing.trace_id(current)
                 if current is not None:
                     current.update_name(f"{method} {route}")
@@ -105,7 +126,9 @@ class Observed:
         rid: str,
         trace: str,
     ) -> None:
-        client = address_identity(client_ip(Request(scope), self.proxies))
+        peer = scope.get("client")
+        forwarded = Request(scope).headers.get("x-forwarded-for", "") if self.proxies else ""
+        client = _client(peer[0] if peer else "", forwarded, self.proxies)
         access_log.info(
             "%s %s %d",
             method,
