@@ -103,7 +103,7 @@ def hangup_reloads(live: Live, config_path: Path) -> None:
         lambda: bank_starts_challenges(live.issuer),
         procs=(live.serve,),
     )
-    wait_for("the reload is logged", lambda: "settings reloaded" in live.serve.logs(), timeout=15)
+    wait_for("the reload is logged", lambda: "settings reloaded" in live.serve.text(), timeout=15)
     assert live.serve.popen.poll() is None
 
     broken = copy.deepcopy(reloaded)
@@ -119,7 +119,7 @@ def hangup_reloads(live: Live, config_path: Path) -> None:
     [line] = refusal()
     assert "ERROR" in line and "server.no_such_setting" in line, line
     assert "clients[1].redirect_uris" in line, line
-    assert "Traceback" not in live.serve.logs()
+    assert "Traceback" not in live.serve.text()
     assert live.serve.popen.poll() is None
     assert bank_starts_challenges(live.issuer)  # still the settings of the last good reload
     # The file's own URI: test_demo_ignores_server_workers edits the shared SHOP_CLIENT dict.

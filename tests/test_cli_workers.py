@@ -169,6 +169,11 @@ class Proc:
     def pid(self) -> int:
         return self.popen.pid
 
+    def text(self) -> str:
+        """Everything it wrote (logs() is the tail, for failure messages): the access log
+        writes a line per request, so a line to look for can be far from the end."""
+        return self.out.read_text() + self.err.read_text()
+
     def logs(self) -> str:
         return (
             f"--- {self.name} {self.args} (exit {self.popen.poll()})\n"
@@ -263,7 +268,7 @@ def simulator_config(port: int, sim_port: int, data_dir: Path, **server: Any) ->
     """config/demo.yaml's shape: simulator mode, embedded Redis, no webhook signing key."""
     return {
         "issuer": f"http://127.0.0.1:{port}",
-        "server": {"host": "127.0.0.1", "port": port, **server},
+        "server": {"host": "127.0.0.1", "port": port, "management": {"port": None}, **server},
         "redis": {"url": "embedded", "data_dir": str(data_dir)},
         "idenfy": {
             "mode": "simulator",
@@ -413,7 +418,7 @@ def test_a_killed_worker_is_replaced(tmp_path: Path, own_redis: RedisProcess) ->
         step_up(live.issuer, live.simulator_url)
         assert live.serve.popen.poll() is None
         wait_for(
-            "the replacement is logged", lambda: "replacing it" in live.serve.logs(), timeout=5
+            "the replacement is logged", lambda: "replacing it" in live.serve.text(), timeout=5
         )
 
 
@@ -432,7 +437,7 @@ def test_a_crash_loop_stops_the_service(tmp_path: Path, own_redis: RedisProcess)
             time.sleep(0.05)
         assert live.serve.wait(20) == 1, live.serve.logs()
         assert len(killed) >= 6, (killed, live.serve.logs())
-        assert "workers keep exiting: stopping" in live.serve.logs()
+        assert "workers keep exiting: stopping" in live.serve.text()
         assert_all_gone(list(live.serve.seen.values()), live.serve)
 
 
@@ -445,7 +450,7 @@ def test_sigterm_stops_parent_and_workers(tmp_path: Path, own_redis: RedisProces
         assert live.serve.wait(15) == 0, live.serve.logs()
         assert time.monotonic() - started < 15
         assert_all_gone(tree, live.serve)
-        assert "replacing it" not in live.serve.logs()
+        assert "replacing it" not in live.serve.text()
         assert live.simulator.popen.poll() is None  # a process of its own: untouched
 
 
@@ -459,7 +464,7 @@ def test_ctrl_c_to_the_process_group_stops_everything(
         os.killpg(live.serve.pid, signal.SIGINT)
         assert live.serve.wait(15) == 0, live.serve.logs()
         assert_all_gone(tree, live.serve)
-        assert "replacing it" not in live.serve.logs()
+        assert "replacing it" not in live.serve.text()
 
 
 def open_push_stream(issuer: str) -> tuple[threading.Thread, list[str]]:
@@ -519,7 +524,7 @@ def test_stopping_ends_open_push_streams_at_once(
         reader.join(5)
         assert lines[-1] == "<end>", lines
         assert ": server stopping" in lines, lines
-        assert "Cancel" not in live.serve.logs() and "killing" not in live.serve.logs()
+        assert "Cancel" not in live.serve.text() and "killing" not in live.serve.text()
 
 
 def test_workers_flag_overrides_config(tmp_path: Path, own_redis: RedisProcess) -> None:
@@ -593,7 +598,7 @@ def test_simulator_exit_stops_the_service(tmp_path: Path) -> None:
         tree = stack.serve.tree()
         os.kill(stack.simulator.pid, signal.SIGKILL)
         assert stack.serve.wait(15) == 1, stack.serve.logs()
-        assert "idenfy-stepup-simulator exited" in stack.serve.logs()
+        assert "idenfy-stepup-simulator exited" in stack.serve.text()
         assert_all_gone(tree, stack.serve)
         assert not (stack.data / "redis.sock").exists(), "embedded Redis left running"
 

@@ -64,6 +64,7 @@ class Provider:
                     "port": self.port,
                     "log_format": "text",
                     "log_level": "debug",
+                    "management": {"port": None},  # its fixed default port would collide
                     **EDGE,
                 },
                 "redis": {"url": redis_url},

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -22,14 +23,21 @@ from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
 from .i18n.messages import N_
 from .idenfy.transport import AiohttpFetch, VendorFetch
+from .observe import tracing
+from .observe.http import Observed
+from .observe.vendor import MeteredFetch
 from .oidc.keys import KeyLoadError
 from .settings import Settings
 from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
+from .web.addresses import networks
 from .web.branding import STATIC_PREFIX, static_app
 from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
 from .web.languages import page_language
 from .web.responses import error_page, json_error, wants_json
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("idenfy_stepup")
 TOKEN = "{token:str}"
@@ -64,6 +72,7 @@ def create_app(
     *,
     redis_url: str | None = None,
     vendor_fetch: VendorFetch | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -81,6 +90,7 @@ def create_app(
             app.state.startup_error = exc  # for OneLineStartupFailure and the CLI's exit code
             raise
 
+    tracing.install(settings.tracing, span_exporter)  # the exporter: tests' in-memory one
     app = Starlette(
         routes=routes(settings),
         lifespan=lifespan,
@@ -92,6 +102,13 @@ def create_app(
         permissions=permissions_policy(settings),
     )
     app.add_middleware(OneLineStartupFailure, state=app.state)
+    # Outermost: it times the whole answer and sees the status every other layer settled on.
+    app.add_middleware(
+        Observed,
+        routes=app.routes,
+        proxies=networks(settings.server.trusted_proxies),
+        access=settings.server.access_log,
+    )
     # authlib logs issued tokens and client credentials at DEBUG (no secrets in logs): whatever
     # logging set-up embeds this app, those lines never reach a handler.
     logging.getLogger("authlib").setLevel(logging.INFO)
@@ -132,6 +149,7 @@ async def _connected(
     own: AiohttpFetch | None = None  # the vendor edge, unless the caller brought one
     if fetch is None:
         fetch = own = AiohttpFetch()
+    fetch = MeteredFetch(fetch)  # counted and timed at the edge, whatever sends the request
     watch: asyncio.Task[None] | None = None
     rt: Runtime | None = None
     try:

@@ -85,7 +85,8 @@ def base_settings(provider_port: int, sim_port: int, redis_url: str) -> dict[str
     """``mode: simulator`` with the suite's directory, limits and client ``shop``."""
     return {
         "issuer": f"http://127.0.0.1:{provider_port}",
-        "server": {"host": "127.0.0.1", "port": provider_port},
+        # No management listener unless a test asks: its fixed default port would collide.
+        "server": {"host": "127.0.0.1", "port": provider_port, "management": {"port": None}},
         "redis": {"url": redis_url},
         "idenfy": {
             "mode": "simulator",
@@ -121,7 +122,7 @@ def live_settings(
     sim = f"http://127.0.0.1:{sim_port}"
     return {
         "issuer": f"http://127.0.0.1:{port}",
-        "server": {"host": "127.0.0.1", "port": port, **server},
+        "server": {"host": "127.0.0.1", "port": port, "management": {"port": None}, **server},
         "redis": {"url": redis_url},
         # Generated keys and cookie secret are encrypted in Redis (required in live mode).
         "keys": {"encryption_key": TEST_ENCRYPTION_KEY},

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
+import uvicorn
 from starlette.applications import Starlette
 
 from .. import __version__
@@ -20,10 +21,13 @@ from ..store.embedded import embedded_redis
 from . import logs, operator
 from .reloading import refused, reread, with_simulator_key
 from .serving import (
+    CurrentApp,
     LoopServer,
     Reloadable,
     bind,
     demo_server,
+    management_server,
+    management_socket,
     run_servers,
     server_for,
     simulator_server,
@@ -40,25 +44,32 @@ def cmd_serve(args: argparse.Namespace, *, demo: bool = False) -> int:
     # The address actually served is what a reload keeps (reloading.py).
     update = {"host": host, "port": port, "workers": 1 if demo else workers}
     settings = settings.model_copy(update={"server": server.model_copy(update=update)})
+    # Bound before anything starts, so a taken management port is one line and an exit code.
+    manage = management_socket(settings)
     if workers > 1 and not demo:
         from .workers import Supervisor
 
-        return Supervisor(settings, bind(host, port), workers, args.config).run()
+        return Supervisor(settings, bind(host, port), workers, args.config, manage).run()
     redis = settings.redis
     # Started here, not by the app's lifespan, so that a reloaded app shares it and the
     # retired app's shutdown does not stop it.
     with embedded_redis(redis.url, redis.data_dir) as embedded_url:
         app = create_app(settings, redis_url=embedded_url)
-        others = []
+        others: list[uvicorn.Server] = []
         if settings.idenfy.mode == "simulator":
             others.append(simulator_server(settings))
+        current = CurrentApp(app)
+        if manage is not None:
+            others.append(management_server(settings, manage, current))
         try:
             if demo:
                 # The demo bank holds the provider's client settings: SIGHUP is logged, ignored.
                 provider = server_for(app, host, port, settings)
                 run_servers([provider, *others, demo_server(settings, args.demo_port)])
             else:
-                run_servers(others, _reloadable(args.config, settings, app, embedded_url))
+                reloadable = _reloadable(args.config, settings, app, embedded_url)
+                reloadable.swapped = current.swap
+                run_servers(others, reloadable)
         except SystemExit:
             # uvicorn exits when the lifespan fails; its StartupError line is already logged.
             failure = getattr(app.state, "startup_error", None)

@@ -9,14 +9,16 @@ import logging
 import secrets
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as EventType
 from types import FrameType
+from typing import cast
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from ..boot.startup import StartupError
 from ..settings import ConfigError, Settings
 from ..web import edge
 
@@ -41,13 +43,53 @@ class LoopServer(uvicorn.Server):
         yield
 
 
+class ListeningServer(LoopServer):
+    """A LoopServer on a socket bound beforehand (so a taken port is a start-up error)."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.sock = sock
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or [self.sock])
+
+
+def management_socket(settings: Settings) -> socket.socket | None:
+    """The management port's socket (None: ``server.management.port: null``)."""
+    where = settings.server.management
+    if where.port is None:
+        return None
+    try:
+        return bind(where.host, where.port)
+    except OSError as exc:
+        message = f"server.management: cannot listen on {where.host}:{where.port}: {exc.strerror}"
+        raise StartupError(message) from None
+
+
+def management_server(
+    settings: Settings, sock: socket.socket, provider: Callable[[], ASGIApp]
+) -> ListeningServer:
+    """/metrics, /healthz and /readyz (observe/management.py) beside the provider."""
+    from ..observe.management import ManagementApp
+
+    where = settings.server.management
+    config = uvicorn_config(ManagementApp(provider), where.host, where.port or 0, settings)
+    return ListeningServer(config, sock)
+
+
 class WorkerServer(uvicorn.Server):
     """A uvicorn server handling its own signals (a worker process), ending push streams first;
     ``ready`` is set once it accepts connections (a rolling reload waits for it)."""
 
-    def __init__(self, config: uvicorn.Config, ready: EventType | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        ready: EventType | None = None,
+        companions: Sequence[uvicorn.Server] = (),
+    ) -> None:
         super().__init__(config)
         self.ready = ready
+        self.companions = companions  # servers of this process that stop with it
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -56,7 +98,19 @@ class WorkerServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         closing(self)
+        for companion in self.companions:
+            companion.should_exit = True
         super().handle_exit(sig, frame)
+
+    async def serve_all(self, sockets: list[socket.socket]) -> None:
+        """This server on ``sockets`` and its companions, until this one ends."""
+        others = [asyncio.create_task(c.serve()) for c in self.companions]
+        try:
+            await self.serve(sockets)
+        finally:
+            for companion in self.companions:
+                companion.should_exit = True
+            await asyncio.gather(*others, return_exceptions=True)
 
 
 def closing(server: uvicorn.Server) -> None:
@@ -135,6 +189,8 @@ class Reloadable:
     server: LoopServer
     sock: socket.socket
     rebuild: Callable[[], Awaitable[LoopServer | None]]
+    # Told the successor's app once it serves (the management port follows it).
+    swapped: Callable[[ASGIApp], None] | None = None
 
 
 class _Service:
@@ -212,6 +268,8 @@ class _Service:
             self.provider = task
             closing(old)  # its push streams end; the browsers reconnect to the successor
             old.should_exit = True
+            if reloadable.swapped is not None:
+                reloadable.swapped(cast(ASGIApp, successor.config.app))
             log.info("settings reloaded", extra={"event": "server.reloaded"})
         finally:
             self.reloading = False
@@ -266,3 +324,16 @@ def demo_server(settings: Settings, port: int) -> uvicorn.Server:
         session_secret=secrets.token_urlsafe(32),
     )
     return server_for(app, settings.server.host, port, settings)
+
+
+class CurrentApp:
+    """The provider app serving now (a SIGHUP reload replaces it), for the management port."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self) -> ASGIApp:
+        return self.app
+
+    def swap(self, app: ASGIApp) -> None:
+        self.app = app

@@ -21,8 +21,10 @@ import threading
 import time
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
 from types import FrameType
 
+from ..observe import multiproc
 from ..settings import Settings
 from ..store.embedded import embedded_redis
 from .reloading import refused, reread
@@ -71,17 +73,24 @@ def run_worker(
     sock: socket.socket,
     parent_pid: int,
     ready: EventType | None = None,
+    manage: socket.socket | None = None,
 ) -> None:
-    """One worker: the provider app on the shared socket (runs in a spawned process)."""
+    """One worker: the provider app on the shared socket (runs in a spawned process); with
+    ``manage`` (worker 0), the management port too."""
     die_with_parent(parent_pid)
+    import uvloop
+
     from ..app import create_app
     from . import logs
-    from .serving import WorkerServer, uvicorn_config
+    from .serving import WorkerServer, management_server, uvicorn_config
 
     logs.configure(settings.server.log_format, settings.server.log_level)
     app = create_app(settings, redis_url=redis_url)
     config = uvicorn_config(app, settings.server.host, settings.server.port, settings)
-    WorkerServer(config, ready).run(sockets=[sock])
+    companions = [] if manage is None else [management_server(settings, manage, lambda: app)]
+    server = WorkerServer(config, ready, companions)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(server.serve_all([sock]))
 
 
 def run_simulator(settings: Settings, parent_pid: int) -> None:
@@ -96,10 +105,18 @@ def run_simulator(settings: Settings, parent_pid: int) -> None:
 
 class Supervisor:
     def __init__(
-        self, settings: Settings, sock: socket.socket, workers: int, path: str | None = None
+        self,
+        settings: Settings,
+        sock: socket.socket,
+        workers: int,
+        path: str | None = None,
+        manage: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.sock = sock
+        # The management port's socket: served by worker 0 (and by its replacement, and by the
+        # new worker 0 of a reload, which listens on it before the old one lets go).
+        self.manage = manage
         self.count = workers
         self.path = path  # the settings file SIGHUP re-reads
         self.ctx = multiprocessing.get_context("spawn")
@@ -111,9 +128,10 @@ class Supervisor:
     def _spawn_worker(
         self, index: int, settings: Settings | None = None, ready: EventType | None = None
     ) -> BaseProcess:
+        manage = self.manage if index == 0 else None
         process = self.ctx.Process(
             target=run_worker,
-            args=(settings or self.settings, self.redis_url, self.sock, os.getpid(), ready),
+            args=(settings or self.settings, self.redis_url, self.sock, os.getpid(), ready, manage),
             name=f"idenfy-stepup-worker-{index}",
         )
         process.start()
@@ -130,8 +148,16 @@ class Supervisor:
             signal.signal(sig, self._stop)
         signal.signal(signal.SIGHUP, self._hup)
         redis = self.settings.redis
+        # Before any process is spawned: each inherits the directory its metrics go to.
+        metrics_dir = multiproc.start_run()
+        try:
+            return self._run(redis.url, redis.data_dir)
+        finally:
+            multiproc.end_run(metrics_dir)
+
+    def _run(self, redis_url: str, data_dir: Path) -> int:
         # The embedded Redis is stopped last, after every process that uses it.
-        with embedded_redis(redis.url, redis.data_dir) as embedded_url:
+        with embedded_redis(redis_url, data_dir) as embedded_url:
             self.redis_url = embedded_url or self.redis_url
             helpers: list[BaseProcess] = []
             workers: list[BaseProcess] = []
@@ -169,6 +195,7 @@ class Supervisor:
                     return 1
                 self.restarts.append(now)
                 log.warning("%s exited (code %s): replacing it", worker.name, worker.exitcode)
+                multiproc.worker_gone(worker.pid)
                 workers[index] = self._spawn_worker(index)
         return 0
 
@@ -199,6 +226,8 @@ class Supervisor:
         self.settings = settings
         old, workers[:] = list(workers), fresh
         _stop_all(old)  # SIGTERM: each finishes its requests; the new ones accept meanwhile
+        for process in old:
+            multiproc.worker_gone(process.pid)
         log.info("settings reloaded", extra={"event": "server.reloaded"})
 
 

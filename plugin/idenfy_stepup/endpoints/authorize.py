@@ -35,6 +35,7 @@ from ..audit.facts import challenge_opened, code_issued, limit_exceeded
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorNotEnrolled, VendorUnavailable
+from ..observe.metrics import rate_limited
 from ..oidc.pushed import is_pushed_reference, may_be_ours
 from ..oidc.requests import AuthlibRequest
 from ..stepup.checks import AUTHORIZE_CHECKS, Pending
@@ -263,6 +264,7 @@ async def _ip_gate(rt: Runtime, ip: str) -> tuple[_Blocked | None, bool]:
             extra={"event": "stepup.rate_limited", "limit": "failures_per_ip"},
         )
         limit_exceeded("failures_per_ip", "/authorize", ip, retry_after=state.wait)
+        rate_limited("failures_per_ip")
         return _Blocked(rt.outcomes["RATE_LIMITED"], 429, state.wait), state.open_full
     return None, state.open_full
 

@@ -22,6 +22,7 @@ from ..audit.facts import challenge_opened, code_issued, limit_exceeded
 from ..boot.runtime import Runtime
 from ..i18n.messages import N_
 from ..idenfy.client import VendorError, valid_token
+from ..observe.metrics import rate_limited
 from ..stepup.details import display_items
 from ..stepup.limits import address_state, check, ended, ip_identity, opened
 from ..stepup.records import StepUpRequest
@@ -286,13 +287,17 @@ async def _retry_refused(rt: Runtime, req: StepUpRequest, ip: str) -> tuple[str,
         check(rt, req.subject, "failures_per_subject", lock=True), address_state(rt, ip)
     )
     if found.locked:
+        rate_limited("spoof_lockout")
         return "SUBJECT_LOCKED", "spoof_lockout_seconds"
-    if found.wait:
-        return "RATE_LIMITED", "failures_per_subject"
-    if address.wait:
-        return "RATE_LIMITED", "failures_per_ip"
-    if address.open_full:
-        return "RATE_LIMITED", "open_challenges_per_ip"
+    # The first limit that refuses is the one counted.
+    for over, limit in (
+        (found.wait, "failures_per_subject"),
+        (address.wait, "failures_per_ip"),
+        (address.open_full, "open_challenges_per_ip"),
+    ):
+        if over:
+            rate_limited(limit)
+            return "RATE_LIMITED", limit
     return None
 
 

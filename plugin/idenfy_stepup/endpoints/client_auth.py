@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from ..audit import events as audit
 from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
+from ..observe.metrics import rate_limited
 from ..oidc.models import Client
 from ..oidc.requests import AuthlibRequest
 from ..stepup.limits import ip_identity
@@ -39,6 +40,7 @@ async def authenticated_client(
     wait, limit = await throttle.refusal()
     if wait > 0:
         limit_exceeded(limit, endpoint, throttle.address, client_id=claimed, retry_after=wait)
+        rate_limited("token_failures")
         return _throttled(wait)
     client = await _authenticate(rt, request, oauth)
     if isinstance(client, _Failed):

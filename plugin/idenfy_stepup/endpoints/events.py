@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
 from ..idenfy.client import valid_token
+from ..observe.metrics import PUSH_LATENCY_SECONDS, PUSH_STREAMS_OPEN, rate_limited
 from ..stepup.limits import ip_identity
 from ..store import State, StoreUnavailable
 from ..web.responses import json_error, runtime
@@ -70,6 +71,7 @@ class PushStream(Response):
             await _too_many(self.rt, refused)(scope, receive, send)
             return
         gone: asyncio.Future[None] | None = None
+        PUSH_STREAMS_OPEN.inc()
         try:
             start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
             await send(start)
@@ -82,11 +84,13 @@ class PushStream(Response):
             if gone is not None:
                 gone.cancel()
             slots.give_back(self.token, self.address)
+            PUSH_STREAMS_OPEN.dec()
 
 
 def _too_many(rt: Runtime, cap: str) -> Response:
     """429: a held slot is free again at the latest when its stream ends (``push_timeout``)."""
     whose = "this check" if cap == "challenge" else "this address"
+    rate_limited("push_streams_per_challenge" if cap == "challenge" else "push_streams_per_ip")
     retry_after = str(rt.settings.challenge.push_timeout)
     return json_error(
         429,
@@ -118,6 +122,8 @@ async def _stream(
                 # Only a transition out of PENDING is published for a token (a webhook that
                 # decided it); the finish URL reads the outcome, so no second read here.
                 yield done
+                # Resumed once the server took the event: the latency includes handing it over.
+                PUSH_LATENCY_SECONDS.observe(time.monotonic() - woken.published_at)
                 return
             woken.clear()  # before reading, so a wake-up during the read is not lost
             try:

@@ -15,6 +15,7 @@ lock cannot be written the answer is 503, and the vendor's retry (a duplicate) s
 from __future__ import annotations
 
 import ipaddress
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +32,7 @@ from ..idenfy.webhook import (
     parse_event,
     verify_signature,
 )
+from ..observe.metrics import FACE_CHECK_SECONDS
 from ..stepup.limits import address_identity, ended, ip_identity
 from ..stepup.outcomes import LOCKOUT_OUTCOMES, SUBJECT_FAILURES
 from ..stepup.records import StepUpRequest
@@ -59,6 +61,7 @@ async def idenfy_webhook(request: Request) -> Response:
         if applied.result == HookResult.APPLIED:
             # A browser waiting on this process hears it now; others through the channel.
             rt.notifier.wake(event.token)
+            await _time_face_check(rt, event.token)
         counted = await _counted_request(rt, event.token, applied)
         await _lock_out(rt, counted, applied, event.token)
     except StoreUnavailable:
@@ -68,6 +71,19 @@ async def idenfy_webhook(request: Request) -> Response:
     _log(event, applied.result, applied.detail)
     await _audit(rt, request, event, applied)
     return JSONResponse({"result": applied.result})
+
+
+async def _time_face_check(rt: Runtime, token: str) -> None:
+    """stepup_face_check_seconds: the challenge opened at its vendor session's expiry less
+    ``idenfy.token_lifetime`` (create sets ``expires_at`` so). One HMGET; a Redis failure
+    here loses the sample, never the webhook's answer."""
+    try:
+        peek = await rt.store.peek(token, "")
+    except StoreUnavailable:
+        return
+    if peek.expires_at is not None:
+        opened = peek.expires_at - rt.settings.idenfy.token_lifetime
+        FACE_CHECK_SECONDS.observe(max(time.time() - opened, 0.0))
 
 
 async def _verified_event(request: Request, rt: Runtime) -> WebhookEvent:

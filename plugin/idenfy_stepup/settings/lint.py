@@ -10,6 +10,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..boot.sealed_secrets import live_problems
+from ..observe.tracing import problems as tracing_problems
 from ..oidc.keys import KeyLoadError, keys_from_config
 from ..web.brand_check import brand_errors, brand_warnings
 from .models import Settings, is_loopback_host
@@ -94,6 +95,7 @@ def load_errors(settings: Settings) -> list[str]:
     """Problems that would stop the service at start-up: keys and files that do not load."""
     errors: list[str] = live_problems(settings)
     errors += brand_errors(settings)
+    errors += tracing_problems(settings.tracing)
     if settings.keys.signing:
         try:
             ring = keys_from_config(settings.keys)

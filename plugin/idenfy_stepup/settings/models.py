@@ -42,6 +42,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ManagementSettings(_Model):
+    """The management listener (/metrics, /healthz, /readyz), apart from the public port;
+    ``port: null`` switches it off."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(9000, ge=0, le=65535)
+
+
 class ServerSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -57,6 +65,9 @@ class ServerSettings(_Model):
     max_header_bytes: int = Field(16384, ge=1024, le=1024 * 1024)
     max_request_line_bytes: int = Field(8192, ge=256, le=1024 * 1024)
     max_connections: int = Field(16384, ge=16, le=1_000_000)
+    management: ManagementSettings = ManagementSettings()
+    # One line per request on the idenfy_stepup.access logger (route template, never a token).
+    access_log: bool = True
 
     @model_validator(mode="after")
     def _networks(self) -> ServerSettings:
@@ -535,6 +546,24 @@ class AuditSettings(_Model):
     sweep_seconds: int = Field(30, ge=1, le=3600)
 
 
+class TracingSettings(_Model):
+    """OpenTelemetry spans exported over OTLP/HTTP (the ``otel`` extra); off by default."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    service_name: str = Field("idenfy-stepup", min_length=1, max_length=128)
+    sampling_ratio: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
 class Settings(_Model):
     issuer: str
     server: ServerSettings = ServerSettings()
@@ -551,6 +580,7 @@ class Settings(_Model):
     ui: UiSettings = UiSettings()
     authorization_details: AuthorizationDetailsSettings = AuthorizationDetailsSettings()
     audit: AuditSettings = AuditSettings()
+    tracing: TracingSettings = TracingSettings()
     _limits_off: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("clients")

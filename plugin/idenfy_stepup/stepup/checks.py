@@ -35,6 +35,7 @@ from ..audit import events as audit
 from ..audit.facts import limit_exceeded
 from ..boot.runtime import Runtime
 from ..idenfy.client import VendorNotEnrolled
+from ..observe.metrics import rate_limited
 from ..oidc.request_objects import replay_marker
 from ..oidc.requests import AuthlibRequest
 from ..settings import ClientSettings
@@ -241,8 +242,12 @@ async def _subject_limits(p: Pending) -> str | None:
             retry_after=found.wait,
         )
     if found.locked:
+        rate_limited("spoof_lockout")
         return "SUBJECT_LOCKED"
-    return "RATE_LIMITED" if found.wait else None
+    if found.wait:
+        rate_limited("failures_per_subject")
+        return "RATE_LIMITED"
+    return None
 
 
 async def _enrolled(p: Pending) -> str | None:
@@ -271,6 +276,7 @@ async def _open_cap(p: Pending) -> str | None:
     if p.open_full:
         limit = {"event": "stepup.rate_limited", "limit": "open_challenges_per_ip"}
         log.warning("open challenge cap hit", extra=limit)
+        rate_limited("open_challenges_per_ip")
         subject = p.subject.name if p.subject is not None else None
         limit_exceeded(
             "open_challenges_per_ip",

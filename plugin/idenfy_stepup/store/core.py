@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 from redis import exceptions as rexc
 
 from ..idenfy.client import valid_token
+from ..observe import tracing
+from ..observe.metrics import REDIS_ERRORS
 from ..stepup.records import CodeGrant, StepUpRequest
 from . import scripts
 from .backends import StoreBackend
@@ -136,7 +138,10 @@ class Store:
     # -- plumbing -----------------------------------------------------------------------------
     async def _run(self, script: Script[A, R], keys: list[str], args: A) -> R:
         """Run ``script``; its reply decoded (see scripts.py)."""
-        reply = await self._call(lambda: self.backend.evalsha(script, keys, args.argv()))
+        with tracing.span(f"redis {script.name}", kind="client"):
+            reply = await self._call(
+                lambda: self.backend.evalsha(script, keys, args.argv()), script.name
+            )
         return script.decode(reply)
 
     def _cmd(self, *args: Any) -> Awaitable[Any]:
@@ -145,10 +150,13 @@ class Store:
     async def aclose(self) -> None:
         await self.backend.aclose()
 
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, op: Callable[[], Awaitable[T]], operation: str = "command") -> T:
+        """``op``'s result; a Redis failure is StoreUnavailable, counted by ``operation`` (a
+        script's name, or ``command``)."""
         try:
             return await op()
         except (rexc.RedisError, OSError) as exc:
+            REDIS_ERRORS.labels(operation).inc()
             raise StoreUnavailable(type(exc).__name__) from exc
 
     async def ping(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from redis import exceptions as rexc
@@ -30,12 +31,14 @@ log = logging.getLogger(__name__)
 class Wake:
     """A one-waiter event: ``set`` wakes whoever awaits ``future()``. ``published`` says a
     transition of this very token was published (not a reconnect of the subscription, after
-    which the state must be read again)."""
+    which the state must be read again); ``published_at`` (monotonic) when this process learnt
+    of it, for the push latency metric."""
 
-    __slots__ = ("_future", "_set", "published")
+    __slots__ = ("_future", "_set", "published", "published_at")
 
     def __init__(self) -> None:
         self.published = False
+        self.published_at = 0.0
         self._set = False
         self._future: asyncio.Future[None] | None = None
 
@@ -118,6 +121,8 @@ class Notifier:
         for bucket in list(buckets):
             for event in list(bucket):
                 if token is not None:
+                    if not event.published:
+                        event.published_at = time.monotonic()
                     event.published = True
                 event.set()
 

@@ -30,9 +30,16 @@ def _within(address: str, nets: tuple[Network, ...]) -> bool:
 
 def client_ip(request: Request, proxies: tuple[Network, ...]) -> str:
     peer = request.client.host if request.client else ""
+    if not proxies:
+        return peer
+    return client_of(peer, request.headers.get("x-forwarded-for", ""), proxies)
+
+
+def client_of(peer: str, forwarded: str, proxies: tuple[Network, ...]) -> str:
+    """:func:`client_ip` from the peer's address and the X-Forwarded-For it sent."""
     if not proxies or not _within(peer, proxies):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _within(hop, proxies):
             return hop

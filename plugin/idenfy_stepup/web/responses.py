@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..audit import events as audit
 from ..boot.runtime import Runtime
+from ..observe.metrics import OUTCOMES
 from ..stepup.outcomes import Outcome
 from ..stepup.records import StepUpRequest
 
@@ -66,8 +67,10 @@ def outcome_redirect(rt: Runtime, req: StepUpRequest, outcome: Outcome) -> Respo
 def log_outcome(
     req: StepUpRequest, result: str, error: str | None = None, *, row: str | None = None
 ) -> None:
-    """One line per step-up outcome: who, which client, what — never secrets or photos.
+    """One line per step-up outcome: who, which client, what — never secrets or photos —,
+    its count (client and level are configured names, never the subject) and its audit event.
     ``row``: the outcome table's row of a refusal (its audit event names it)."""
+    OUTCOMES.labels(req.client_id, req.acr, result).inc()
     log.info(
         "step-up %s",
         result,

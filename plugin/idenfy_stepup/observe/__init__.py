@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, the management listener, the access log and tracing."""
