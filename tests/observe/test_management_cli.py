@@ -16,6 +16,9 @@ from ..harness.redis import RedisProcess
 from ..test_cli_workers import EXE, answers, free_port, live_config, live_stack, wait_for, write
 from .scrape import parse, total
 
+# The readiness body when Redis and iDenfy both answer (boot/readiness.py).
+READY = {"status": "ready", "redis": "up", "vendor": "up"}
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +42,7 @@ def test_management_port_serves_probes_and_metrics_through_a_reload(
         live.serve.popen.send_signal(signal.SIGHUP)
         wait_for("the reload", lambda: "settings reloaded" in live.serve.text(), timeout=30)
         assert httpx.get(f"{live.issuer}/jwks").status_code == 200
-        assert httpx.get(f"{manage}/readyz").json() == {"status": "ready"}
+        assert httpx.get(f"{manage}/readyz").json() == READY
         after = parse(httpx.get(f"{manage}/metrics").text)
         assert total(after, "stepup_http_requests_total", route="/jwks", status="200") == 2
 

@@ -21,6 +21,9 @@ from .conftest import Open, settings_with
 from .flows import approved_flow
 from .scrape import label_values, labelsets, local, parse, total
 
+# The readiness body when Redis and iDenfy both answer (boot/readiness.py).
+READY = {"status": "ready", "redis": "up", "vendor": "up"}
+
 ACR = "urn:idenfy:stepup:face"
 METRICS = {
     "stepup_outcomes_total": {"client_id", "acr", "result"},
@@ -163,8 +166,8 @@ async def test_management_app_serves_metrics_and_probes_and_public_port_does_not
             scraped = parse(metrics.text)
             assert total(scraped, "stepup_http_requests_total", route="/jwks") >= 1
             assert (await manage.get("/healthz")).json() == {"status": "ok"}
-            assert (await manage.get("/readyz")).json() == {"status": "ready"}
+            assert (await manage.get("/readyz")).json() == READY
             assert (await manage.get("/authorize")).status_code == 404
             assert (await manage.post("/metrics")).status_code == 405
         assert (await browser.get("/metrics")).status_code == 404
-        assert (await browser.get("/readyz")).json() == {"status": "ready"}
+        assert (await browser.get("/readyz")).json() == READY

@@ -11,6 +11,9 @@ from ..harness.redis import RedisProcess
 from ..test_cli_workers import answers, free_port, live_stack, step_up, wait_for, wait_workers
 from .scrape import parse, total
 
+# The readiness body when Redis and iDenfy both answer (boot/readiness.py).
+READY = {"status": "ready", "redis": "up", "vendor": "up"}
+
 pytestmark = pytest.mark.slow
 
 FLOWS = 4
@@ -43,5 +46,5 @@ def test_two_workers_scrape_sums_outcomes_and_requests_over_both(
         assert delta(http, route="/webhooks/idenfy", status="200") == FLOWS
         assert delta("stepup_vendor_requests_total", call="check_status", status="200") == FLOWS
         # The management port is worker 0's; the public port has no /metrics.
-        assert httpx.get(f"http://127.0.0.1:{mport}/readyz").json() == {"status": "ready"}
+        assert httpx.get(f"http://127.0.0.1:{mport}/readyz").json() == READY
         assert httpx.get(f"{live.issuer}/metrics").status_code == 404

@@ -268,8 +268,13 @@ async def stack(stack_factory: Callable[..., Any]) -> Stack:
 async def test_500_flows_with_duplicated_reordered_and_delayed_webhooks(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Idle connections are dropped by the client before the servers' 5 s keep-alive timeout:
+    # with equal timeouts a request sent on a connection the server is closing at that moment
+    # fails with ReadError (HTTP/1.1's keep-alive race, which browsers retry and httpx does not).
     limits = httpx.Limits(
-        max_connections=2 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY
+        max_connections=2 * CONCURRENCY,
+        max_keepalive_connections=2 * CONCURRENCY,
+        keepalive_expiry=2.0,
     )
     inner = httpx.AsyncHTTPTransport(limits=limits, retries=0)
     pool = SharedPool(inner)
