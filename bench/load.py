@@ -105,6 +105,26 @@ def executable() -> str:
     return str(found) if found.exists() else shutil.which("idenfy-stepup") or "idenfy-stepup"
 
 
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid onto ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def overlay_of(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"{path}: the settings overlay must be a YAML mapping")
+    return loaded
+
+
 def redis_binary() -> str:
     sys.path.insert(0, str(ROOT / "plugin"))
     from idenfy_stepup.store import redis_server_binary
@@ -123,6 +143,9 @@ class Stack:
     provider_python: str = sys.executable
     endpoint_cpu: Path | None = None
     limits: bool = True  # the default abuse limits; off: challenge.limits all switched off
+    # Laid over the generated settings (--settings-overlay): e.g. server.access_log false, to
+    # tell what one feature costs within one build.
+    overlay: dict[str, Any] = field(default_factory=dict)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="stepup-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -181,7 +204,7 @@ class Stack:
 
     def start(self) -> None:
         path = self.directory / "stepup.yaml"
-        path.write_text(yaml.safe_dump(self.config()))
+        path.write_text(yaml.safe_dump(deep_merge(self.config(), self.overlay)))
         self._spawn(
             [
                 redis_binary(),
@@ -559,6 +582,7 @@ def run_scenario(workers: int, users: int, opts: argparse.Namespace) -> dict[str
         provider_src=opts.provider_src,
         endpoint_cpu=cpu_file,
         provider_python=opts.provider_python or sys.executable,
+        overlay=overlay_of(opts.settings_overlay),
     )
     stack.start()
     try:
@@ -824,6 +848,7 @@ def pending_memory(count: int, opts: argparse.Namespace, *, limits: bool) -> dic
         provider_src=opts.provider_src,
         limits=limits,
         provider_python=opts.provider_python or sys.executable,
+        overlay=overlay_of(opts.settings_overlay),
     )
     stack.start()
     try:
@@ -880,6 +905,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also report CPU per request, by endpoint (one worker)",
     )
     p.add_argument("--provider-python", help="the Python (virtualenv) the provider runs on")
+    p.add_argument(
+        "--settings-overlay",
+        type=Path,
+        help="a YAML file laid over the provider's generated settings (keys the build knows)",
+    )
     p.add_argument("--profile", type=Path, help="write py-spy flame graphs of the provider here")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     opts = p.parse_args(argv)
@@ -891,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
             "alg": opts.alg,
             "provider_src": str(opts.provider_src or ""),
             "provider_python": opts.provider_python or sys.executable,
+            "settings_overlay": overlay_of(opts.settings_overlay),
         },
         "scenarios": [],
     }
