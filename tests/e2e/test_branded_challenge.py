@@ -7,17 +7,12 @@ Content-Security-Policy, with no console error, warning or policy violation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import Page
-from redis.asyncio import Redis
 
-from ..harness.servers import StackPool
-from .browser import chromium
 from .test_challenge_page import (
     WAITING,
     Sites,
@@ -29,7 +24,12 @@ from .test_challenge_page import (
     status_text,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+# Each test closes the browser contexts it opened (tests/e2e/conftest.py).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.usefixtures("close_contexts"),
+]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "branding"
 BRAND = {
@@ -46,27 +46,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
 });
 """
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sites(pool: StackPool, redis_proc: Any) -> AsyncIterator[Sites]:
-    redis = Redis.from_url(redis_proc.url)
-    try:
-        async with chromium() as browser:
-            shared = Sites(pool, browser, redis)
-            try:
-                yield shared
-            finally:
-                await shared.stop()
-    finally:
-        await redis.aclose()
-
-
-@pytest_asyncio.fixture(autouse=True, loop_scope="module")
-async def close_contexts(sites: Sites) -> AsyncIterator[None]:
-    yield
-    while sites.contexts:
-        await sites.contexts.pop().close()
 
 
 async def branded_page(sites: Sites, ui: dict[str, str]) -> tuple[Any, Page, Watch]:

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Frame, Page, Response
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -43,9 +42,13 @@ from ..harness.rp import pkce
 from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES, merge
 from ..harness.vendor import simulator_session
-from .browser import chromium
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+# Each test closes the browser contexts it opened (tests/e2e/conftest.py).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.usefixtures("close_contexts"),
+]
 
 RP_SECRET = "northwind-secret-0123456789-0123456789-ab"
 SHOTS = os.environ.get("STEPUP_SCREENSHOTS")  # a folder (docs/img for the README pictures)
@@ -183,27 +186,6 @@ class Sites:
         for server, _ in self._servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, task in self._servers))
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sites(pool: StackPool, redis_proc: Any) -> AsyncIterator[Sites]:
-    redis = Redis.from_url(redis_proc.url)
-    try:
-        async with chromium() as browser:
-            shared = Sites(pool, browser, redis)
-            try:
-                yield shared
-            finally:
-                await shared.stop()
-    finally:
-        await redis.aclose()
-
-
-@pytest_asyncio.fixture(autouse=True, loop_scope="module")
-async def close_contexts(sites: Sites) -> AsyncIterator[None]:
-    yield
-    while sites.contexts:
-        await sites.contexts.pop().close()
 
 
 @contextlib.asynccontextmanager
