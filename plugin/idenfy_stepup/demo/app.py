@@ -180,7 +180,8 @@ class _Pages:
     def _check_iss(self, request: Request, metadata: dict[str, Any], *, on_error: bool) -> None:
         """RFC 9207 §2.4 (authlib's client does not): a present ``iss`` must be ours; a missing
         one is refused on success when advertised. The provider may omit it on errors for some
-        gateways (design §6), so a missing ``iss`` on an error response is accepted."""
+        gateways (``clients[].iss_on_error``, docs/architecture.md), so a missing ``iss`` on an
+        error response is accepted."""
         iss = request.query_params.get("iss")
         advertised = metadata.get("authorization_response_iss_parameter_supported") is True
         if iss is None and (on_error or not advertised):
@@ -190,7 +191,7 @@ class _Pages:
 
     def _claims_options(self) -> dict[str, Any]:
         # authlib checks the signature and nonce but not aud; sub matters because the subject
-        # came from a plain login_hint (design §7: "then the RP must check sub").
+        # came from a plain login_hint (docs/architecture.md: "then the RP must check `sub`").
         options: dict[str, Any] = {
             "iss": {"essential": True, "value": self.issuer},
             "aud": {"essential": True, "value": self.client_id},

@@ -268,7 +268,8 @@ class Store:
 
     # -- codes and access tokens --------------------------------------------------------------
     # Both are ``<challenge token>.<random>``: they are found through the challenge they come
-    # from, stored there only as SHA-256 (design-notes: "Codes and access tokens").
+    # from, stored there only as SHA-256 (docs/architecture.md: "Why codes and access tokens
+    # live in the challenge").
     async def redeem_code(
         self, code: str, access_token: str, ttl: int, client_id: str = ""
     ) -> tuple[Redemption, CodeGrant | None]:
