@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from idenfy_stepup.idenfy.health import VendorHealth
 
@@ -183,11 +184,15 @@ async def test_a_refused_account_is_not_retried_alerts_and_fails_the_step_up(
     stack = await pool.fresh(settings=breaker(open_seconds=600))
     await set_outage(stack, mode)
     caplog.set_level(logging.ERROR, logger="idenfy_stepup")
+    counted = {"event": reason}  # stepup_vendor_alerts_total: what an alert rule reads
+    alerted = REGISTRY.get_sample_value("stepup_vendor_alerts_total", counted) or 0.0
 
     assert_vendor_unavailable(await authorize(stack, login_hint="alice"), stack)
     assert await requests(stack) == 1  # one check-status, not retried
     alerts = [r for r in caplog.records if getattr(r, "event", "") == event]
     assert len(alerts) == 1 and alerts[0].levelno == logging.ERROR
+    assert REGISTRY.get_sample_value("stepup_vendor_alerts_total", counted) == alerted + 1
+    assert REGISTRY.get_sample_value("stepup_vendor_breaker_open") == 1
     assert health(stack).alerts[event] == 1
     assert health(stack).last_alert is not None and health(stack).last_alert.event == event
 
@@ -204,6 +209,7 @@ async def test_readiness_flips_on_a_vendor_outage_and_back(pool: StackPool) -> N
     assert await readyz(stack) == (200, {"status": "ready", "redis": "up", "vendor": "up"})
 
     await open_breaker(stack, 2)
+    assert REGISTRY.get_sample_value("stepup_vendor_breaker_open") == 1
     status, body = await readyz(stack)
     assert status == 503
     assert body == {
@@ -221,6 +227,7 @@ async def test_readiness_flips_on_a_vendor_outage_and_back(pool: StackPool) -> N
     while (await readyz(stack))[0] != 200:
         await waiting.next()
     assert await readyz(stack) == (200, {"status": "ready", "redis": "up", "vendor": "up"})
+    assert REGISTRY.get_sample_value("stepup_vendor_breaker_open") == 0
 
 
 async def test_an_idle_vendor_that_stops_answering_makes_readiness_fail(pool: StackPool) -> None:

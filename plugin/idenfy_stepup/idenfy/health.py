@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..observe.metrics import VENDOR_ALERTS, VENDOR_BREAKER_OPEN
 from .breaker import Breaker, Pass, State, Verdict
 
 log = logging.getLogger("idenfy_stepup")
@@ -182,11 +183,13 @@ class VendorHealth:
     def _alert(self, rule: AlertRule, status: int | None) -> None:
         self._refusal = rule.reason
         self.alerts[rule.event] += 1
+        VENDOR_ALERTS.labels(rule.event.removeprefix("vendor.")).inc()
         self.last_alert = Alert(rule.event, status, time.time())
         log.error(rule.message, extra={"event": rule.event, "status": status})
 
     def _log_transition(self, before: State, verdict: Verdict) -> None:
         after = self.breaker.state
+        VENDOR_BREAKER_OPEN.set(0 if after is State.CLOSED else 1)
         if after is State.OPEN and (before is not State.OPEN or verdict is Verdict.REFUSED):
             log.warning(
                 "iDenfy circuit breaker open for %gs: calls fail at once",

@@ -18,6 +18,17 @@ FACE_CHECK_BUCKETS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 180
 # Seconds: pushing "done" to a waiting browser, and HTTP or vendor calls.
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+VENDOR_BREAKER_OPEN = Gauge(
+    "stepup_vendor_breaker_open",
+    "1 while this process's iDenfy circuit breaker is open (or probing), else 0.",
+    multiprocess_mode="livemax",  # any live worker with an open breaker shows it
+)
+VENDOR_ALERTS = Counter(
+    "stepup_vendor_alerts_total",
+    "iDenfy refusals of our account: credentials_rejected (401), credit_exhausted (402), "
+    "access_forbidden (403).",
+    ("event",),
+)
 OUTCOMES = Counter(
     "stepup_outcomes_total",
     "Step-up outcomes sent to relying parties: result is the stepup_error, approved or reused.",
