@@ -166,8 +166,12 @@ async def test_retire_refuses_the_active_key_and_an_unknown_kid(
     path = config(tmp_path, redis_url, SEALED)
     active = {k["kid"] for k in (await cli("keys", "list", "--config", path, "--json")).json()}
     kid = sorted(active)[0]
+    assert not kid.startswith("-"), kid  # a kid the command line takes as an argument
     refused = await cli("keys", "retire", kid, "--force", "--config", path)
-    assert refused.code == 1 and "active" in refused.err and "rotate first" in refused.err
+    assert refused.code == 1 and "active" in refused.err and "rotate first" in refused.err, (
+        refused.code,
+        refused.err,
+    )
     unknown = await cli("keys", "retire", "no-such-kid", "--config", path)
     assert unknown.code == 1 and "no published key" in unknown.err
     assert await kids(stack) == active

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -9,8 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
+from joserfc.jwk import JWKRegistry
 
 from idenfy_stepup.app import create_app
+from idenfy_stepup.oidc.keys import generate_jwk
 from idenfy_stepup.settings import parse_settings
 
 from ..harness.redis import RedisProcess
@@ -164,3 +167,13 @@ async def test_client_alg_without_an_active_key_refuses_to_start(redis_proc: Red
     with pytest.raises(ValueError, match=r"clients\[1\].*ES256"):
         async with app.router.lifespan_context(app):
             pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_a_generated_kid_names_its_algorithm_and_never_reads_as_an_option(alg: str) -> None:
+    """``keys retire KID`` takes the kid as an argument: a bare base64url thumbprint starts with
+    "-" once in 64 keys, which the command line would take for an option."""
+    for _ in range(8):
+        jwk = json.loads(generate_jwk(alg))
+        assert jwk["kid"].startswith(f"{alg.lower()}-")
+        assert jwk["kid"] == f"{alg.lower()}-{JWKRegistry.import_key(jwk).thumbprint()}"

@@ -25,14 +25,16 @@ ALGS: tuple[SigningAlg, ...] = ("RS256", "ES256")
 
 
 def generate_jwk(alg: str) -> str:
-    """A fresh private JWK (JSON) for ``alg``, its ``kid`` the RFC 7638 thumbprint."""
+    """A fresh private JWK (JSON) for ``alg``; its ``kid`` is the algorithm and the RFC 7638
+    thumbprint, ``rs256-<thumbprint>``: unique, and never starting with ``-`` (a base64url
+    thumbprint may), which ``idenfy-stepup keys retire KID`` would read as an option."""
     key: Key
     if alg == "ES256":
         key = ECKey.generate_key("P-256", private=True)
     else:
         key = RSAKey.generate_key(2048, private=True)
     data = key.as_dict(private=True)
-    data.update(alg=alg, use="sig", kid=key.thumbprint())
+    data.update(alg=alg, use="sig", kid=f"{alg.lower()}-{key.thumbprint()}")
     return json.dumps(data)
 
 
