@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from ..store import tag
 
@@ -363,6 +363,22 @@ def _problems(event: EventType, fields: dict[str, object]) -> list[str]:
         ):
             problems.append(f"{f.name} is not {f.kind}")
     return problems
+
+
+class StepUp(Protocol):
+    """A step-up's record (StepUpRequest, CodeGrant, an unfinished approval)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def acr(self) -> str: ...
+
+
+def who(step_up: StepUp) -> dict[str, str]:
+    """The client, subject and level every event about a step-up names."""
+    return {"client_id": step_up.client_id, "subject": step_up.subject, "acr": step_up.acr}
 
 
 def emit(event: EventType, correlation_id: str | None, **fields: object) -> None:

@@ -15,9 +15,7 @@ def challenge_opened(
     events.emit(
         events.CHALLENGE_OPENED,
         req.txn,
-        client_id=req.client_id,
-        subject=req.subject,
-        acr=req.acr,
+        **events.who(req),
         method=req.method,
         attempt=attempt,
         enrollment=req.check_type == "ENROLLMENT",
@@ -32,9 +30,7 @@ def code_issued(req: StepUpRequest, code: str, *, reused: bool) -> None:
     events.emit(
         events.CODE_ISSUED,
         req.txn,
-        client_id=req.client_id,
-        subject=req.subject,
-        acr=req.acr,
+        **events.who(req),
         challenge_id=events.challenge_id(code.rpartition(".")[0]),
         code_digest=code_digest(code),
         reused=reused,

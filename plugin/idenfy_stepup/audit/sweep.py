@@ -60,9 +60,7 @@ async def sweep(rt: Runtime) -> int:
         events.emit(
             events.APPROVAL_UNFINISHED,
             approval.txn,
-            client_id=approval.client_id,
-            subject=approval.subject,
-            acr=approval.acr,
+            **events.who(approval),
             challenge_id=events.challenge_id(approval.token),
             approved_at=approval.approved_at,
         )

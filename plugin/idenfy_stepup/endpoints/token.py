@@ -57,9 +57,7 @@ async def token(request: Request) -> Response:
         audit.emit(
             audit.TOKEN_ISSUED,
             grant.txn,
-            client_id=grant.client_id,
-            subject=grant.subject,
-            acr=grant.acr,
+            **audit.who(grant),
             challenge_id=audit.challenge_id(code.rpartition(".")[0]),
             code_digest=code_digest(code),
             auth_time=grant.auth_time,

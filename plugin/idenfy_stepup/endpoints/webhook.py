@@ -61,8 +61,8 @@ async def idenfy_webhook(request: Request) -> Response:
         if applied.result == HookResult.APPLIED:
             # A browser waiting on this process hears it now; others through the channel.
             rt.notifier.wake(event.token)
-            await _time_face_check(rt, event.token)
-        counted = await _counted_request(rt, event.token, applied)
+            _time_face_check(rt, applied)
+        counted = _counted_request(applied)
         await _lock_out(rt, counted, applied, event.token)
     except StoreUnavailable:
         log.error("webhook not stored: Redis unavailable; iDenfy will retry")
@@ -73,16 +73,11 @@ async def idenfy_webhook(request: Request) -> Response:
     return JSONResponse({"result": applied.result})
 
 
-async def _time_face_check(rt: Runtime, token: str) -> None:
+def _time_face_check(rt: Runtime, applied: WebhookResult) -> None:
     """stepup_face_check_seconds: the challenge opened at its vendor session's expiry less
-    ``idenfy.token_lifetime`` (create sets ``expires_at`` so). One HMGET; a Redis failure
-    here loses the sample, never the webhook's answer."""
-    try:
-        peek = await rt.store.peek(token, "")
-    except StoreUnavailable:
-        return
-    if peek.expires_at is not None:
-        opened = peek.expires_at - rt.settings.idenfy.token_lifetime
+    ``idenfy.token_lifetime`` (create sets ``expires_at`` so); the webhook script read it."""
+    if applied.expires_at is not None:
+        opened = applied.expires_at - rt.settings.idenfy.token_lifetime
         FACE_CHECK_SECONDS.observe(max(time.time() - opened, 0.0))
 
 
@@ -187,13 +182,13 @@ def _log_flags(
         )
 
 
-async def _counted_request(rt: Runtime, token: str, applied: WebhookResult) -> StepUpRequest | None:
+def _counted_request(applied: WebhookResult) -> StepUpRequest | None:
     """The challenge's request, when this webhook's ending may count against its subject."""
     if applied.result not in _COUNTED or applied.state == State.APPROVED:
         return None
     if applied.outcome not in SUBJECT_FAILURES:
         return None  # expired, canceled: not a failed face check of the subject's own
-    request = await rt.store.challenge_request(token)
+    request = applied.request
     return request if request is not None and request.verified else None
 
 
@@ -284,15 +279,13 @@ async def _audit(rt: Runtime, request: Request, event: WebhookEvent, done: Webho
         return
     address = audit.address_fields(ip_identity(request, rt))
     challenge = audit.challenge_id(event.token)
-    stepup = None
+    stepup = done.request  # read by the webhook script
     try:
-        if done.result != HookResult.UNKNOWN:
-            stepup = await rt.store.challenge_request(event.token)
         approved = done.result == HookResult.APPLIED and done.state == State.APPROVED
         if approved and stepup is not None:
             await sweep.approved(rt, event.token, stepup)
     except StoreUnavailable:
-        log.warning("audit: a webhook's step-up was not read: Redis unavailable")
+        log.warning("audit: a webhook's approval was not recorded: Redis unavailable")
     txn = stepup.txn if stepup is not None else None
     if done.result in _UNMATCHED:
         audit.emit(

@@ -114,11 +114,13 @@ class Observed:
                 if self.access:
                     if trace is None:
                         trace = trace_id_of(parent) if parent else new_trace_id()
-                    self._log(scope, method, route, status, seconds, rid, trace)
+                    forwarded = headers.get("x-forwarded-for", "") if self.proxies else ""
+                    self._log(scope, forwarded, method, route, status, seconds, rid, trace)
 
     def _log(
         self,
         scope: Scope,
+        forwarded: str,
         method: str,
         route: str,
         status: int,
@@ -127,7 +129,6 @@ class Observed:
         trace: str,
     ) -> None:
         peer = scope.get("client")
-        forwarded = Request(scope).headers.get("x-forwarded-for", "") if self.proxies else ""
         client = _client(peer[0] if peer else "", forwarded, self.proxies)
         access_log.info(
             "%s %s %d",

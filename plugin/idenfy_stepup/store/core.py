@@ -425,15 +425,19 @@ class Store:
         ip_retryable: bool = False,
     ) -> WebhookResult:
         """Move PENDING → APPROVED/DENIED once (scripts.WEBHOOK), and return what the handler
-        needs next: the challenge's state, outcome, the tag of the address that opened it, and
-        how ``ip`` compared with that address.
+        needs next: the challenge's state, outcome, the tag of the address that opened it, how
+        ``ip`` compared with that address, its vendor session's end and its request.
 
         A SUCCESS becomes a denial in the same script when ``risk_denial`` (an outcome name)
         is set, or when ``ip_policy`` is ``deny`` and ``ip`` (an address identity, see
         ``limits.address_identity``; None: unknown) differs; ``risk_retryable`` and
         ``ip_retryable`` say whether those denials offer a new attempt. ``risk_allowed`` is
         recorded with an approval, for the id_token."""
-        keys = [self.challenge_key(token), self.hook_key(token, webhook_id)]
+        keys = [
+            self.challenge_key(token),
+            self.hook_key(token, webhook_id),
+            self.request_key(token),
+        ]
         args = scripts.WebhookArgs(
             verdict,
             outcome,

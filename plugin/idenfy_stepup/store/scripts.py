@@ -85,6 +85,8 @@ class WebhookResult:
     outcome: str = ""
     opened_by: str = ""  # the tag of the address that opened the challenge
     ip: str = ""  # the webhook's ipAddress against the opening address: an IpMatch, or ''
+    expires_at: float | None = None  # the vendor session's end (unix s)
+    request: StepUpRequest | None = None  # the challenge's request (None: gone or unreadable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +140,19 @@ def decode_verdict(reply: list[Any]) -> Verdict:
 
 
 def decode_webhook(reply: list[Any]) -> WebhookResult:
-    texts = _texts(reply, 6)
+    texts = _texts(reply, 8)
     result = _member(HookResult, texts[0], HookResult.UNKNOWN)
-    return WebhookResult(result, texts[1], texts[2], texts[3], texts[4], texts[5])
+    try:
+        expires_at: float | None = float(texts[6]) if texts[6] else None
+    except ValueError:
+        expires_at = None
+    try:
+        request = StepUpRequest.from_json(texts[7]) if texts[7] else None
+    except (ValueError, TypeError):
+        request = None  # unreadable: as if gone
+    return WebhookResult(
+        result, texts[1], texts[2], texts[3], texts[4], texts[5], expires_at, request
+    )
 
 
 def decode_redemption(reply: list[Any]) -> tuple[Redemption, CodeGrant | None]:

@@ -92,9 +92,7 @@ def log_outcome(
         result=result,
         outcome=row,
         error=error,
-        client_id=req.client_id,
-        subject=req.subject,
-        acr=req.acr,
+        **audit.who(req),
     )
 
 

@@ -1,4 +1,4 @@
--- KEYS[1] challenge, KEYS[2] webhook-id marker.
+-- KEYS[1] challenge, KEYS[2] webhook-id marker, KEYS[3] the challenge's request.
 -- ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
 --       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id,
 --       12 the outcome a SUCCESS is denied with for its riskTags ('' none), 13 its allowed
@@ -8,31 +8,39 @@
 --       risk denial and IP_MISMATCH offer a new attempt (1|0: their rows' retryable)
 -- duplicate, ignored and applied also return {…, state, outcome, opened_by, ip}: the webhook
 -- handler counts a failure against the opening address (opened_by: its tag), locks the subject
--- after a spoof, and logs how the addresses compared (ip: same | differs | unknown).
+-- after a spoof, and logs how the addresses compared (ip: same | differs | unknown). Every
+-- answer but unknown ends with {…, expires_at, request}: the vendor session's end (the face
+-- check's duration) and the stored request (its subject, its txn), so that the handler reads
+-- nothing more.
 -- An approval records its allowed riskTags ('risk') and whether its address differed
 -- ('ip_differs'): the id_token reports both.
 -- A flagged SUCCESS is denied here, in the step that would have approved it: the marker and
 -- the terminal state make every later delivery, flagged or not, a duplicate or ignored.
 -- One read, one marker, one write and one publish: nothing is read twice.
-local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip')
+local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip',
+                     'expires_at')
 if not c[1] then return {'unknown'} end
+local req = redis.call('GET', KEYS[3]) or ''
 local ip = 'unknown'
 if ARGV[14] ~= '' and c[6] and c[6] ~= ARGV[16] then
   ip = ARGV[14] == c[6] and 'same' or 'differs'
 end
 local function tail(verdict, detail, state, outcome)
-  return {verdict, detail, state, outcome or '', c[6] or '', ip}
+  return {verdict, detail, state, outcome or '', c[6] or '', ip, c[7] or '', req}
+end
+local function bare(verdict, detail)
+  return {verdict, detail or '', '', '', '', '', c[7] or '', req}
 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then
   return tail('duplicate', '', c[1], c[5])
 end
 if c[1] ~= 'PENDING' then return tail('ignored', c[1], c[1], c[5]) end
 if ARGV[4] ~= c[2] then
-  if ARGV[1] == 'SUCCESS' or ARGV[4] ~= '' then return {'mismatch', 'scanRef'} end
+  if ARGV[1] == 'SUCCESS' or ARGV[4] ~= '' then return bare('mismatch', 'scanRef') end
 end
-if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return {'mismatch', 'type'} end
-if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return {'mismatch', 'method'} end
-if ARGV[1] == 'PENDING' then return {'pending'} end
+if ARGV[5] ~= '' and ARGV[5] ~= c[3] then return bare('mismatch', 'type') end
+if ARGV[6] ~= '' and ARGV[6] ~= c[4] then return bare('mismatch', 'method') end
+if ARGV[1] == 'PENDING' then return bare('pending') end
 local verdict, denial, retryable = ARGV[1], ARGV[2], ARGV[3]
 if verdict == 'SUCCESS' and ARGV[12] ~= '' then
   verdict, denial, retryable = 'DENIED', ARGV[12], ARGV[17]
