@@ -260,6 +260,20 @@ def test_request_target_over_max_request_line_bytes_gets_414(provider: Provider)
         assert status(answer(sock)) == 414
 
 
+def test_a_client_still_sending_after_its_refusal_is_not_reset(provider: Provider) -> None:
+    """A refusal is a lingering close: the answer, a half-close, then what the client still
+    sends is read and dropped for a while. A socket closed at once answers that input with
+    RST, which makes the client's kernel fail its writes and can discard an unread answer."""
+    with provider.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192)
+        time.sleep(0.3)  # the server has answered by now
+        for _ in range(8):  # still writing, as a client streaming a large request would
+            sock.sendall(b"a" * 1024)
+            time.sleep(0.1)
+        assert status(answer(sock)) == 431
+    assert provider.healthy()
+
+
 def test_endless_header_is_refused_before_it_is_read_in_full(provider: Provider) -> None:
     sent = 0
     with provider.connect() as sock:

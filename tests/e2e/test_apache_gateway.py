@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
@@ -76,9 +77,21 @@ async def gateway(
 
 
 async def open_protected_page(page: Page, stack: Stack, apache: Apache) -> None:
-    """The user asks the gateway for the protected page and lands on our challenge page."""
-    await page.goto(f"{apache.url}{PAGE_PATH}")
-    await page.wait_for_url(f"{stack.issuer}/challenge/*", timeout=10000)
+    """The user asks the gateway for the protected page and lands on our challenge page.
+
+    Where the browser ended up instead, with what it shows and what httpd logged, is the
+    failure's message: a gateway that stops on its own error page says why only there.
+    """
+    await page.goto(f"{apache.url}{PAGE_PATH}", wait_until="commit", timeout=30000)
+    try:
+        await page.wait_for_url(
+            f"{stack.issuer}/challenge/*", wait_until="domcontentloaded", timeout=30000
+        )
+    except PlaywrightTimeoutError:
+        shown = await page.locator("body").inner_text(timeout=2000)
+        raise AssertionError(
+            f"the browser is at {page.url}, not the challenge page:\n{shown[:2000]}\n{apache.log()}"
+        ) from None
 
 
 @pytest.mark.slow

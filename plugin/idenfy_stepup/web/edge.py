@@ -11,6 +11,8 @@ level, where a slow or oversized request costs no task and never reaches the app
   started one); a body gets ``body_timeout`` seconds after its headers (408, closed);
 * more than ``max_header_bytes`` before the end of the headers is 431; a request target longer
   than ``max_request_line_bytes`` is 414 (RFC 9112 §3); both answer and close;
+* every refusal after a request began is a lingering close: the answer, a half-close, then
+  up to ``LINGER`` seconds of dropped input, so a client still sending is not reset;
 * past ``max_connections`` a new connection evicts the connection that has waited longest for
   its headers (a slow client, or an idle keep-alive one); when every connection is busy with a
   request, the newcomer gets 503 with ``Retry-After`` and is closed.
@@ -35,6 +37,13 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 log = logging.getLogger("idenfy_stepup")
 
 TICK = 0.5  # seconds between sweeps: deadlines are kept to within this
+# Seconds a refused connection goes on reading (and dropping) what its client still sends,
+# after the answer and a half-close. Closing a socket with unread input makes the kernel send
+# RST, and a client that is still writing then loses the answer it was sent (a lingering
+# close, as Apache httpd and nginx do). It ends sooner when the client closes its side.
+# It also ends once it has dropped LINGER_BYTES: a client that floods is not read for free.
+LINGER = 2.0
+LINGER_BYTES = 64 * 1024
 # File descriptors kept for everything that is not a client connection: Redis and vendor
 # connections, the listening sockets, log files, the embedded Redis' pipes.
 FD_RESERVE = 1024
@@ -161,11 +170,15 @@ class EdgeProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # bytes read since the last request ended, while in its headers
         self.counting = True
         self.refusal = 0
+        self.lingering = False
+        self.lingered = 0
         edge = self.edge
         if len(self.connections) > edge.limits.max_connections and not edge.evict_one():
             log.debug(
                 "connection refused: every connection is busy", extra={"event": "http.refused"}
             )
+            # Closed at once, not lingering: at the cap a file descriptor matters more, and a
+            # client that has only just connected has rarely sent anything to reset on.
             transport.write(TOO_MANY)
             transport.close()
             return
@@ -177,6 +190,12 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with the size check around the parser and its own refusals answered.
+        if self.lingering:
+            # Answered and half-closed: what still arrives is dropped, up to a budget.
+            self.lingered += len(data)
+            if self.lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         if self.counting:
             self.header_bytes += len(data)
         self._unset_keepalive_if_required()
@@ -226,33 +245,66 @@ class EdgeProtocol(HttpToolsProtocol):
         if not pipelined and not self.transport.is_closing():
             self.edge.wait_for_headers(self)
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to a malformed request, closed as every other refusal is.
+        body = msg.encode("ascii")
+        self._answer_and_close(
+            b"".join(
+                [
+                    STATUS_LINE[400],
+                    *(b"%s: %s\r\n" % pair for pair in self.server_state.default_headers),
+                    b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: %d\r\n" % len(body),
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """Write ``answer``, half-close, and read and drop input until the client closes,
+        ``LINGER`` seconds pass or ``LINGER_BYTES`` have been dropped."""
+        transport = self.transport
+        if self.lingering or transport.is_closing():
+            return
+        self.lingering = True
+        self.edge.forget(self)
+        transport.write(answer)
+        if not transport.can_write_eof():  # pragma: no cover - TCP and unix sockets can
+            transport.close()
+            return
+        transport.write_eof()
+        if self.flow is not None:
+            self.flow.resume_reading()  # a paused socket would keep its unread input
+        self.loop.call_later(LINGER, transport.close)
+
     def _refuse(self, status: int) -> None:
         log.debug("request refused: %d", status, extra={"event": "http.too_large"})
         self.counting = False
-        if not self.transport.is_closing():
-            self.transport.write(TOO_LARGE[status])
-            self.transport.close()
+        self._answer_and_close(TOO_LARGE[status])
 
     def headers_expired(self) -> None:
-        if self.transport.is_closing():
+        if self.lingering or self.transport.is_closing():
             return
         started = self.header_bytes > 0 or bool(self.url)
         log.debug("request headers too slow: closing", extra={"event": "http.header_timeout"})
         if started:
-            self.transport.write(TIMEOUT)
-        self.transport.close()
+            self._answer_and_close(TIMEOUT)
+        else:
+            self.transport.close()
 
     def body_expired(self) -> None:
-        if self.transport.is_closing():
+        if self.lingering or self.transport.is_closing():
             return
         log.debug("request body too slow: closing", extra={"event": "http.body_timeout"})
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
-            self.transport.write(TIMEOUT)
             # The app waiting on receive() hears a disconnect, and its answer goes nowhere.
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+            self._answer_and_close(TIMEOUT)
+        else:
+            self.transport.close()
 
 
 def protocol_class(limits: EdgeLimits) -> type[EdgeProtocol]:
