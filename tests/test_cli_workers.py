@@ -510,7 +510,7 @@ def open_push_stream(issuer: str) -> tuple[threading.Thread, list[str]]:
 def test_stopping_ends_open_push_streams_at_once(
     tmp_path: Path, own_redis: RedisProcess, workers: str
 ) -> None:
-    """A push stream lasts up to challenge.push_timeout (25 s); SIGTERM must not wait for it,
+    """A push stream lasts as long as its challenge waits; SIGTERM must not wait for it,
     nor cut it: the stream ends cleanly and EventSource reconnects (elsewhere)."""
     with live_stack(tmp_path, own_redis, "--workers", workers) as live:
         if workers == "2":

@@ -494,6 +494,14 @@ def test_bad_limits_name_the_key(limits_: dict[str, Any], expected: str) -> None
     assert expected in str(info.value)
 
 
+def test_push_timeout_is_refused_with_its_replacement() -> None:
+    """Streams now last as long as their challenge: a file that still sets push_timeout would
+    otherwise expect reconnects that no longer happen."""
+    with pytest.raises(ConfigError) as info:
+        parse_settings({**MINIMAL, "challenge": {"push_timeout": 25}})
+    assert "push_timeout was replaced by push_keepalive" in str(info.value)
+
+
 def test_limits_are_not_a_top_level_section() -> None:
     with pytest.raises(ConfigError) as info:
         parse_settings({**MINIMAL, "limits": {}})

@@ -8,12 +8,14 @@ webhook lands; no polling anywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from .harness.redis import RedisProcess
 from .harness.rp import Flow, challenge, query
@@ -62,7 +64,7 @@ async def test_push_says_done_soon_after_the_webhook_lands(stack: Stack) -> None
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-store"
         lines = response.aiter_lines()
-        assert await next_event(lines) == ["retry: 1000"]  # the stream is open and waiting
+        assert await next_event(lines) == ["retry: 500"]  # the stream is open and waiting
 
         started = time.monotonic()
         outcome = asyncio.create_task(stack.outcome(attempt.token, "SUCCESS"))
@@ -120,22 +122,63 @@ async def test_push_says_done_at_once_when_already_terminal(stack: Stack) -> Non
     assert 'data-action="retry"' in retry_screen.text
 
 
-async def test_push_ends_with_keep_alive_after_push_timeout(pool: StackPool) -> None:
-    stack = await pool.get(settings={"challenge": {"push_timeout": 5}})
+async def test_push_stream_outlives_its_keep_alives_and_reads_nothing_for_them(
+    pool: StackPool,
+) -> None:
+    """A stream lasts as long as its challenge waits: keep-alive comments every
+    push_keepalive seconds, none of them a Redis read, and the webhook that lands after them
+    reaches the same stream (no reconnect, so no reconnect gap to land in)."""
+    stack = await pool.get(settings={"challenge": {"push_keepalive": 5}})
     attempt = await challenge(stack)
-    started = time.monotonic()
     async with attempt.browser.stream("GET", events_url(attempt)) as response:
-        async with asyncio.timeout(10):
-            body = (await response.aread()).decode()
-    elapsed = time.monotonic() - started
-    assert 4.5 <= elapsed < 8, elapsed
-    assert "event: done" not in body
-    assert body.rstrip("\n").endswith(": keep-alive")
-    # EventSource reconnects by itself; the reconnection still works and sees the outcome.
-    await stack.outcome(attempt.token, "SUCCESS")
-    async with attempt.browser.stream("GET", events_url(attempt)) as response:
+        lines = response.aiter_lines()
+        assert await next_event(lines) == ["retry: 500"]
+        async with Redis.from_url(stack.settings.redis.url) as redis, redis.monitor() as monitor:
+            seen: list[str] = []
+
+            async def watch() -> None:
+                async for command in monitor.listen():
+                    seen.append(str(command.get("command", "")))
+
+            watching = asyncio.create_task(watch())
+            started = time.monotonic()
+            async with asyncio.timeout(14):
+                first, second = await next_event(lines), await next_event(lines)
+            elapsed = time.monotonic() - started
+            watching.cancel()
+        assert first == second == [": keep-alive"]
+        assert 8.5 <= elapsed < 13, elapsed  # two keep-alives, five seconds apart
+        assert not [c for c in seen if attempt.token in c], seen
+        outcome = asyncio.create_task(stack.outcome(attempt.token, "SUCCESS"))
         async with asyncio.timeout(QUICK):
-            await wait_for_done(response.aiter_lines())
+            await wait_for_done(lines)
+        await outcome
+    assert "code" in query((await attempt.finish()).headers["location"])
+
+
+async def test_a_stream_that_ends_says_when_to_come_back_spread_out(pool: StackPool) -> None:
+    """Streams ended together (the server stopping) do not come back together: each one's
+    last retry: is drawn from a spread."""
+    stack = await pool.fresh()
+    attempts = [await challenge(stack) for _ in range(6)]
+    bodies = []
+    async with contextlib.AsyncExitStack() as held:
+        streams = []
+        for attempt in attempts:
+            response = await held.enter_async_context(
+                attempt.browser.stream("GET", events_url(attempt))
+            )
+            lines = response.aiter_lines()
+            assert await next_event(lines) == ["retry: 500"]
+            streams.append(lines)
+        stack.servers[0][0].config.app.state.runtime.notifier.close_waiters()
+        async with asyncio.timeout(5):
+            for lines in streams:
+                bodies.append(await next_event(lines))
+    retries = [int(block[0].removeprefix("retry: ")) for block in bodies]
+    assert all(block[1:] == [": server stopping"] for block in bodies), bodies
+    assert all(250 <= r <= 3000 for r in retries), retries
+    assert len(set(retries)) > 1, retries
 
 
 async def test_push_reaches_a_browser_waiting_on_another_instance(pool: StackPool) -> None:
@@ -174,11 +217,11 @@ async def test_push_with_redis_down_ends_without_done(own_redis: RedisProcess) -
 
 async def test_a_browser_that_leaves_is_forgotten_at_once(stack: Stack) -> None:
     """The stream notices the browser going away (not only at its next keep-alive, up to
-    push_timeout later): its wake-up registration is gone within moments."""
+    push_keepalive later): its wake-up registration is gone within moments."""
     notifier = stack.servers[0][0].config.app.state.runtime.notifier
     attempt = await challenge(stack)
     async with attempt.browser.stream("GET", events_url(attempt)) as response:
-        assert await next_event(response.aiter_lines()) == ["retry: 1000"]
+        assert await next_event(response.aiter_lines()) == ["retry: 500"]
         assert await soon(lambda: attempt.token in notifier._waiters)
     # Leaving the block closed the connection.
     assert await soon(lambda: attempt.token not in notifier._waiters)

@@ -51,8 +51,8 @@ async def test_push_says_done_at_the_deadline_without_any_webhook(stack: Stack) 
     async with attempt.browser.stream("GET", events_url(attempt)) as response:
         assert response.status_code == 200
         lines = response.aiter_lines()
-        assert await next_event(lines) == ["retry: 1000"]
-        # Well within push_timeout (25 s): before this change the stream only kept alive.
+        assert await next_event(lines) == ["retry: 500"]
+        # Not at a keep-alive (push_keepalive, 30 s): at the deadline itself.
         async with asyncio.timeout(LEAD + 8):
             block = await wait_for_done(lines)
     assert time.time() >= deadline  # not before the finish URL says expired
@@ -62,7 +62,7 @@ async def test_push_says_done_at_the_deadline_without_any_webhook(stack: Stack) 
 
 
 async def test_push_says_done_at_once_when_the_deadline_has_passed(stack: Stack) -> None:
-    """A stream (re)opened after the deadline, e.g. by EventSource after push_timeout."""
+    """A stream (re)opened after the deadline, e.g. by EventSource after a cut connection."""
     attempt = await challenge(stack)
     await expire_in(stack, attempt, -1)
     async with attempt.browser.stream("GET", events_url(attempt)) as response:

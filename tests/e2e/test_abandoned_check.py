@@ -121,8 +121,8 @@ async def test_an_abandoned_page_lands_on_the_rp_with_challenge_expired(site: Si
         state = secrets.token_urlsafe(12)
         await page.goto(site.authorize_url(state))
         await page.wait_for_url(f"{site.stack.issuer}/challenge/*")
-        # Nothing is touched from here on: no webhook, no click. Well before push_timeout
-        # (25 s), which is all the page had before.
+        # Nothing is touched from here on: no webhook, no click. Well before the first
+        # keep-alive (push_keepalive, 30 s): the stream says "done" at the deadline itself.
         got = await site.at_rp(page, timeout_ms=(LEAD + 10) * 1000)
         site.assert_expired(got, state)
         assert len(tokens) == 1  # one challenge, whose stream said "done" at its deadline

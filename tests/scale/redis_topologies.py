@@ -284,7 +284,7 @@ async def approve_with_push(attempt: Flow, *, within: float) -> dict[str, str]:
     """
     async with attempt.browser.stream("GET", events_url(attempt)) as response:
         lines = response.aiter_lines()
-        assert await next_event(lines) == ["retry: 1000"]
+        assert await next_event(lines) == ["retry: 500"]
         outcome = asyncio.create_task(attempt.stack.outcome(attempt.token, "SUCCESS"))
         async with asyncio.timeout(within):
             block = await wait_for_done(lines)

@@ -122,7 +122,7 @@ def closing(server: uvicorn.Server) -> None:
 
 
 # On SIGTERM, requests in flight get this long; open push streams (which would otherwise last
-# up to challenge.push_timeout) are then closed, and the browser's EventSource reconnects.
+# as long as their challenge waits) are then closed, and the browser's EventSource reconnects.
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 

@@ -473,15 +473,32 @@ class LimitSettings(_Model):
         return data
 
 
+# Push settings whose behaviour is gone: a stream now lasts as long as its challenge.
+_REPLACED_PUSH = {
+    "push_timeout": "push_keepalive (a push stream now lasts as long as its challenge)",
+}
+
+
 class ChallengeSettings(_Model):
     max_attempts: int = Field(3, ge=1, le=10)
     grace_seconds: int = Field(900, ge=60, le=86400)
     code_lifetime: int = Field(60, ge=10, le=60)
-    push_timeout: int = Field(25, ge=5, le=120)
+    # Seconds between keep-alive comments on an open push stream: below the idle timeout of
+    # every proxy in between (nginx and most load balancers cut at 60 s).
+    push_keepalive: int = Field(30, ge=5, le=120)
     # Concurrent push streams: a browser needs one or two per challenge.
     push_streams_per_challenge: int = Field(3, ge=1, le=100)
     push_streams_per_ip: int = Field(1000, ge=1, le=1_000_000)
     limits: LimitSettings = LimitSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in _REPLACED_PUSH.items():
+                if old in data:
+                    raise ValueError(f"{old} was replaced by {new} (see config/example.yaml)")
+        return data
 
 
 # A file name under the static folders: relative, no "..", no hidden files, no query.
