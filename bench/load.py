@@ -151,6 +151,7 @@ class Stack:
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
     port: int = field(default_factory=free_port)
     sim_port: int = field(default_factory=free_port)
+    management_port: int = field(default_factory=free_port)
 
     @property
     def issuer(self) -> str:
@@ -172,6 +173,9 @@ class Stack:
                 "host": "127.0.0.1",
                 "port": self.port,
                 "trusted_proxies": ["127.0.0.1/32"],
+                # On, as in production, but on a port of its own: runs side by side must
+                # not collide on the default 9000.
+                "management": {"host": "127.0.0.1", "port": self.management_port},
             },
             "redis": {"url": f"unix://{self.redis_socket}"},
             "keys": {"encryption_key": ENCRYPTION_KEY},  # live mode: secrets encrypted in Redis
@@ -203,6 +207,13 @@ class Stack:
         }
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # a stack that did not start leaves no process behind
+            raise
+
+    def _start(self) -> None:
         path = self.directory / "stepup.yaml"
         path.write_text(yaml.safe_dump(deep_merge(self.config(), self.overlay)))
         self._spawn(

@@ -50,7 +50,7 @@ SETTINGS: dict[str, Any] = {
     "server": {"trusted_proxies": ["127.0.0.1/32"]},
     "directory": {"static": {"alice": "SCAN-ALICE", "bob": "SCAN-BOB", "mallory": "SCAN-ALICE"}},
     "challenge": {
-        "push_streams_per_challenge": 1,
+        "push_streams_per_ip": 1,
         "limits": {
             "spoof_lockout_seconds": 900,
             "token_failures_per_ip": {"count": 1, "seconds": 60},
@@ -302,13 +302,13 @@ async def test_every_event_type_is_emitted_and_matches_the_schema(
     assert (await post_webhook(stack, mismatch)).json()["result"] == "mismatch"
     known.update({"bad webhook body": bad.decode(), "mismatching body": mismatch.decode()})
 
-    # A push stream over its challenge's cap (one, in this module).
+    # A push stream over its address' cap (one, in this module).
     async with other.browser.stream("GET", f"/challenge/{other.token}/events") as held:
         assert held.status_code == 200
         over = await other.browser.get(f"/challenge/{other.token}/events")
         assert over.status_code == 429
     pushes = [e for e in audit_log.of("limit.exceeded") if e["endpoint"] == "/challenge/events"]
-    assert [(e["limit"], e["retry_after"]) for e in pushes] == [("push_streams_per_challenge", 25)]
+    assert [(e["limit"], e["retry_after"]) for e in pushes] == [("push_streams_per_ip", 30)]
     refused_hooks = {(e["reason"], e["http_status"]) for e in audit_log.of("webhook.refused")}
     assert {("bad_signature", 401), ("unknown_token", 200), ("mismatch", 200)} <= refused_hooks
     assert all(e["address"] == "127.0.0.1" for e in audit_log.of("webhook.refused"))

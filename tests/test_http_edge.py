@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -272,6 +274,39 @@ def test_a_client_still_sending_after_its_refusal_is_not_reset(provider: Provide
             time.sleep(0.1)
         assert status(answer(sock)) == 431
     assert provider.healthy()
+
+
+def data_segments_received(sock: socket.socket) -> int:
+    """``tcpi_data_segs_in`` of Linux's ``struct tcp_info``: segments that carried data."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, 152)[0])
+
+
+def test_a_response_leaves_in_one_write(provider: Provider) -> None:
+    """Status line, headers and body in one segment: uvicorn alone writes the headers as the
+    response starts and the body after them, two segments (and two syscalls) per response."""
+    with provider.connect() as sock:
+        for _ in range(3):
+            before = data_segments_received(sock)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received or not received.endswith(b"}"):
+                received += sock.recv(65536)
+            assert status(received) == 200
+            time.sleep(0.05)  # nothing more is on its way
+            assert data_segments_received(sock) - before == 1
+
+
+def test_pipelined_requests_are_answered_in_order(provider: Provider) -> None:
+    with provider.connect() as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /no-such-page HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        received = answer(sock)
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert statuses == [200, 404, 200]
 
 
 def test_endless_header_is_refused_before_it_is_read_in_full(provider: Provider) -> None:

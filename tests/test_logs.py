@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
 
 import pytest
 
-from idenfy_stepup.cli.logs import TextFormatter
+from idenfy_stepup.cli.logs import BatchedStreamHandler, JsonFormatter, TextFormatter
 
 from .harness.rp import authorize
 from .harness.servers import Stack
@@ -96,3 +98,65 @@ async def test_login_hint_with_a_newline_cannot_forge_an_approval_line(
     subjects = [v for k, v in fields(event[0]) if k == "subject"]
     assert subjects == [f'"mallory\\x0a{FORGED}"']
     assert len(audit) == 1 and [v for k, v in fields(audit[0]) if k == "subject"] == subjects
+
+
+# -- one write per loop iteration -------------------------------------------------------------
+
+
+class CountingStream(io.StringIO):
+    """stderr as the handler sees it, counting the writes (each one a syscall on a real fd)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def batched(stream: CountingStream) -> logging.Logger:
+    handler = BatchedStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"batched-{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_lines_of_one_loop_iteration_leave_in_one_write_in_order() -> None:
+    stream = CountingStream()
+    logger = batched(stream)
+    for n in range(5):
+        logger.info("line %d", n, extra={"event": "test.line", "n": n})
+    assert stream.writes == 0  # held until the iteration ends
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["n"] for line in lines] == [0, 1, 2, 3, 4]
+
+
+def test_outside_a_loop_a_line_is_written_at_once() -> None:
+    stream = CountingStream()
+    batched(stream).info("starting", extra={"event": "test.start"})
+    assert stream.writes == 1
+    assert json.loads(stream.getvalue())["message"] == "starting"
+
+
+async def test_held_lines_go_before_a_line_written_from_a_thread() -> None:
+    stream = CountingStream()
+    logger = batched(stream)
+    logger.info("first")
+    await asyncio.to_thread(logger.info, "from a thread")
+    await asyncio.sleep(0)
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "first",
+        "from a thread",
+    ]
+
+
+def test_json_time_is_utc_with_milliseconds() -> None:
+    rec = record("x")
+    rec.created, rec.msecs = 1764633600.25, 250.0  # 2025-12-02 00:00:00.250 UTC
+    assert json.loads(JsonFormatter().format(rec))["time"] == "2025-12-02T00:00:00.250Z"

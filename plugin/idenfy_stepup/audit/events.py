@@ -266,7 +266,7 @@ LIMIT_EXCEEDED = EventType(
             "string",
             "failures_per_ip, open_challenges_per_ip, failures_per_subject, "
             "spoof_lockout_seconds (a locked subject), token_failures_per_ip, "
-            "token_failures_per_client, push_streams_per_challenge, push_streams_per_ip",
+            "token_failures_per_client, push_streams_per_ip",
         ),
         ENDPOINT,
         Field("client_id", "string", "the client, when validated", nullable=True),

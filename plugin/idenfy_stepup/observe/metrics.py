@@ -89,7 +89,6 @@ LIMITS = (
     "spoof_lockout",
     "open_challenges_per_ip",
     "token_failures",
-    "push_streams_per_challenge",
     "push_streams_per_ip",
 )
 

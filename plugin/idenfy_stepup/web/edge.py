@@ -17,6 +17,11 @@ level, where a slow or oversized request costs no task and never reaches the app
   its headers (a slow client, or an idle keep-alive one); when every connection is busy with a
   request, the newcomer gets 503 with ``Retry-After`` and is closed.
 
+A response goes out in one write, not two: uvicorn writes its status line and headers as soon
+as the app starts the response, then the body; ``CorkedTransport`` holds the first write until
+the next one (or the end of the loop iteration) and sends them joined. On loopback and behind a
+proxy each write is a syscall that runs the peer's TCP receive path too.
+
 The deadlines cost no timer per request: connections waiting for headers (and bodies being
 read) sit in insertion-ordered dicts, oldest first, and one sweep every ``TICK`` seconds closes
 those at the front whose deadline has passed. Per request that is two dict writes and a clock
@@ -133,6 +138,37 @@ class Edge:
         self.sweeping = loop.call_later(TICK, self.sweep, loop) if busy else None
 
 
+class CorkedTransport:
+    """A connection's transport as its request cycles see it: the writes made within one loop
+    iteration leave as one (a response's headers and its body), at the latest when the
+    iteration ends, and before a close or a half-close."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the answer is in ``EdgeProtocol.refusal``."""
 
@@ -172,6 +208,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.refusal = 0
         self.lingering = False
         self.lingered = 0
+        self.corked = CorkedTransport(transport, self.loop)
         edge = self.edge
         if len(self.connections) > edge.limits.max_connections and not edge.evict_one():
             log.debug(
@@ -233,6 +270,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.edge.waiting.pop(self, None)
         self.edge.read_body(self)
         super().on_headers_complete()
+        # The cycle writes through the connection's corked transport (one per connection, so
+        # that pipelined responses stay in order).
+        if self.cycle is not None:  # None when uvicorn returned early (an upgrade)
+            self.cycle.transport = self.corked  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self.edge.reading.pop(self, None)
@@ -267,6 +308,7 @@ class EdgeProtocol(HttpToolsProtocol):
         transport = self.transport
         if self.lingering or transport.is_closing():
             return
+        self.corked.flush()  # what a cycle already wrote goes first
         self.lingering = True
         self.edge.forget(self)
         transport.write(answer)
