@@ -94,6 +94,34 @@ async def test_push_says_done_for_denials_too(
     assert "error" in await attempt.result()
 
 
+async def test_the_stream_carries_the_security_headers_and_its_request_id(stack: Stack) -> None:
+    """The push stream skips the routing and exception layers (a frame each, held for the
+    whole wait) but not what every response carries; other methods still get the router's
+    405, and a path that only looks like a stream's still gets 404."""
+    attempt = await challenge(stack)
+    headers = {"X-Request-ID": "push-stream-request-1"}
+    async with attempt.browser.stream("GET", events_url(attempt), headers=headers) as response:
+        assert response.status_code == 200
+        for name in (
+            "content-security-policy",
+            "permissions-policy",
+            "x-content-type-options",
+            "referrer-policy",
+            "x-frame-options",
+        ):
+            assert name in response.headers, name
+        assert response.headers["x-request-id"] == "push-stream-request-1"
+    refused = await attempt.browser.get(
+        f"{stack.issuer}/challenge/{attempt.token}/events", headers={"Cookie": ""}
+    )
+    assert refused.status_code == 403
+    assert refused.headers["x-frame-options"] == "DENY"
+    posted = await attempt.browser.post(events_url(attempt))
+    assert posted.status_code == 405
+    nested = await attempt.browser.get(f"{stack.issuer}/challenge/a/b/events")
+    assert nested.status_code == 404
+
+
 async def test_push_needs_the_challenge_cookie(stack: Stack) -> None:
     attempt = await challenge(stack)
     cookie = next(c.value for c in attempt.browser.cookies.jar if c.name == "stepup_challenge")

@@ -32,8 +32,9 @@ from .store import Notifier, Store, open_backend
 from .store.embedded import embedded_redis_async
 from .web.addresses import networks
 from .web.branding import STATIC_PREFIX, static_app
-from .web.headers import SecurityHeaders, content_security_policy, permissions_policy
+from .web.headers import SecurityHeaders, security_headers
 from .web.languages import page_language
+from .web.push_lane import PushLane
 from .web.responses import error_page, json_error, wants_json
 
 if TYPE_CHECKING:
@@ -96,12 +97,11 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    app.add_middleware(
-        SecurityHeaders,
-        csp=content_security_policy(settings),
-        permissions=permissions_policy(settings),
-    )
+    headers = security_headers(settings)
+    app.add_middleware(SecurityHeaders, headers=headers)
     app.add_middleware(OneLineStartupFailure, state=app.state)
+    # Push streams, held for minutes by the thousand, skip the layers above (web/push_lane.py).
+    app.add_middleware(PushLane, endpoint=events.events, headers=headers)
     # Outermost: it times the whole answer and sees the status every other layer settled on.
     app.add_middleware(
         Observed,

@@ -25,7 +25,6 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -108,8 +107,7 @@ class PushStream(Response):
             start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
             await send(start)
             gone = asyncio.ensure_future(_disconnected(receive))
-            async for chunk in self._stream(gone):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._stream(gone, send)
             if not gone.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -118,30 +116,35 @@ class PushStream(Response):
             slots.give_back(slot)
             PUSH_STREAMS_OPEN.dec()
 
-    async def _stream(self, gone: asyncio.Future[None]) -> AsyncIterator[bytes]:
+    async def _stream(self, gone: asyncio.Future[None], send: Send) -> None:
+        """Send the stream's events until it ends (a coroutine, not a generator: nothing is
+        left suspended, and one frame fewer is held per waiting browser)."""
         rt, token = self.rt, self.token
         finish = f"/challenge/{token}/finish"
         done = f"event: done\ndata: {json.dumps({'finish': finish})}\n\n".encode()
-        yield b"retry: %d\n\n" % RETRY_MS
+        await _chunk(send, b"retry: %d\n\n" % RETRY_MS)
         keepalive = float(rt.settings.challenge.push_keepalive)
         loop = asyncio.get_running_loop()
-        async with rt.notifier.waiting(token) as woken:
+        woken = rt.notifier.register(token)
+        try:
             self.woken = woken
             expired_at = 0.0
             read = True  # the state is read on opening, after a reconnected subscription
             # and at the expiry; a keep-alive reads nothing
             while True:
                 if rt.notifier.closing:
-                    yield _retry(RETRY_SPREAD_MS["stopping"]) + b": server stopping\n\n"
+                    await _chunk(
+                        send, _retry(RETRY_SPREAD_MS["stopping"]) + b": server stopping\n\n"
+                    )
                     return
                 if self.superseded:
                     # Whoever holds the older stream (a tab, a dead network) comes back late.
-                    yield b"retry: %d\n: superseded\n\n" % int(keepalive * 1000)
+                    await _chunk(send, b"retry: %d\n: superseded\n\n" % int(keepalive * 1000))
                     return
                 if woken.published:
                     # Only a transition out of PENDING is published for a token (a webhook
                     # that decided it); the finish URL reads the outcome, so no read here.
-                    yield done
+                    await _chunk(send, done)
                     # Resumed once the server took the event: the latency includes handing
                     # it over.
                     PUSH_LATENCY_SECONDS.observe(time.monotonic() - woken.published_at)
@@ -151,11 +154,13 @@ class PushStream(Response):
                     try:
                         peek = await rt.store.peek(token, self.binding)
                     except StoreUnavailable:
-                        yield _retry(RETRY_SPREAD_MS["store"]) + b": store unavailable\n\n"
+                        await _chunk(
+                            send, _retry(RETRY_SPREAD_MS["store"]) + b": store unavailable\n\n"
+                        )
                         return
                     if peek.state != State.PENDING or not peek.bound or peek.expired_at is None:
                         # Terminal, gone, not ours or unreadable: the finish URL tells which.
-                        yield done
+                        await _chunk(send, done)
                         return
                     expired_at = peek.expired_at
                     read = False
@@ -163,7 +168,7 @@ class PushStream(Response):
                 if until_expired <= 0:
                     # The same clock and comparison as the finish script (now >= expires_at +
                     # skew): the finish URL now answers challenge_expired, not "pending".
-                    yield done
+                    await _chunk(send, done)
                     return
                 woke = await _wait(loop, woken, gone, min(keepalive, until_expired))
                 if gone.done():
@@ -173,9 +178,11 @@ class PushStream(Response):
                     # subscription came back, the server is stopping) means: read again.
                     read = not woken.published
                 elif time.time() < expired_at:
-                    yield b": keep-alive\n\n"
+                    await _chunk(send, b": keep-alive\n\n")
                 else:
                     read = True  # at the expiry, once more: a webhook may have just decided it
+        finally:
+            rt.notifier.forget(token, woken)
 
 
 async def _wait(
@@ -205,6 +212,10 @@ async def _wait(
         waiter.remove_done_callback(end)
         gone.remove_done_callback(end)
     return waiter.done()
+
+
+async def _chunk(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 def _too_many(rt: Runtime) -> Response:

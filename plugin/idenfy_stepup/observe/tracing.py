@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ..settings.loading import ConfigError
@@ -73,20 +74,34 @@ def shutdown() -> None:
     _provider = _tracer = None
 
 
-@contextlib.contextmanager
+# What ``span`` gives while tracing is off: one shared context manager (nullcontext is
+# reentrant), not a generator per call; a push stream would hold one for its whole wait.
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext(None)
+
+
 def span(
     name: str,
     *,
     kind: str = "internal",
     attributes: Mapping[str, Any] | None = None,
     traceparent: str | None = None,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A span named ``name`` (None when tracing is off), a child of the current one, or of
     ``traceparent`` (already checked by :func:`.requests.trace_parent`) for a server span."""
     tracer = _tracer
     if tracer is None:
-        yield None
-        return
+        return _NO_SPAN
+    return _span(tracer, name, kind, attributes, traceparent)
+
+
+@contextlib.contextmanager
+def _span(
+    tracer: Tracer,
+    name: str,
+    kind: str,
+    attributes: Mapping[str, Any] | None,
+    traceparent: str | None,
+) -> Iterator[Span | None]:
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 

@@ -101,16 +101,26 @@ class Notifier:
     @contextlib.asynccontextmanager
     async def waiting(self, token: str) -> AsyncIterator[Wake]:
         """Register interest in ``token`` *before* reading its state, so no event slips by."""
-        event = Wake()
-        self._waiters.setdefault(token, set()).add(event)
+        event = self.register(token)
         try:
             yield event
         finally:
-            bucket = self._waiters.get(token)
-            if bucket is not None:
-                bucket.discard(event)
-                if not bucket:
-                    del self._waiters[token]
+            self.forget(token, event)
+
+    def register(self, token: str) -> Wake:
+        """``waiting`` without its context manager, for a waiter held by the thousand (a push
+        stream): the generator and its frame would be kept for the whole wait. Pair it with
+        ``forget`` in a ``finally``."""
+        event = Wake()
+        self._waiters.setdefault(token, set()).add(event)
+        return event
+
+    def forget(self, token: str, event: Wake) -> None:
+        bucket = self._waiters.get(token)
+        if bucket is not None:
+            bucket.discard(event)
+            if not bucket:
+                del self._waiters[token]
 
     def wake(self, token: str) -> None:
         """A transition of ``token`` this process made itself (the channel says it again)."""

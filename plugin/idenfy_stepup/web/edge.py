@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import httptools
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 log = logging.getLogger("idenfy_stepup")
@@ -169,6 +170,61 @@ class CorkedTransport:
         return self._transport.is_closing()
 
 
+class LazyFlowControl(FlowControl):
+    """uvicorn's flow control, with its asyncio.Event made only while writing is paused.
+
+    uvicorn makes one Event (and its deque, about 0.7 KiB) per connection for the rare moment
+    the socket's write buffer is full; a waiting push stream never gets there.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:  # not super's: no Event
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._writable: asyncio.Event | None = None
+
+    async def drain(self) -> None:
+        writable = self._writable
+        if writable is not None:
+            await writable.wait()
+
+    def pause_writing(self) -> None:
+        if not self.write_paused:
+            self.write_paused = True
+            self._writable = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            writable, self._writable = self._writable, None
+            if writable is not None:
+                writable.set()
+
+
+class _Pipeline(list[tuple[object, object]]):
+    """uvicorn's queue of pipelined requests (a deque, about 0.6 KiB even when empty, as
+    nearly every connection's is) as a list: the same two operations, oldest popped first."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: tuple[object, object]) -> None:
+        self.insert(0, item)
+
+
+class _EdgeState:
+    """What the edge tracks of one connection."""
+
+    __slots__ = ("corked", "counting", "header_bytes", "lingered", "lingering", "refusal")
+
+    def __init__(self, corked: CorkedTransport) -> None:
+        self.corked = corked
+        self.header_bytes = 0  # bytes read since the last request ended, while in its headers
+        self.counting = True
+        self.refusal = 0
+        self.lingering = False  # answered and half-closed: input is read and dropped
+        self.lingered = 0
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the answer is in ``EdgeProtocol.refusal``."""
 
@@ -203,12 +259,12 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.url = b""
-        self.header_bytes = 0  # bytes read since the last request ended, while in its headers
-        self.counting = True
-        self.refusal = 0
-        self.lingering = False
-        self.lingered = 0
-        self.corked = CorkedTransport(transport, self.loop)
+        # One attribute for the edge's state: uvicorn's protocol already sets 27, and an
+        # instance with more than 30 loses CPython's shared-key dict (about 1.5 KiB more per
+        # connection, thousands of which are push streams).
+        self.at = _EdgeState(CorkedTransport(transport, self.loop))
+        self.flow = LazyFlowControl(transport)
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
         edge = self.edge
         if len(self.connections) > edge.limits.max_connections and not edge.evict_one():
             log.debug(
@@ -227,14 +283,14 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with the size check around the parser and its own refusals answered.
-        if self.lingering:
+        if self.at.lingering:
             # Answered and half-closed: what still arrives is dropped, up to a budget.
-            self.lingered += len(data)
-            if self.lingered > LINGER_BYTES:
+            self.at.lingered += len(data)
+            if self.at.lingered > LINGER_BYTES:
                 self.transport.close()
             return
-        if self.counting:
-            self.header_bytes += len(data)
+        if self.at.counting:
+            self.at.header_bytes += len(data)
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -245,14 +301,14 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
-            if self.refusal:
-                self._refuse(self.refusal)
+            if self.at.refusal:
+                self._refuse(self.at.refusal)
             else:
                 msg = "Invalid HTTP request received."
                 self.logger.warning(msg)
                 self.send_400_response(msg)
             return
-        if self.counting and self.header_bytes > self.edge.limits.max_header_bytes:
+        if self.at.counting and self.at.header_bytes > self.edge.limits.max_header_bytes:
             # Still in the headers and already too many bytes: answer before buffering more.
             limits = self.edge.limits
             self._refuse(414 if len(self.url) > limits.max_request_line_bytes else 431)
@@ -260,24 +316,24 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         limits = self.edge.limits
         if len(self.url) > limits.max_request_line_bytes:
-            self.refusal = 414
+            self.at.refusal = 414
             raise _Refused
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > limits.max_header_bytes:
-            self.refusal = 431
+            self.at.refusal = 431
             raise _Refused
-        self.counting = False
+        self.at.counting = False
         self.edge.waiting.pop(self, None)
         self.edge.read_body(self)
         super().on_headers_complete()
         # The cycle writes through the connection's corked transport (one per connection, so
         # that pipelined responses stay in order).
         if self.cycle is not None:  # None when uvicorn returned early (an upgrade)
-            self.cycle.transport = self.corked  # type: ignore[assignment]
+            self.cycle.transport = self.at.corked  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self.edge.reading.pop(self, None)
-        self.counting, self.header_bytes, self.url = True, 0, b""
+        self.at.counting, self.at.header_bytes, self.url = True, 0, b""
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -306,10 +362,10 @@ class EdgeProtocol(HttpToolsProtocol):
         """Write ``answer``, half-close, and read and drop input until the client closes,
         ``LINGER`` seconds pass or ``LINGER_BYTES`` have been dropped."""
         transport = self.transport
-        if self.lingering or transport.is_closing():
+        if self.at.lingering or transport.is_closing():
             return
-        self.corked.flush()  # what a cycle already wrote goes first
-        self.lingering = True
+        self.at.corked.flush()  # what a cycle already wrote goes first
+        self.at.lingering = True
         self.edge.forget(self)
         transport.write(answer)
         if not transport.can_write_eof():  # pragma: no cover - TCP and unix sockets can
@@ -322,13 +378,13 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int) -> None:
         log.debug("request refused: %d", status, extra={"event": "http.too_large"})
-        self.counting = False
+        self.at.counting = False
         self._answer_and_close(TOO_LARGE[status])
 
     def headers_expired(self) -> None:
-        if self.lingering or self.transport.is_closing():
+        if self.at.lingering or self.transport.is_closing():
             return
-        started = self.header_bytes > 0 or bool(self.url)
+        started = self.at.header_bytes > 0 or bool(self.url)
         log.debug("request headers too slow: closing", extra={"event": "http.header_timeout"})
         if started:
             self._answer_and_close(TIMEOUT)
@@ -336,7 +392,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def body_expired(self) -> None:
-        if self.lingering or self.transport.is_closing():
+        if self.at.lingering or self.transport.is_closing():
             return
         log.debug("request body too slow: closing", extra={"event": "http.body_timeout"})
         cycle = self.cycle

@@ -37,18 +37,24 @@ def _origin(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class SecurityHeaders:
-    """Adds the checklist's headers to every response."""
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries (docs/security.md, the checklist's "Browser
+    pages")."""
+    return [
+        (b"content-security-policy", content_security_policy(settings).encode()),
+        (b"permissions-policy", permissions_policy(settings).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
 
-    def __init__(self, app: ASGIApp, csp: str, permissions: str) -> None:
+
+class SecurityHeaders:
+    """Adds ``security_headers`` to every response."""
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
         self.app = app
-        self.headers = [
-            (b"content-security-policy", csp.encode()),
-            (b"permissions-policy", permissions.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-        ]
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
