@@ -448,6 +448,23 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     cpu_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     started = time.time()
+    # The stacks' folders (Redis' socket among them) in a folder of this run's own, where a
+    # clean-up of /tmp/stepup-bench-* by another run cannot reach them.
+    tempfile.tempdir = tempfile.mkdtemp(prefix="serving-stacks-")
+    try:
+        return _rounds(opts, kinds, runs, cpu_runs, started)
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+        tempfile.tempdir = None
+
+
+def _rounds(
+    opts: argparse.Namespace,
+    kinds: list[str],
+    runs: dict[str, list[dict[str, Any]]],
+    cpu_runs: dict[str, list[dict[str, Any]]],
+    started: float,
+) -> int:
     for n in range(opts.rounds):
         # Alternate which stack goes first, so neither always runs on a warmer machine.
         for kind in kinds if n % 2 == 0 else kinds[::-1]:
@@ -456,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
             if opts.endpoint_cpu:
                 print(f"round {n + 1}: {kind}, CPU by endpoint", file=sys.stderr)
                 cpu_runs[kind].append(run_one(kind, opts, endpoint_cpu=True, profile=None))
+            if opts.out:  # so far, in case a later round fails
+                partial = {k: [headline(r) for r in v] for k, v in runs.items()}
+                opts.out.write_text(json.dumps({"partial_rounds": partial}, indent=2) + "\n")
     # Profiled runs of their own: py-spy's sampling competes for the same two cores.
     profiled = {}
     for kind in kinds if opts.profile else ():
