@@ -15,14 +15,18 @@ the CPU spent inside it per request (bench/endpoint_cpu.py's ``Timed``). With ``
 DIR`` one more run of each stack (not in the medians) is sampled by py-spy (``--format raw``,
 collapsed stacks) and the samples are summed by layer: the server (uvicorn, httptools,
 granian's Python side, the event loop), Starlette, and our app's parts (logging, audit,
-metrics, Jinja, JWT, the Redis client, the vendor client).
+metrics, Jinja, JWT, the Redis client, the vendor client). ``--defences`` instead runs
+tests/test_http_edge.py's checks on each stack (bench/stack_defences.py) and says which held.
 
     PYTHONPATH=plugin .venv/bin/python bench/serving_stacks.py --rounds 3
     PYTHONPATH=plugin .venv/bin/python bench/serving_stacks.py --rounds 3 --endpoint-cpu \\
         --profile /tmp/stacks
+    PYTHONPATH=plugin .venv/bin/python bench/serving_stacks.py --defences
 
 Needs ``granian`` (and ``py-spy`` for ``--profile``) in the same Python; neither is a
-dependency of the project. Prints one JSON document. Not a test: no thresholds.
+dependency of the project. The factory expects a Redis URL in the settings (load.py's are a
+Unix socket), not ``embedded``, which ``serve`` starts itself. Prints one JSON document. Not a
+test: no thresholds.
 """
 
 from __future__ import annotations
