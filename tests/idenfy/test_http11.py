@@ -51,6 +51,7 @@ class Seen:
     requests: list[tuple[bytes, bytes]] = field(default_factory=list)
     segments: list[int] = field(default_factory=list)
     closed_by_client: asyncio.Event = field(default_factory=asyncio.Event)
+    request_seen: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Seen, int], Awaitable[None]]
@@ -69,6 +70,7 @@ async def read_request(reader: asyncio.StreamReader, seen: Seen) -> bytes | None
         if name.lower() == b"content-length":
             length = int(value)
     seen.requests.append((head, await reader.readexactly(length)))
+    seen.request_seen.set()
     return head
 
 
@@ -228,6 +230,48 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(fetch: Ht
         reply = await call(fetch, f"{url}/partner/authentication-info", method="POST", body=b"{}")
     assert reply.status == 200
     assert (seen.connections, len(seen.requests)) == (2, 2)
+
+
+async def test_a_connection_idle_too_long_is_not_reused() -> None:
+    edge = Http11Fetch(idle_seconds=0.1)
+    try:
+        async with scripted(answer_each) as (url, seen):
+            await call(edge, f"{url}/x")
+            await asyncio.sleep(0.2)
+            await call(edge, f"{url}/x")
+        assert seen.connections == 2
+    finally:
+        await edge.aclose()
+
+
+async def test_a_cancelled_request_closes_its_connection_and_frees_its_slot() -> None:
+    edge = Http11Fetch(pool_size=1)
+    try:
+        async with scripted(drops_nothing_answers_second_connection()) as (url, seen):
+            waiting = asyncio.create_task(call(edge, f"{url}/x"))
+            await asyncio.wait_for(seen.request_seen.wait(), 5)
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            # Half a reply may still come on the first connection: it is not reused.
+            assert (await call(edge, f"{url}/x")).status == 200
+        assert seen.connections == 2
+    finally:
+        await edge.aclose()
+
+
+def drops_nothing_answers_second_connection() -> Script:
+    """The first connection reads a request and never answers; later ones answer."""
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen, number: int
+    ) -> None:
+        if number > 1:
+            await answer_each(reader, writer, seen, number)
+            return
+        await read_request(reader, seen)
+        await read_request(reader, seen)  # until the client closes
+
+    return script
 
 
 def drops_the_second_request() -> Script:

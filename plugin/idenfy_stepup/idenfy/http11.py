@@ -16,6 +16,7 @@ headers the API key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 import zlib
@@ -194,6 +195,7 @@ class Connection(asyncio.Protocol):
             self._fail(FetchError("the reply is not valid HTTP/1.1"))
 
     def eof_received(self) -> bool:
+        self.closed = True  # not reused from now on, even before connection_lost runs
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -371,7 +373,10 @@ class Pool:
 
     def close(self) -> None:
         for connection in list(self.open):
-            connection.close()
+            # A pool left behind by a loop that has closed cannot schedule the close: its
+            # sockets went with the loop.
+            with contextlib.suppress(RuntimeError):
+                connection.close()
         self.idle.clear()
 
 
