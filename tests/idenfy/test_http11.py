@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from idenfy_stepup.idenfy.client import IdenfyClient, VendorNotEnrolled, default_timeout
-from idenfy_stepup.idenfy.http11 import MAX_REPLY_BYTES, Http11Fetch
+from idenfy_stepup.idenfy.http11 import MAX_REPLY_BYTES, Http11Fetch, Origin, split_url
 from idenfy_stepup.idenfy.transport import (
     FetchError,
     FetchTimeout,
@@ -429,6 +429,26 @@ async def test_urls_the_edge_does_not_send_to_are_fetch_errors(
 ) -> None:
     with pytest.raises(FetchError):
         await call(fetch, url)
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "target"),
+    [
+        ("http://h", Origin("http", "h", 80, "h"), "/"),
+        ("http://h?a=/b", Origin("http", "h", 80, "h"), "/?a=/b"),
+        ("http://h:81/p?q#f", Origin("http", "h", 81, "h:81"), "/p?q"),
+        (
+            "https://ivs.idenfy.com:443/x",
+            Origin("https", "ivs.idenfy.com", 443, "ivs.idenfy.com"),
+            "/x",
+        ),
+        ("https://[::1]:8443/x", Origin("https", "::1", 8443, "[::1]:8443"), "/x"),
+    ],
+)
+def test_urls_are_split_into_origin_and_request_target(
+    url: str, origin: Origin, target: str
+) -> None:
+    assert split_url(url, {}) == (origin, target)
 
 
 async def test_a_scan_ref_with_line_breaks_stays_inside_the_path(fetch: Http11Fetch) -> None:

@@ -79,11 +79,10 @@ def split_url(url: str, origins: dict[str, Origin]) -> tuple[Origin, str]:
     if _BAD_TARGET.search(url) is not None:
         raise FetchError("the URL holds a space, control or non-ASCII character")
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    target, _, _fragment = (slash + path).partition("#")
-    if "?" in authority:
-        authority, query = authority.split("?", 1)
-        target = "/?" + query.partition("#")[0]
+    end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+    authority, target = rest[:end], rest[end:].partition("#")[0]  # no fragment on the wire
+    if not target.startswith("/"):
+        target = "/" + target
     origin = origins.get(scheme + "://" + authority) if sep else None
     if origin is None:
         origin = _origin(scheme.lower(), authority) if sep else None
@@ -91,7 +90,7 @@ def split_url(url: str, origins: dict[str, Origin]) -> tuple[Origin, str]:
             raise FetchError("not an http(s) URL with a host this edge can send to")
         if len(origins) < 64:  # one or two in practice: the configured api_base
             origins[scheme + "://" + authority] = origin
-    return origin, target or "/"
+    return origin, target
 
 
 def _origin(scheme: str, authority: str) -> Origin | None:
