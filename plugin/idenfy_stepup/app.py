@@ -22,7 +22,8 @@ from .boot.runtime import STATIC, Runtime, build_runtime
 from .boot.startup import StartupError, with_redis
 from .endpoints import authorize, challenge, discovery, events, par, token, webhook
 from .i18n.messages import N_
-from .idenfy.transport import AiohttpFetch, VendorFetch
+from .idenfy.http11 import Http11Fetch
+from .idenfy.transport import VendorFetch
 from .observe import tracing
 from .observe.http import Observed
 from .observe.vendor import MeteredFetch
@@ -146,9 +147,9 @@ async def _connected(
 ) -> AsyncIterator[Runtime]:
     store = Store(open_backend(settings.redis, redis_url), settings.redis.key_prefix)
     notifier = Notifier(store.backend, store.channel)
-    own: AiohttpFetch | None = None  # the vendor edge, unless the caller brought one
+    own: Http11Fetch | None = None  # the vendor edge, unless the caller brought one
     if fetch is None:
-        fetch = own = AiohttpFetch()
+        fetch = own = Http11Fetch()
     fetch = MeteredFetch(fetch)  # counted and timed at the edge, whatever sends the request
     watch: asyncio.Task[None] | None = None
     rt: Runtime | None = None

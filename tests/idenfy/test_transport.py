@@ -1,4 +1,4 @@
-"""The vendor's network edge (AiohttpFetch) against real HTTP servers on loopback.
+"""The vendor's network edge (Http11Fetch) against real HTTP servers on loopback.
 
 Same request on the wire as the client built it, the reply's status and (decoded) body, no
 redirects followed, connections kept alive, and every failure a FetchError (FetchTimeout for
@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from idenfy_stepup.idenfy.client import IdenfyClient, VendorUnavailable, default_timeout
+from idenfy_stepup.idenfy.http11 import Http11Fetch
 from idenfy_stepup.idenfy.transport import (
-    AiohttpFetch,
     FetchError,
     FetchTimeout,
     VendorRequest,
@@ -82,8 +82,8 @@ async def server() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def fetch() -> AsyncIterator[AiohttpFetch]:
-    edge = AiohttpFetch()
+async def fetch() -> AsyncIterator[Http11Fetch]:
+    edge = Http11Fetch()
     try:
         yield edge
     finally:
@@ -91,7 +91,7 @@ async def fetch() -> AsyncIterator[AiohttpFetch]:
 
 
 async def get(
-    fetch: AiohttpFetch,
+    fetch: Http11Fetch,
     url: str,
     *,
     method: str = "GET",
@@ -107,7 +107,7 @@ def seen(reply: VendorResponse) -> dict[str, object]:
     return data
 
 
-async def test_request_and_response_go_through_unchanged(server: str, fetch: AiohttpFetch) -> None:
+async def test_request_and_response_go_through_unchanged(server: str, fetch: Http11Fetch) -> None:
     headers = {
         "Authorization": "Basic a2V5OnNlY3JldA==",
         "Accept": "application/json",
@@ -136,27 +136,27 @@ async def test_request_and_response_go_through_unchanged(server: str, fetch: Aio
     assert "cookie" not in sent and "user-agent" not in sent
 
 
-async def test_encoded_bodies_are_decoded_once(server: str, fetch: AiohttpFetch) -> None:
+async def test_encoded_bodies_are_decoded_once(server: str, fetch: Http11Fetch) -> None:
     reply = await get(fetch, f"{server}/gzip")
     assert json.loads(reply.body) == {"type": "AUTHENTICATION"}
 
 
-async def test_redirects_are_not_followed(server: str, fetch: AiohttpFetch) -> None:
+async def test_redirects_are_not_followed(server: str, fetch: Http11Fetch) -> None:
     reply = await get(fetch, f"{server}/redirect")
     assert reply.status == 302
 
 
-async def test_connections_are_kept_alive(server: str, fetch: AiohttpFetch) -> None:
+async def test_connections_are_kept_alive(server: str, fetch: Http11Fetch) -> None:
     ports = {seen(await get(fetch, f"{server}/echo"))["client_port"] for _ in range(3)}
     assert len(ports) == 1
 
 
-async def test_slow_vendor_is_a_timeout(server: str, fetch: AiohttpFetch) -> None:
+async def test_slow_vendor_is_a_timeout(server: str, fetch: Http11Fetch) -> None:
     with pytest.raises(FetchTimeout):
         await get(fetch, f"{server}/slow", seconds=0.2)
 
 
-async def test_refused_connection_is_a_fetch_error_not_a_timeout(fetch: AiohttpFetch) -> None:
+async def test_refused_connection_is_a_fetch_error_not_a_timeout(fetch: Http11Fetch) -> None:
     with contextlib.closing(free_socket()) as sock:
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
         with pytest.raises(FetchError) as info:
@@ -164,7 +164,7 @@ async def test_refused_connection_is_a_fetch_error_not_a_timeout(fetch: AiohttpF
     assert not isinstance(info.value, FetchTimeout)
 
 
-async def test_broken_reply_is_a_fetch_error(fetch: AiohttpFetch) -> None:
+async def test_broken_reply_is_a_fetch_error(fetch: Http11Fetch) -> None:
     async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"type"')
@@ -181,13 +181,13 @@ async def test_broken_reply_is_a_fetch_error(fetch: AiohttpFetch) -> None:
         await broken.wait_closed()
 
 
-async def test_aclose_then_use_opens_a_new_session(server: str, fetch: AiohttpFetch) -> None:
+async def test_aclose_then_use_opens_a_new_session(server: str, fetch: Http11Fetch) -> None:
     await get(fetch, f"{server}/echo")
     await fetch.aclose()
     assert (await get(fetch, f"{server}/echo")).status == 200
 
 
-async def test_vendor_client_over_the_real_edge(server: str, fetch: AiohttpFetch) -> None:
+async def test_vendor_client_over_the_real_edge(server: str, fetch: Http11Fetch) -> None:
     client = IdenfyClient(fetch, server, "key", "secret", default_timeout(5))
     with pytest.raises(VendorUnavailable) as info:
         # /partner/authentication-info is a 404 on this server
