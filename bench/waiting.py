@@ -628,13 +628,14 @@ def run_waiting(
         result = _measure(stack, browsers, opts)
     finally:
         stack.stop()
-    push_timeout = deep_merge(overlay, user).get("challenge", {}).get("push_timeout", 25)
+    challenge = deep_merge(overlay, user).get("challenge", {})
     result["settings"] = {
         "idle_s": opts.idle,
         "open_rate_per_s": opts.open_rate,
         "webhook_rate_per_s": opts.webhook_rate,
         "challenge_lifetime_s": lifetime,
-        "push_timeout_s": push_timeout,
+        # The push settings laid over the provider's defaults (--settings-overlay), if any.
+        "push_overlay": {k: v for k, v in challenge.items() if k.startswith("push")},
     }
     result["wall_s"]["stack_start"] = round(result.pop("_started") - began, 2)
     result["wall_s"]["total"] = round(time.time() - began, 2)
