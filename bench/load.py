@@ -757,7 +757,7 @@ def command_census(stack: Stack, flows: int) -> dict[str, Any]:
     stop = threading.Event()
 
     def watch() -> None:
-        with stack.redis().monitor() as monitor:
+        with stack.redis().monitor() as monitor:  # type: ignore[no-untyped-call]
             listening.set()
             for entry in monitor.listen():
                 if stop.is_set():

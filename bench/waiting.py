@@ -85,6 +85,8 @@ DEFAULT_RETRY_MS = 3000
 LINES = re.compile(rb"\r\n|\r|\n")
 # Requests other than the stream: a browser waits this long before it counts one as failed.
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
+# Seconds an idle connection stays in the driver's pool: below server.keep_alive_timeout (5).
+KEEPALIVE = 2.0
 # A stream has no overall deadline (it lives as long as the provider keeps it); connecting does.
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=60)
 
@@ -183,6 +185,7 @@ class Browser:
     settled: bool = False  # opened, or will not open any sooner
     finish_target: str = ""
     sent_at: float = 0.0  # perf_counter when its webhook was sent
+    hook_failed: bool = False  # its webhook was not applied (counted as that error)
     done_at: float = 0.0  # perf_counter when "done" was dispatched
     reconnects: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), why)
 
@@ -299,7 +302,10 @@ class WaitingDriver:
                 raise FlowError(f"authorize: HTTP {response.status}")
             location = response.headers["location"]
         if not location.startswith("/challenge/"):
-            raise FlowError(f"authorize: redirected to {urlsplit(location).path or location}")
+            # Refused: the error redirect's stepup_error (or error) says why.
+            refusal = parse_qs(urlsplit(location).query)
+            why = (refusal.get("stepup_error") or refusal.get("error") or [location])[0]
+            raise FlowError(f"authorize: refused ({why})")
         b.token = location.rsplit("/", 1)[1]
         async with self.http.get(
             f"{b.base}{location}",
@@ -384,12 +390,15 @@ class WaitingDriver:
                 timeout=REQUEST_TIMEOUT,
             ) as response:
                 if response.status != 200:
+                    b.hook_failed = True
                     self.error(f"webhook: HTTP {response.status}")
                     return
                 result = (await response.json()).get("result")
             if result != "applied":
+                b.hook_failed = True
                 self.error(f"webhook: {result}")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            b.hook_failed = True
             self.error(f"webhook: {type(exc).__name__}")
 
     async def finish(self, b: Browser) -> None:
@@ -451,7 +460,12 @@ async def drive(args: dict[str, Any], conn: Connection) -> dict[str, Any]:
     ]
     if fds < len(browsers) + 256:
         raise SystemExit(f"driver: {fds} file descriptors for {len(browsers)} browsers")
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, use_dns_cache=False)
+    # Idle pooled connections are dropped before the provider's keep-alive timeout (5 s) can
+    # close them under a request being sent: aiohttp's default (15 s) would make some POSTs
+    # fail with a reset, which browsers retry and the figures must not show.
+    connector = aiohttp.TCPConnector(
+        limit=0, limit_per_host=0, use_dns_cache=False, keepalive_timeout=KEEPALIVE
+    )
     session = aiohttp.ClientSession(
         connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
     )
@@ -487,7 +501,7 @@ async def drive(args: dict[str, Any], conn: Connection) -> dict[str, Any]:
         await asyncio.gather(*late, return_exceptions=True)
         cpu["end"] = _cpu()
     for b in waiting:
-        if not b.done_at:
+        if not b.done_at and not b.hook_failed:
             driver.error("events: no done after the webhook")
     return {
         "latencies_ms": [
@@ -601,8 +615,9 @@ def reading(stack: WaitingStack) -> Reading:
 
 def challenge_lifetime(browsers: int, opts: argparse.Namespace) -> int:
     """The vendor session's lifetime (``idenfy.token_lifetime``, which the simulator honours):
-    the default 600 s unless the run would outlast it, so no challenge expires while waiting."""
-    needed = browsers / opts.open_rate + opts.idle + browsers / opts.webhook_rate + 300
+    the default 600 s unless the run could outlast it, so no challenge expires while waiting.
+    On a busy machine opening and webhooks run well below their rates: allow ten times."""
+    needed = 10 * (browsers / opts.open_rate + browsers / opts.webhook_rate) + opts.idle + 300
     return max(600, math.ceil(float(needed)))
 
 
