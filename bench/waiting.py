@@ -585,12 +585,23 @@ def open_fds(pids: list[int]) -> int:
     return total
 
 
+def runqueue_seconds(pids: list[int]) -> float:
+    """Time these processes spent runnable but waiting for a CPU (/proc/<pid>/schedstat, the
+    second field, in ns): on a shared machine, what other work took from the provider."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 @dataclass
 class Reading:
     at: float
     rss: int
     fds: int
     cpu: float
+    runqueue: float  # seconds the provider's processes were ready to run but had no CPU
     simulator_cpu: float
     redis_memory: int
     redis_cpu: float
@@ -606,6 +617,7 @@ def reading(stack: WaitingStack) -> Reading:
         rss_bytes(pids),
         open_fds(pids),
         cpu_seconds(pids),
+        runqueue_seconds(pids),
         cpu_seconds(stack.simulator_pids()),
         int(client.info("memory")["used_memory"]),
         float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
@@ -740,6 +752,7 @@ def _phases(
         seconds = b.at - a.at
         return {
             "provider": round((b.cpu - a.cpu) / seconds, 3),
+            "provider_waiting_for_cpu": round((b.runqueue - a.runqueue) / seconds, 3),
             "simulator": round((b.simulator_cpu - a.simulator_cpu) / seconds, 3),
             "redis": round((b.redis_cpu - a.redis_cpu) / seconds, 3),
             "drivers": driver_cores(*drivers, seconds),
