@@ -22,6 +22,7 @@ pending challenges are opened (``/authorize`` only) and ``INFO memory`` says wha
 
     .venv/bin/python bench/load.py                         # 1 worker, 32 users, 20 s
     .venv/bin/python bench/load.py --workers 1,2 --users 32,128
+    .venv/bin/python bench/load.py --scenario waiting --browsers 1000   # bench/waiting.py
 
 Prints one JSON document. Not a test: no thresholds (tests/test_bench.py runs it small).
 """

@@ -44,6 +44,7 @@ import re
 import resource
 import secrets
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -537,6 +538,9 @@ class WaitingStack(Stack):
 
     instances: int = 1
     extra_ports: list[int] = field(default_factory=list)
+    directory: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="stepup-waiting-"))
+    )
 
     def config(self) -> dict[str, Any]:
         config = super().config()
