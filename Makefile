@@ -47,8 +47,9 @@ interop-deps:
 ## make test: everything CI runs
 test: system-deps $(STAMP) interop-deps lint typecheck unit
 
-## make bench: whole step-up flows under load, 1 and 2 workers, 32 and 128 users (docs/performance.md)
-BENCH_ARGS ?= --workers 1,2 --users 32,128
+## make bench: whole step-up flows under load, 1 and 2 workers, 32 and 128 users, and 1,000 and
+## 10,000 browsers waiting on their push streams (docs/performance.md)
+BENCH_ARGS ?= --workers 1,2 --users 32,128 --scenario both --browsers 1000,10000
 bench: system-deps $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/load.py $(BENCH_ARGS) --out bench/results.json

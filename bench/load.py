@@ -22,6 +22,7 @@ pending challenges are opened (``/authorize`` only) and ``INFO memory`` says wha
 
     .venv/bin/python bench/load.py                         # 1 worker, 32 users, 20 s
     .venv/bin/python bench/load.py --workers 1,2 --users 32,128
+    .venv/bin/python bench/load.py --scenario waiting --browsers 1000   # bench/waiting.py
 
 Prints one JSON document. Not a test: no thresholds (tests/test_bench.py runs it small).
 """
@@ -351,6 +352,24 @@ def sample(stack: Stack, client: redis.Redis, provider: list[int], sim: list[int
 # -- the virtual users ---------------------------------------------------------------------------
 
 
+def signed_webhook(signing_key: str, token: str, subject: str) -> tuple[bytes, dict[str, str]]:
+    """iDenfy's SUCCESS webhook for ``token`` (``subject``'s scanRef), body and signed headers."""
+    body = event_body(
+        token,
+        "SUCCESS",
+        event_id=str(uuid.uuid4()),
+        scan_ref=f"SCAN-{subject.upper()}",
+        client_id="bench",
+    )
+    signature = hmac.new(signing_key.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
+        "Idenfy-Signature": signature,
+    }
+    return body, headers
+
+
 class FlowError(Exception):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
@@ -493,19 +512,7 @@ class Driver:
         return t
 
     async def webhook(self, token: str, subject: str) -> float:
-        body = event_body(
-            token,
-            "SUCCESS",
-            event_id=str(uuid.uuid4()),
-            scan_ref=f"SCAN-{subject.upper()}",
-            client_id="bench",
-        )
-        signature = hmac.new(self.signing_key.encode(), body, hashlib.sha256).hexdigest()
-        headers = {
-            "Content-Type": "application/json",
-            "Idenfy-Event-Type": "FACIAL_AUTHENTICATION",
-            "Idenfy-Signature": signature,
-        }
+        body, headers = signed_webhook(self.signing_key, token, subject)
         begin = time.perf_counter()
         url = f"{self.issuer}/webhooks/idenfy"
         async with self.vendor.post(url, data=body, headers=headers) as response:
@@ -762,7 +769,7 @@ def command_census(stack: Stack, flows: int) -> dict[str, Any]:
     stop = threading.Event()
 
     def watch() -> None:
-        with stack.redis().monitor() as monitor:
+        with stack.redis().monitor() as monitor:  # type: ignore[no-untyped-call]
             listening.set()
             for entry in monitor.listen():
                 if stop.is_set():
@@ -882,7 +889,15 @@ def pending_memory(count: int, opts: argparse.Namespace, *, limits: bool) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    import waiting  # bench/waiting.py: many browsers waiting on their push streams
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--scenario",
+        choices=["flows", "waiting", "both"],
+        default="flows",
+        help="whole flows (and the pending-challenge memory), waiting browsers, or both",
+    )
     p.add_argument("--workers", default="1", help="provider worker counts, e.g. 1,2")
     p.add_argument("--users", default="32", help="concurrent virtual users, e.g. 32,128")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per scenario")
@@ -923,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile", type=Path, help="write py-spy flame graphs of the provider here")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    waiting.add_arguments(p)
     opts = p.parse_args(argv)
     # Stopped from outside (e.g. `timeout`): unwind, so every scenario's processes are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -936,11 +952,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenarios": [],
     }
-    for workers in (int(w) for w in opts.workers.split(",")):
+    flows = opts.scenario in ("flows", "both")
+    for workers in (int(w) for w in opts.workers.split(",")) if flows else ():
         for users in (int(u) for u in opts.users.split(",")):
             print(f"scenario: {workers} worker(s), {users} users", file=sys.stderr)
             report["scenarios"].append(run_scenario(workers, users, opts))
-    if opts.pending:
+    if opts.scenario in ("waiting", "both"):
+        report["waiting"] = waiting.waiting_runs(opts)
+    if opts.pending and flows:
         print(f"memory: {opts.pending} pending challenges", file=sys.stderr)
         report["memory"] = pending_memory(opts.pending, opts, limits=True)
         # The same with the abuse limits off: the challenges' own records only.
