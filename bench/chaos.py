@@ -29,12 +29,15 @@ SIGKILL, which the supervisor replaces. The parties behave as real ones do meanw
   5xx is an answer).
 
 Every flow has a deadline: one that ends with neither a code nor an error redirect by then is a
-hang. The report counts flows by kind, codes issued and redeemed, error redirects by error,
-lost (an RP with no answer, or the wrong one), doubled (two codes for one step-up, or a code
-redeemed twice), hangs, retries of each kind, when the faults happened, and the wall time. A
-fail-closed answer (``temporarily_unavailable``/``store_unavailable`` at /authorize, 503 at
-/token) is counted apart, as ``failed_closed``, when it came while Redis was down; anywhere
-else it is lost.
+hang. An answer a fault explains is counted apart (``answers_a_fault_explains``), and the RP
+starts that step-up again (up to 5 times): ``temporarily_unavailable``/``store_unavailable``
+from /authorize or a 5xx from /token while Redis was down, or a 400 to a token request sent
+again after its connection died with the killed worker (the first request had redeemed the
+code). Anywhere else, such an answer is lost.
+
+The report counts flows by kind, codes issued and redeemed, error redirects by error, lost (an
+RP with no answer, or the wrong one), doubled (two codes for one step-up, or a code redeemed
+twice), hangs, retries of each kind, when the faults happened, and the wall time.
 
     .venv/bin/python bench/chaos.py                                    # 10,000 flows, 200 at once
     .venv/bin/python bench/chaos.py --flows 200 --concurrency 20 --out /tmp/chaos.json
@@ -172,7 +175,9 @@ class Result:
     redeemed: int = 0  # successful /token answers for this flow's codes
     token_answer: int | None = None  # the first redemption's status
     token_at: float = 0.0
+    token_retried: bool = False  # the first redemption was sent again after a lost connection
     replay_answer: int | None = None
+    replay_at: float = 0.0
     claims_ok: bool = False
     hang: str = ""  # the step a flow was at when its deadline passed
     crashed: str = ""  # the driver's own failure (an exception of the driver, not an answer)
@@ -198,6 +203,10 @@ def restart_cause(result: Result) -> str | None:
         return "store_unavailable"
     if result.token_answer is not None and result.token_answer >= 500:
         return f"token_{result.token_answer}"
+    if result.token_answer == 400 and result.token_retried:
+        # The first request redeemed the code, and its answer went down with the worker: the
+        # code is spent (and its tokens revoked by the replay), so the RP starts again.
+        return "token_answer_lost"
     return None
 
 
@@ -321,13 +330,15 @@ class Chaos:
 
     # The RP: the token request is retried only when the connection failed.
 
-    async def redeem(self, code: str, verifier: str) -> tuple[int | None, dict[str, Any]]:
+    async def redeem(self, code: str, verifier: str) -> tuple[int | None, dict[str, Any], bool]:
+        """The token request: (status or None, the tokens, whether it was sent again)."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": REDIRECT_URI,
             "code_verifier": verifier,
         }
+        retried = False
         while True:
             try:
                 url = f"{self.stack.issuer}/token"
@@ -336,11 +347,12 @@ class Chaos:
                     tokens = await response.json() if status == 200 else {}
                     if status >= 500:
                         self.statuses[f"token:{status}"] += 1
-                    return status, tokens
+                    return status, tokens, retried
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 if not is_connection_error(exc):
-                    return None, {}  # no answer, and not safe to ask again
+                    return None, {}, retried  # no answer, and not safe to ask again
                 self.retries[f"token:{type(exc).__name__}"] += 1
+                retried = True
             await asyncio.sleep(RELOAD_WAIT)
 
     # One flow.
@@ -453,13 +465,14 @@ class Chaos:
         if code is None:
             return
         where[0] = "token"
-        status_or_none, tokens = await self.redeem(code, verifier)
+        status_or_none, tokens, result.token_retried = await self.redeem(code, verifier)
         result.token_answer, result.token_at = status_or_none, self.now()
         if status_or_none == 200:
             result.redeemed += 1
             result.claims_ok = self.claims_ok(tokens, plan, result.nonce)
         where[0] = "replay"
-        result.replay_answer, _ = await self.redeem(code, verifier)
+        result.replay_answer, _, _ = await self.redeem(code, verifier)
+        result.replay_at = self.now()
         if result.replay_answer == 200:
             result.redeemed += 1
 
@@ -601,13 +614,18 @@ class Verdict:
         return bool(self.why) and not self.doubled
 
 
-def judge(run: Run, issuer: str, outages: list[tuple[float, float]]) -> Verdict:
+def judge(run: Run, issuer: str, faults: list[Fault]) -> Verdict:
     """What went wrong with one step-up: nothing, when its RP got exactly its right answer
-    (a fail-closed answer while Redis was down, followed by a new attempt, is no fault)."""
+    (an answer a fault explains, followed by a new attempt, is no fault of the provider's)."""
     verdict = Verdict()
 
+    def during(at: float, *kinds: str) -> bool:
+        return any(
+            f.start <= at <= f.end + OUTAGE_GRACE for f in faults if not kinds or f.kind in kinds
+        )
+
     def in_outage(at: float) -> bool:
-        return any(start <= at <= end + OUTAGE_GRACE for start, end in outages)
+        return during(at, "redis_restart")
 
     for n, result in enumerate(run.attempts):
         why = verdict.why
@@ -630,9 +648,10 @@ def judge(run: Run, issuer: str, outages: list[tuple[float, float]]) -> Verdict:
         cause = restart_cause(result)
         if cause is not None:
             at = result.answers[0].at if fail_closed(params) else result.token_at
-            verdict.failed_closed.append("authorize" if fail_closed(params) else "token")
-            if not in_outage(at):
-                why.append(f"{cause} outside the Redis outage, at {at:.2f} s")
+            verdict.failed_closed.append(cause)
+            explained = during(at, "worker_kill") if cause == "token_answer_lost" else in_outage(at)
+            if not explained:
+                why.append(f"{cause} outside its fault, at {at:.2f} s")
             elif n == len(run.attempts) - 1:
                 why.append(f"still {cause} after {MAX_RESTARTS} new attempts")
             if fail_closed(params):
@@ -650,7 +669,7 @@ def judge(run: Run, issuer: str, outages: list[tuple[float, float]]) -> Verdict:
         replay = result.replay_answer
         # A replay is refused: 400, or 503 while Redis is down (never a second id_token).
         replay_refused = replay == 400 or (
-            replay is not None and replay >= 500 and in_outage(result.token_at)
+            replay is not None and replay >= 500 and in_outage(result.replay_at)
         )
         if "code" in params and cause is None and not replay_refused:
             why.append(f"a replayed code gave {replay}")
@@ -674,8 +693,7 @@ def report(
     opts: argparse.Namespace,
     provider_log: dict[str, int],
 ) -> dict[str, Any]:
-    outages = [(f.start, f.end) for f in faults if f.kind == "redis_restart"]
-    verdicts = [judge(r, chaos.stack.issuer, outages) for r in runs]
+    verdicts = [judge(r, chaos.stack.issuer, faults) for r in runs]
     attempts = [a for r in runs for a in r.attempts]
     errors: Counter[str] = Counter()
     for result in attempts:
@@ -710,7 +728,7 @@ def report(
         "lost": sum(v.lost for v in verdicts),
         "doubled": sum(v.doubled for v in verdicts),
         "hangs": sum(bool(a.hang) for a in attempts),
-        "failed_closed": dict(Counter(w for v in verdicts for w in v.failed_closed)),
+        "answers_a_fault_explains": dict(Counter(w for v in verdicts for w in v.failed_closed)),
         "webhooks": dict(Counter(w for r in attempts for w in r.webhooks)),
         "replays": dict(Counter(str(r.replay_answer) for r in attempts if r.token_answer)),
         "retries": dict(sorted(retries.items())),
