@@ -175,7 +175,7 @@ class Result:
     redeemed: int = 0  # successful /token answers for this flow's codes
     token_answer: int | None = None  # the first redemption's status
     token_at: float = 0.0
-    token_retried: bool = False  # the first redemption was sent again after a lost connection
+    token_retried: float | None = None  # when the first redemption's connection was lost
     replay_answer: int | None = None
     replay_at: float = 0.0
     claims_ok: bool = False
@@ -203,7 +203,7 @@ def restart_cause(result: Result) -> str | None:
         return "store_unavailable"
     if result.token_answer is not None and result.token_answer >= 500:
         return f"token_{result.token_answer}"
-    if result.token_answer == 400 and result.token_retried:
+    if result.token_answer == 400 and result.token_retried is not None:
         # The first request redeemed the code, and its answer went down with the worker: the
         # code is spent (and its tokens revoked by the replay), so the RP starts again.
         return "token_answer_lost"
@@ -330,15 +330,18 @@ class Chaos:
 
     # The RP: the token request is retried only when the connection failed.
 
-    async def redeem(self, code: str, verifier: str) -> tuple[int | None, dict[str, Any], bool]:
-        """The token request: (status or None, the tokens, whether it was sent again)."""
+    async def redeem(
+        self, code: str, verifier: str
+    ) -> tuple[int | None, dict[str, Any], float | None]:
+        """The token request: (status or None, the tokens, when its first connection was lost
+        if it was sent again)."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": REDIRECT_URI,
             "code_verifier": verifier,
         }
-        retried = False
+        retried: float | None = None
         while True:
             try:
                 url = f"{self.stack.issuer}/token"
@@ -352,7 +355,7 @@ class Chaos:
                 if not is_connection_error(exc):
                     return None, {}, retried  # no answer, and not safe to ask again
                 self.retries[f"token:{type(exc).__name__}"] += 1
-                retried = True
+                retried = self.now() if retried is None else retried
             await asyncio.sleep(RELOAD_WAIT)
 
     # One flow.
@@ -648,6 +651,8 @@ def judge(run: Run, issuer: str, faults: list[Fault]) -> Verdict:
         cause = restart_cause(result)
         if cause is not None:
             at = result.answers[0].at if fail_closed(params) else result.token_at
+            if cause == "token_answer_lost" and result.token_retried is not None:
+                at = result.token_retried  # the moment the connection went down
             verdict.failed_closed.append(cause)
             explained = during(at, "worker_kill") if cause == "token_answer_lost" else in_outage(at)
             if not explained:
