@@ -105,6 +105,7 @@ WEBHOOK_BACKOFF = (0.2, 2.0)  # the vendor's first and longest pause between del
 # A fail-closed answer this long after Redis answered again still counts as the outage's: the
 # provider's connection and subscription come back on their next command or backoff step.
 OUTAGE_GRACE = 3.0
+SAMPLED_KEYS = 200
 
 
 # -- the plans ---------------------------------------------------------------------------------
@@ -557,6 +558,14 @@ async def restart_redis(chaos: Chaos, fault: Fault, down_s: float) -> None:
     stack = chaos.stack
     old = stack.procs[0]
     command = [str(a) for a in old.args]  # type: ignore[union-attr]
+    client = stack.redis()
+
+    def challenges() -> list[str]:
+        found = client.scan_iter(match="stepup:{*}:challenge", count=1000)
+        return [str(k) for k, _ in zip(found, range(SAMPLED_KEYS), strict=False)]
+
+    # Challenges that exist now must exist after the restart: the AOF keeps them.
+    sampled = await asyncio.to_thread(challenges)
     fault.start = chaos.now()
     old.send_signal(signal.SIGTERM)
     await asyncio.to_thread(old.wait, 30)
@@ -565,7 +574,6 @@ async def restart_redis(chaos: Chaos, fault: Fault, down_s: float) -> None:
     stack.procs[0] = await asyncio.to_thread(
         spawn, command, stack.directory / "redis-restarted.log"
     )
-    client = stack.redis()
 
     async def answers() -> bool:
         return bool(await asyncio.to_thread(client.ping))
@@ -573,6 +581,8 @@ async def restart_redis(chaos: Chaos, fault: Fault, down_s: float) -> None:
     fault.detail["answered_again"] = await wait_until(answers)
     fault.end = chaos.now()
     fault.detail["keys_after"] = await asyncio.to_thread(client.dbsize)
+    kept = await asyncio.to_thread(client.exists, *sampled) if sampled else 0
+    fault.detail["challenges_kept"] = f"{kept}/{len(sampled)}"
 
 
 async def kill_worker(chaos: Chaos, fault: Fault) -> None:
