@@ -211,10 +211,6 @@ def restart_cause(result: Result) -> str | None:
     return None
 
 
-class Hang(Exception):
-    pass
-
-
 class Unexpected(Exception):
     """An answer no party can act on (e.g. a 403 at finish): the flow ends here."""
 
@@ -482,13 +478,12 @@ class Chaos:
 
     async def page(self, browser: aiohttp.ClientSession, location: str) -> tuple[str, str]:
         """The challenge page: its finish and events URLs."""
-        while True:
-            status, _, body = await self.browse(browser, location, "page")
-            found = MAIN.search(body)
-            if status == 200 and found is not None:
-                finish_url, events_url = found.groups()
-                return finish_url, events_url
+        status, _, body = await self.browse(browser, location, "page")
+        found = MAIN.search(body)
+        if status != 200 or found is None:
             raise Unexpected(f"page: {status}")
+        finish_url, events_url = found.groups()
+        return finish_url, events_url
 
     async def finish(self, browser: aiohttp.ClientSession, finish_url: str, page: str) -> Answer:
         """The finish URL until it sends the browser to the RP (back to the page: wait)."""
