@@ -1,5 +1,6 @@
-"""bench/load.py end to end, small: it must keep running on a fresh machine (no figures checked:
-timings are for people to read, never assertions)."""
+"""bench/load.py and bench/chaos.py end to end, small: they must keep running on a fresh machine
+(no figures checked: timings are for people to read, never assertions; chaos.py's counts of
+lost, doubled and hung step-ups are checked)."""
 
 from __future__ import annotations
 
@@ -72,4 +73,5 @@ def test_chaos_benchmark_loses_and_doubles_nothing_through_a_redis_restart_and_a
     kept, sampled = restart["challenges_kept"].split("/")
     assert kept == sampled != "0"  # the AOF brought the challenges back
     assert kill["kind"] == "worker_kill" and kill["replaced"] and kill["workers_after"] == 2
+    assert sum(report["retries"].values()) > 0  # the faults were felt, and outlived
     assert report["provider_log"]["tracebacks"] == 0
