@@ -64,6 +64,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -878,6 +879,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=opts.workers,
         subjects=opts.flows,
         overlay={"idenfy": {"timeout": 30}},
+        # A folder of its own name: a clean-up of load.py's leftovers must not remove this one.
+        directory=Path(tempfile.mkdtemp(prefix="stepup-chaos-")),
     )
     print(f"chaos: {opts.flows} flows, {opts.concurrency} at once", file=sys.stderr)
     stack.start()
