@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test bench lint typecheck unit system-deps interop-deps catalogues clean \
+.PHONY: run test bench bench-chaos lint typecheck unit system-deps interop-deps catalogues clean \
 	image image-local image-try image-compose-try image-test
 
 $(BIN)/python:
@@ -47,12 +47,18 @@ interop-deps:
 ## make test: everything CI runs
 test: system-deps $(STAMP) interop-deps lint typecheck unit
 
-## make bench: whole step-up flows under load, 1 and 2 workers, 32 and 128 users, and 1,000 and
-## 10,000 browsers waiting on their push streams (docs/performance.md)
+## make bench: whole step-up flows under load, 1 and 2 workers, 32 and 128 users, 1,000 and
+## 10,000 browsers waiting on their push streams, then bench-chaos (docs/performance.md)
 BENCH_ARGS ?= --workers 1,2 --users 32,128 --scenario both --browsers 1000,10000
 bench: system-deps $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python bench/load.py $(BENCH_ARGS) --out bench/results.json
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS) --out bench/chaos-results.json
+
+## make bench-chaos: 10,000 step-ups with chaotic webhooks, a Redis restart, a killed worker
+CHAOS_ARGS ?= --flows 10000 --concurrency 200
+bench-chaos: system-deps $(STAMP)
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS) --out bench/chaos-results.json
 
 ## make catalogues: re-extract the pages' texts into plugin/idenfy_stepup/locales (docs/translations.md)
 catalogues: $(STAMP)

@@ -1,5 +1,6 @@
-"""bench/load.py end to end, small: it must keep running on a fresh machine (no figures checked:
-timings are for people to read, never assertions)."""
+"""bench/load.py and bench/chaos.py end to end, small: they must keep running on a fresh machine
+(no figures checked: timings are for people to read, never assertions; chaos.py's counts of
+lost, doubled and hung step-ups are checked)."""
 
 from __future__ import annotations
 
@@ -151,3 +152,34 @@ def test_bench_event_stream_drops_a_half_event_when_the_connection_ends() -> Non
     assert stream.feed(b"\n") == []
     assert stream.retry_ms == 250  # a malformed retry is ignored; a good one outlives it
     assert [e.type for e in stream.feed(b"data: x\n\n")] == ["message"]
+
+
+@pytest.mark.slow
+def test_chaos_benchmark_loses_and_doubles_nothing_through_a_redis_restart_and_a_killed_worker(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "chaos.json"
+    args = [
+        *(sys.executable, str(ROOT / "bench" / "chaos.py")),
+        *("--flows", "200", "--concurrency", "20", "--out", str(out)),
+    ]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert json.loads(out.read_text()) == report
+    assert report["by_kind"] == {"plain": 170, "duplicated": 10, "reordered": 10, "delayed": 10}
+    assert report["problems"] == []
+    assert report["lost"] == report["doubled"] == report["hangs"] == 0
+    assert report["ended"] == report["flows"] == 200
+    # Every step-up whose first webhook approved it got exactly one redeemed code.
+    assert report["codes_redeemed"] == report["approved_first"]
+    assert report["server_errors_seen"].keys() <= {
+        f"{step}:503" for step in ("authorize", "page", "events", "finish", "webhook", "token")
+    }
+    restart, kill = report["faults"]
+    assert restart["kind"] == "redis_restart" and restart["answered_again"]
+    kept, sampled = restart["challenges_kept"].split("/")
+    assert kept == sampled != "0"  # the AOF brought the challenges back
+    assert kill["kind"] == "worker_kill" and kill["replaced"] and kill["workers_after"] == 2
+    assert sum(report["retries"].values()) > 0  # the faults were felt, and outlived
+    assert report["provider_log"]["tracebacks"] == 0
