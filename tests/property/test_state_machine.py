@@ -53,7 +53,7 @@ from idenfy_stepup.store import (
     new_secret_for,
 )
 
-from ..harness.redis import RedisProcess
+from ..harness.redis import RedisProcess, replace_stored_request
 
 MAX_ATTEMPTS = 3
 MARKER_TTL = 1500
@@ -570,7 +570,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.run(self.redis.hset(key, "expires_at", "soon"))
             rec.expires_ok = False
         elif damage == "request":
-            self.run(self.redis.set(self.store.request_key(token), garbage))
+            self.run(replace_stored_request(self.redis, token, garbage))
             rec.request_ok = False
         else:
             self.run(self.redis.hdel(key, "binding"))
