@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -70,7 +71,7 @@ async def create(store: Store, token: str = TOKEN, request: StepUpRequest = REQU
 async def approve(store: Store, token: str = TOKEN, request: StepUpRequest = REQUEST) -> str:
     hook = await store.webhook_transition(
         token=token,
-        webhook_id=f"hook-{token}",
+        webhook_id=f"hook-{secrets.token_hex(4)}",
         verdict=HookVerdict.SUCCESS,
         outcome="SUCCESS",
         retryable=False,
@@ -167,6 +168,9 @@ async def test_an_unreadable_stored_request_means_start_again(store: Store, r: R
     assert await approve(store) == "mismatch"  # nothing to match the webhook with
     finish = await store.finish(TOKEN, BINDING, mode=FinishMode.FINISH, max_attempts=3)
     assert finish.kind is VerdictKind.MISSING
+    await r.hset(challenge_key(TOKEN), mapping={"qn": 1, "q1": '{"x": 1}'})  # JSON, no scanRef
+    assert await approve(store) == "mismatch"
+    assert (await r.hgetall(challenge_key(TOKEN)))[b"state"] == b"PENDING"
     await r.hset(challenge_key(TOKEN), mapping={"qn": 10**9, "q2": "x"})  # a count none wrote
     finish = await store.finish(TOKEN, BINDING, mode=FinishMode.FINISH, max_attempts=3)
     assert finish.kind is VerdictKind.MISSING

@@ -350,11 +350,13 @@ class StoreMachine(RuleBasedStateMachine):
         self.first[(token, hook_id)] = (verdict, scan_ref, check_type, method)
         if rec.state != State.PENDING:
             return (HookResult.IGNORED, rec.state)
-        if scan_ref != rec.scan_ref and (verdict == HookVerdict.SUCCESS or scan_ref != ""):
+        # What a webhook must match is the stored request's: a damaged one has nothing to match.
+        known = (rec.scan_ref, rec.type, rec.method) if rec.request_ok else (None, None, None)
+        if scan_ref != known[0] and (verdict == HookVerdict.SUCCESS or scan_ref != ""):
             return (HookResult.MISMATCH, "scanRef")
-        if check_type and check_type != rec.type:
+        if check_type and check_type != known[1]:
             return (HookResult.MISMATCH, "type")
-        if method and method != rec.method:
+        if method and method != known[2]:
             return (HookResult.MISMATCH, "method")
         if verdict == HookVerdict.PENDING:
             return (HookResult.PENDING, "")

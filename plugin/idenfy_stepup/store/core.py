@@ -228,20 +228,19 @@ class Store:
 
     async def _record(self, token: str) -> tuple[dict[str, str], str | None]:
         """A challenge's fields and its request's JSON (None: none, or unreadable), in either
-        layout: one HGETALL and, for a challenge written before, its request's GET, sent
-        together."""
+        layout: one HGETALL and, only for a challenge written before, its request's GET."""
         key, rkey = self.challenge_key(token), self.request_key(token)
-        reply, legacy = await self._call(
-            lambda: self.backend.execute_many(("HGETALL", key), ("GET", rkey))
-        )
-        fields = _pairs(reply, lenient=True)
+        fields = _pairs(await self._call(lambda: self._cmd("HGETALL", key)), lenient=True)
         if COUNT_FIELD in fields:
             return without_parts(fields), joined(fields)
+        if not fields:
+            return {}, None  # gone (a request outlives no challenge: they share their TTL)
+        legacy = await self._call(lambda: self._cmd("GET", rkey))
         return fields, None if legacy is None else _lenient(legacy)
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State, whether ``binding`` owns the challenge and its expiry; with ``full``, its
-        request too. One HMGET (with ``full``, an HGETALL and a GET in the same write)."""
+        request too. One HMGET (with ``full``, one HGETALL)."""
         key = self.challenge_key(token)
         if not full:
             fields = ("state", "binding", "expires_at")

@@ -15,11 +15,11 @@
 --! include request
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
                      'retryable', 'next', 'retry_at', 'consumed_as', 'code', 'code_exp', 'at',
-                     'ip', 'auth_time', 'risk', 'ip_differs')
+                     'ip', 'auth_time', 'risk', 'ip_differs', 'qn')
 local state = c[1]
 if not state then return {'missing'} end
 if c[2] ~= ARGV[1] and c[2] ~= ARGV[9] then return {'forbidden'} end
-local req = stored_request(KEYS[1], KEYS[2])
+local req = stored_request(KEYS[1], c[17], KEYS[2])
 if not req then return {'missing'} end
 local now = tonumber(ARGV[2])
 local function out(verdict, detail) return {verdict, req, detail, c[3], ''} end

@@ -9,9 +9,9 @@
 -- or {'missing'} | {'reused'}.
 --! include request
 local c = redis.call('HMGET', KEYS[1], 'code', 'code_exp', 'at', 'auth_time', 'risk',
-                     'ip_differs')
+                     'ip_differs', 'qn')
 if not c[1] or c[1] ~= ARGV[1] then return {'missing'} end
-local req = stored_request(KEYS[1], KEYS[2])
+local req = stored_request(KEYS[1], c[7], KEYS[2])
 if ARGV[5] ~= '' then
   local read, request = pcall(cjson.decode, req or '')
   if not read or type(request) ~= 'table' or request.c ~= ARGV[5] then return {'missing'} end

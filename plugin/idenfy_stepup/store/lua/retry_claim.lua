@@ -6,10 +6,10 @@
 -- token, '' none) | refused (detail: the outcome) | claimed (detail: the attempt).
 --! include request
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'retryable', 'outcome',
-                     'next')
+                     'next', 'qn')
 if not c[1] then return {'missing'} end
 if c[2] ~= ARGV[1] and c[2] ~= ARGV[4] then return {'forbidden'} end
-local req = stored_request(KEYS[1], KEYS[2])
+local req = stored_request(KEYS[1], c[7], KEYS[2])
 if not req then return {'missing'} end
 -- RETRYING: another click is creating the next attempt ('moved', not linked yet).
 -- CONSUMED: finished, or retried already; the next token when there is one.

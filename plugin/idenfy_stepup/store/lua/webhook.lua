@@ -24,13 +24,14 @@
 -- One read, one marker, one write and one publish: nothing is read twice.
 --! include request
 local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip',
-                     'expires_at')
+                     'expires_at', 'qn')
 if not c[1] then return {'unknown'} end
-local req = stored_request(KEYS[1], KEYS[3]) or ''
+local req = stored_request(KEYS[1], c[8], KEYS[3]) or ''
 if not c[2] then
-  -- An unreadable request leaves them nil: a webhook that names one mismatches.
+  -- An unreadable request (no scanRef in it) leaves them nil: a webhook that names one
+  -- mismatches, and a SUCCESS always does.
   local read, request = pcall(cjson.decode, req)
-  if read and type(request) == 'table' then
+  if read and type(request) == 'table' and type(request.k) == 'string' then
     c[2], c[3], c[4] = request.k, request.t or ARGV[19], request.m or ARGV[20]
   end
 end
