@@ -265,3 +265,13 @@ async def test_a_pending_challenge_of_a_new_person_at_a_new_address_is_two_keys(
         assert created == {challenge_key(flow.token).encode(), open_key(address).encode()}
         for key in created:
             assert await client.object("encoding", key) == b"listpack"
+
+
+def test_each_script_that_reads_the_request_carries_the_shared_reader() -> None:
+    from idenfy_stepup.store import scripts
+
+    readers = {"finish", "retry_claim", "redeem_code", "webhook"}
+    for script in scripts.ALL:
+        assert "--! include" not in script.source, script.name  # every include expanded
+        has_reader = "local function stored_request(" in script.source
+        assert has_reader == (script.name in readers), script.name

@@ -92,6 +92,9 @@ def _challenge_of(value: str | None) -> str | None:
     return token
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
 def stored_binding(binding: str) -> str:
     """A binding (the browser secret's SHA-256 in hex, stepup/binding.py) as a challenge keeps
     it: the same 32 bytes in base64url, 43 characters instead of 64. Anything else as is."""
@@ -103,9 +106,6 @@ def stored_binding(binding: str) -> str:
 def _owns(stored: str | None, binding: str) -> bool:
     """Whether the challenge's stored binding is ``binding``'s (either layout: hex before)."""
     return bool(binding) and stored is not None and stored in (stored_binding(binding), binding)
-
-
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def tag(value: str) -> str:
@@ -337,10 +337,8 @@ class Store:
         if token is None:
             return None
         record, raw = await self._record(token)
-        bound, until = record.get("at"), record.get("at_exp")
-        if bound != digest(access_token) or not (until or "").isdigit():
-            return None
-        if int(until or 0) <= time.time():
+        bound, until = record.get("at"), record.get("at_exp", "")
+        if bound != digest(access_token) or not until.isdigit() or int(until) <= time.time():
             return None
         try:
             subject = StepUpRequest.from_json(raw).subject if raw else None
@@ -530,9 +528,9 @@ class Store:
 
     @staticmethod
     def open_member(token: str) -> str:
-        """A challenge in its address's open set: 96 bits of its token's SHA-256 (16
-        characters, not the token's 40: the set holds one per challenge in progress), which
-        two tokens of one address share by chance never."""
+        """A challenge in its address's open set: 96 bits of its token's SHA-256, 16
+        characters instead of the token's 40 (the set holds one per challenge in progress;
+        two tokens of one address share one with a chance of 2^-96)."""
         return tag(token)[:16]
 
     async def hit_limits(
