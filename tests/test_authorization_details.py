@@ -18,7 +18,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
-from .harness.redis import request_key
+from .harness.redis import stored_request
 from .harness.rp import Flow, authorize, challenge, decode_id_token, redeem_code, request_object
 from .harness.servers import Stack, StackPool
 from .harness.settings import client_entry
@@ -180,7 +180,7 @@ async def test_redis_holds_the_details_and_txn_in_the_short_form(
     stack: Stack, redis: Redis
 ) -> None:
     flow = await challenge(stack, authorization_details=details())
-    stored = json.loads(await redis.get(request_key(flow.token)))
+    stored = json.loads(await stored_request(redis, flow.token))
     assert stored["ad"] == [PAYMENT]
     assert isinstance(stored["x"], str) and stored["x"]
     assert "authorization_details" not in stored and "txn" not in stored
@@ -190,7 +190,7 @@ async def test_redis_holds_the_details_and_txn_in_the_short_form(
 
 async def test_a_retry_keeps_the_details_and_the_txn(stack: Stack, redis: Redis) -> None:
     flow = await challenge(stack, authorization_details=details())
-    first_txn = json.loads(await redis.get(request_key(flow.token)))["x"]
+    first_txn = json.loads(await stored_request(redis, flow.token))["x"]
     await stack.outcome(flow.token, "FAILED", "FACE_TOO_SMALL")
     retry_page = await flow.finish()
     assert retry_page.status_code == 200, retry_page.text
@@ -308,7 +308,7 @@ async def test_invalid_details_are_refused_with_state_and_iss(
 
 
 async def open_requests(redis: Redis) -> set[bytes]:
-    return {key async for key in redis.scan_iter(match="stepup:{*}:request", count=1000)}
+    return {key async for key in redis.scan_iter(match="stepup:{*}:challenge", count=1000)}
 
 
 async def test_a_form_post_with_invalid_details_is_refused(stack: Stack) -> None:

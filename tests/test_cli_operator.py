@@ -333,9 +333,13 @@ async def test_challenge_show_tells_state_and_times_but_no_secret(
     assert view["client_id"] == "shop" and view["subject"] == "alice"
     assert view["attempt"] == 1 and view["retryable"] is True and view["webhook_received"]
     assert view["expires_at"] > time.time() and view["denied_at"] <= time.time()
+    assert (view["type"], view["method"]) == ("AUTHENTICATION", "FACE_MATCHING")
     with sync_redis(redis_url) as r:
         record = r.hgetall(challenge_key(flow.token))
-    for secret in (record["binding"], record["scan_ref"], record["webhook_id"], flow.token):
+    parts = (record[f"q{n}"] for n in range(1, int(record["qn"]) + 1))  # the request's JSON
+    scan_ref = json.loads("".join(parts))["k"]
+    assert scan_ref == "SCAN-ALICE"
+    for secret in (record["binding"], scan_ref, record["webhook_id"], flow.token):
         assert secret not in ran.out
     assert view["token_prefix"] == flow.token[:6]
 

@@ -17,7 +17,12 @@ from redis.asyncio import Redis
 from idenfy_stepup.cli.logs import JsonFormatter, TextFormatter
 from idenfy_stepup.idenfy.webhook import sign
 
-from .harness.redis import SECRETS_KEY, RedisProcess, challenge_key, request_key
+from .harness.redis import (
+    SECRETS_KEY,
+    RedisProcess,
+    challenge_key,
+    replace_stored_request,
+)
 from .harness.rp import Flow, authorize, authorize_params, challenge, pkce, query
 from .harness.servers import TLS, Stack, StackPool, running_stack
 from .harness.settings import CLIENT_SECRET, REDIRECT_URI, SIGNING_KEY
@@ -453,8 +458,8 @@ async def test_unreadable_state_means_start_again(
 ) -> None:
     attempt = await challenge(stack)
     await stack.outcome(attempt.token, "SUCCESS")
-    if field == "request":  # the request is its own key in the challenge's slot
-        await redis.set(request_key(attempt.token), value.encode("latin-1"))
+    if field == "request":  # the request's parts in the challenge's hash
+        await replace_stored_request(redis, attempt.token, value.encode("latin-1"))
     else:
         await redis.hset(challenge_key(attempt.token), field, value.encode("latin-1"))
     finish = await attempt.finish()

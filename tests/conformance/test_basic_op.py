@@ -396,8 +396,8 @@ async def test_oidcc_codereuse(stack: Stack) -> None:
 async def test_oidcc_codereuse_30seconds(stack: Stack, redis: Redis) -> None:
     done = await step_up(stack)
     code, access_token = done.callback["code"], done.tokens["access_token"]
-    # 30 s pass: every record that decides the replay is 30 s older (the code's challenge and
-    # its request, which also hold the access token).
+    # 30 s pass: every record that decides the replay is 30 s older (the code's challenge, which
+    # holds its request and the access token).
     keys = record_keys(code)
     assert keys == record_keys(access_token)
     for key in keys:

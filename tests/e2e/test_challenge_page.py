@@ -37,7 +37,7 @@ from idenfy_stepup.i18n.catalogues import translations
 from idenfy_stepup.stepup.binding import COOKIE
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
-from ..harness.redis import challenge_key, request_key
+from ..harness.redis import challenge_key, stored_request
 from ..harness.rp import pkce
 from ..harness.servers import Stack, StackPool, free_socket, serve_in_loop
 from ..harness.settings import DEMO_AUTHORIZATION_DETAILS, DEMO_DETAIL_TYPES, merge
@@ -672,7 +672,7 @@ async def test_a_german_browser_gets_the_challenge_page_and_its_status_text_in_g
     # challenge.js took its status text from the page, not its English fallback.
     assert await status_text(page) == german("Waiting for the face check…") != WAITING
     assert await page.locator('[data-action="cancel"]').inner_text() == german("Cancel")
-    assert json.loads(await s.redis.get(request_key(token)) or "{}")["l"] == "de"
+    assert json.loads(await stored_request(s.redis, token) or "{}")["l"] == "de"
     await shot(page, "challenge-de")
     await iframe_button(page, "SUCCESS").click()
     assert await s.at_rp(page) == {"result": "success"}

@@ -74,14 +74,38 @@ def challenge_key(token: str) -> str:
 
 
 def request_key(token: str) -> str:
-    """The validated OIDC request of a challenge."""
+    """Where a challenge written before its request moved into its hash kept the request."""
     return KEYS.request_key(token)
 
 
-def record_keys(code_or_access_token: str) -> tuple[str, str]:
-    """Where a code or access token is recorded: the challenge it names (``token.random``)."""
+def request_parts(fields: dict[bytes, bytes]) -> bytes | None:
+    """The request a challenge's hash (its HGETALL) holds: the fields ``q1`` … ``q<qn>`` joined
+    in order; None when the hash holds none."""
+    count = fields.get(b"qn")
+    if count is None:
+        return None
+    return b"".join(fields[f"q{n}".encode()] for n in range(1, int(count) + 1))
+
+
+async def stored_request(redis: AsyncRedis, token: str) -> bytes | None:
+    """The validated OIDC request's JSON as the challenge's hash holds it."""
+    return request_parts(await redis.hgetall(challenge_key(token)))
+
+
+async def replace_stored_request(redis: AsyncRedis, token: str, value: bytes | str) -> None:
+    """Make the challenge's hash hold ``value`` as its request (a damaged record)."""
+    key = challenge_key(token)
+    parts = [k for k in await redis.hkeys(key) if k == b"qn" or (k[1:].isdigit() and k[:1] == b"q")]
+    if parts:
+        await redis.hdel(key, *parts)
+    await redis.hset(key, mapping={"qn": 1, "q1": value})
+
+
+def record_keys(code_or_access_token: str) -> tuple[str]:
+    """Where a code or access token is recorded: the challenge it names (``token.random``),
+    whose hash holds its request too."""
     token = code_or_access_token.rpartition(".")[0]
-    return challenge_key(token), request_key(token)
+    return (challenge_key(token),)
 
 
 def rate_key(identity: str) -> str:

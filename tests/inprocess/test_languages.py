@@ -28,7 +28,7 @@ from idenfy_stepup.settings import Settings, parse_settings
 from idenfy_stepup.stepup.outcomes import DEFAULTS
 
 from ..harness.fake_vendor import FakeIdenfy, live_mode
-from ..harness.redis import RedisProcess, request_key
+from ..harness.redis import RedisProcess, stored_request
 from ..harness.rp import challenge_token, query, request_params
 from ..harness.settings import CLIENT_SECRET, TEST_ENCRYPTION_KEY, base_settings, merge
 from .conftest import PORT
@@ -220,7 +220,7 @@ async def test_ui_locales_wins_over_accept_language_and_is_kept_for_the_vendor_a
     token = challenge_token(response)
     assert vendor.sessions[token].locale == "lt"
     async with Redis.from_url(redis_url) as redis:
-        stored = json.loads(await redis.get(request_key(token)))
+        stored = json.loads(await stored_request(redis, token))
     assert stored["l"] == "lt"
     page = await client.get(f"/challenge/{token}", headers={"Accept-Language": "de"})
     assert '<html lang="lt">' in page.text  # the challenge's language, not this request's
@@ -277,7 +277,7 @@ async def test_a_retry_keeps_the_language_for_the_new_vendor_session(
     assert next_token != token
     assert vendor.sessions[next_token].locale == "es"
     async with Redis.from_url(redis_url) as redis:
-        assert json.loads(await redis.get(request_key(next_token)))["l"] == "es"
+        assert json.loads(await stored_request(redis, next_token))["l"] == "es"
     page = await client.get(f"/challenge/{next_token}")
     assert '<html lang="es">' in page.text
 

@@ -53,7 +53,7 @@ from idenfy_stepup.store import (
     new_secret_for,
 )
 
-from ..harness.redis import RedisProcess
+from ..harness.redis import RedisProcess, replace_stored_request
 
 MAX_ATTEMPTS = 3
 MARKER_TTL = 1500
@@ -350,11 +350,13 @@ class StoreMachine(RuleBasedStateMachine):
         self.first[(token, hook_id)] = (verdict, scan_ref, check_type, method)
         if rec.state != State.PENDING:
             return (HookResult.IGNORED, rec.state)
-        if scan_ref != rec.scan_ref and (verdict == HookVerdict.SUCCESS or scan_ref != ""):
+        # What a webhook must match is the stored request's: a damaged one has nothing to match.
+        known = (rec.scan_ref, rec.type, rec.method) if rec.request_ok else (None, None, None)
+        if scan_ref != known[0] and (verdict == HookVerdict.SUCCESS or scan_ref != ""):
             return (HookResult.MISMATCH, "scanRef")
-        if check_type and check_type != rec.type:
+        if check_type and check_type != known[1]:
             return (HookResult.MISMATCH, "type")
-        if method and method != rec.method:
+        if method and method != known[2]:
             return (HookResult.MISMATCH, "method")
         if verdict == HookVerdict.PENDING:
             return (HookResult.PENDING, "")
@@ -570,7 +572,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.run(self.redis.hset(key, "expires_at", "soon"))
             rec.expires_ok = False
         elif damage == "request":
-            self.run(self.redis.set(self.store.request_key(token), garbage))
+            self.run(replace_stored_request(self.redis, token, garbage))
             rec.request_ok = False
         else:
             self.run(self.redis.hdel(key, "binding"))

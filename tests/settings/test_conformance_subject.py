@@ -17,7 +17,7 @@ from idenfy_stepup.settings import ConfigError, parse_settings
 from idenfy_stepup.settings.lint import unsafe_settings
 from idenfy_stepup.stepup.records import StepUpRequest
 
-from ..harness.redis import request_key
+from ..harness.redis import stored_request
 from ..harness.rp import authorize, decode_id_token, redeem_code
 from ..harness.servers import Stack
 from ..harness.settings import client_entry
@@ -70,7 +70,8 @@ async def test_a_request_naming_nobody_steps_up_the_conformance_subject(
     flow = await authorize(stack, client_id="conformance")
     await flow.show_challenge()
     # Only claimed: it can never count against, or lock out, the person it names.
-    raw = await redis.get(request_key(flow.token))
+    raw = await stored_request(redis, flow.token)
+    assert raw is not None
     stored = StepUpRequest.from_json(raw)
     assert (stored.subject, stored.verified) == ("alice", False)
     result = await flow.approve()

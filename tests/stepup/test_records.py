@@ -19,7 +19,7 @@ REQUIRED = {
     "method": "FACE_MATCHING",
 }
 FULL = StepUpRequest(
-    **REQUIRED,
+    **{**REQUIRED, "scope": "openid profile", "method": "ACTIVE_LIVENESS"},
     check_type="ENROLLMENT",
     state="st",
     nonce="n",
@@ -53,15 +53,25 @@ def test_a_request_is_stored_under_short_names() -> None:
 def test_defaults_are_left_out_and_come_back() -> None:
     minimal = StepUpRequest(**REQUIRED)
     stored = json.loads(minimal.to_json())
-    assert set(stored) == {"c", "r", "sc", "u", "k", "a", "m"}
+    # The scope openid and the method FACE_MATCHING, which nearly every request has, too.
+    assert set(stored) == {"c", "r", "u", "k", "a"}
     back = StepUpRequest.from_json(minimal.to_json())
     assert back == minimal
-    assert (back.check_type, back.state, back.claims, back.verified) == (
+    assert (back.scope, back.method, back.check_type, back.state, back.claims) == (
+        "openid",
+        "FACE_MATCHING",
         "AUTHENTICATION",
         None,
         {},
-        False,
     )
+    assert back.verified is False
+
+
+def test_a_request_stored_with_its_scope_and_method_reads_them() -> None:
+    # As the version before stored every request, and as any other value is stored.
+    named = json.dumps({**json.loads(StepUpRequest(**REQUIRED).to_json()), "sc": "x", "m": "y"})
+    back = StepUpRequest.from_json(named)
+    assert (back.scope, back.method) == ("x", "y")
 
 
 def test_a_value_equal_to_a_default_only_in_truth_is_kept() -> None:

@@ -40,6 +40,10 @@ def challenge_view(fields: dict[str, str], raw: str | None) -> dict[str, Any]:
         except (ValueError, TypeError):
             view["request"] = "unreadable"
         else:
+            # A challenge's type and method are its request's (the layout before copied them
+            # into the hash, where they are read first).
+            view.setdefault("type", request.check_type)
+            view.setdefault("method", request.method)
             view["client_id"] = request.client_id
             view["subject"] = request.subject
             view["acr"] = request.acr

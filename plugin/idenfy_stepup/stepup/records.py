@@ -70,7 +70,7 @@ class StepUpRequest(_JsonRecord):
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("StepUpRequest must be a JSON object")
-        return cls(**{str(_LONG.get(k, k)): v for k, v in data.items()})
+        return cls(**{**_FILLED, **{str(_LONG.get(k, k)): v for k, v in data.items()}})
 
 
 _SHORT = {
@@ -96,7 +96,11 @@ _SHORT = {
 # An unknown short name stays unknown (``cls(**…)`` then raises TypeError: unreadable).
 _LONG = {v: k for k, v in _SHORT.items()}
 _NO_DEFAULT = object()
+# What nearly every request has in fields the dataclass requires: left out of the JSON like a
+# default, filled in again when it is read (a pending challenge stores its request).
+_FILLED: dict[str, Any] = {"scope": "openid", "method": "FACE_MATCHING"}
 _DEFAULTS: dict[str, Any] = {
+    **_FILLED,
     "check_type": "AUTHENTICATION",
     "state": None,
     "nonce": None,
@@ -109,6 +113,12 @@ _DEFAULTS: dict[str, Any] = {
     "authorization_details": [],
     "txn": "",
 }
+
+
+def stored_default(name: str) -> Any:
+    """The value of the request's field ``name`` that its JSON leaves out (the store's scripts
+    read the JSON too)."""
+    return _DEFAULTS[name]
 
 
 @dataclass(frozen=True, slots=True)

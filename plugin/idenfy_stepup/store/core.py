@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,9 +27,10 @@ from redis import exceptions as rexc
 from ..idenfy.client import valid_token
 from ..observe import tracing
 from ..observe.metrics import REDIS_ERRORS
-from ..stepup.records import CodeGrant, StepUpRequest
+from ..stepup.records import CodeGrant, StepUpRequest, stored_default
 from . import scripts
 from .backends import StoreBackend
+from .request_parts import COUNT_FIELD, joined, part_fields, without_parts
 from .scripts import Args, LimitHit, Script, Verdict, WebhookResult, text
 from .states import ConsumedAs, FinishMode, HookVerdict, OpenOp, Redemption, State
 
@@ -46,6 +48,10 @@ UNKNOWN_ADDRESS = "unknown"
 # shows "Waiting…" for a session that can no longer succeed. A webhook later than this finds
 # the challenge expired (the user starts again): the safe side.
 EXPIRY_SKEW_SECONDS = 5
+# The check type and method of a stored request that names none (its JSON leaves defaults
+# out), which the webhook script compares a webhook's with.
+DEFAULT_CHECK_TYPE = str(stored_default("check_type"))
+DEFAULT_METHOD = str(stored_default("method"))
 
 
 # What the key-ring script publishes on the wake-up channel when the generated signing keys
@@ -86,6 +92,22 @@ def _challenge_of(value: str | None) -> str | None:
     return token
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def stored_binding(binding: str) -> str:
+    """A binding (the browser secret's SHA-256 in hex, stepup/binding.py) as a challenge keeps
+    it: the same 32 bytes in base64url, 43 characters instead of 64. Anything else as is."""
+    if not _HEX_DIGEST.fullmatch(binding):
+        return binding
+    return base64.urlsafe_b64encode(bytes.fromhex(binding)).rstrip(b"=").decode("ascii")
+
+
+def _owns(stored: str | None, binding: str) -> bool:
+    """Whether the challenge's stored binding is ``binding``'s (either layout: hex before)."""
+    return bool(binding) and stored is not None and stored in (stored_binding(binding), binding)
+
+
 def tag(value: str) -> str:
     """A short hash tag for a key: 128 bits of SHA-256, base64url (22 characters)."""
     raw = hashlib.sha256(value.encode()).digest()[:16]
@@ -123,6 +145,8 @@ class Store:
         return f"{self.prefix}:{{{token}}}:challenge"
 
     def request_key(self, token: str) -> str:
+        """Where a challenge written before its request moved into its hash keeps the request
+        (request_parts.py): still read, never written."""
         return f"{self.prefix}:{{{token}}}:request"
 
     def hook_key(self, token: str, webhook_id: str) -> str:
@@ -179,38 +203,55 @@ class Store:
     ) -> None:
         """Store a PENDING challenge for a fresh vendor token; the record lives ``ttl`` s.
 
-        The request is its own key in the token's slot, so the hash keeps only short values
-        (Redis stores it as a compact listpack). ``ip``: the address identity that opened it
-        (stored as its :func:`tag`, never the address itself): a failure counts against it.
+        One key: the request is in the hash too, cut into short parts (request_parts.py), so
+        that every value is short and Redis stores the hash as a compact listpack; the scanRef,
+        type and method a webhook must match are read from it. ``ip``: the address identity
+        that opened it (stored as its :func:`tag`, never the address itself): a failure counts
+        against it.
         """
         fields: dict[str, str | int] = {
             "state": State.PENDING,
-            "binding": binding,
+            "binding": stored_binding(binding),
             "attempt": attempt,
             "expires_at": expires_at,
-            "scan_ref": request.scan_ref,
-            "type": request.check_type,
-            "method": request.method,
         }
         if ip:
             fields["ip"] = tag(ip)
-        args = scripts.CreateArgs(ttl, request.to_json(), tuple(fields.items()))
-        await self._run(scripts.CREATE, [self.challenge_key(token), self.request_key(token)], args)
+        await self._create(token, request, fields, ttl)
+
+    async def _create(
+        self, token: str, request: StepUpRequest, fields: dict[str, str | int], ttl: int
+    ) -> None:
+        stored = tuple(fields.items()) + tuple(part_fields(request.to_json()))
+        args = scripts.CreateArgs(ttl, stored)
+        await self._run(scripts.CREATE, [self.challenge_key(token)], args)
+
+    async def _record(self, token: str) -> tuple[dict[str, str], str | None]:
+        """A challenge's fields and its request's JSON (None: none, or unreadable), in either
+        layout: one HGETALL and, only for a challenge written before, its request's GET."""
+        key, rkey = self.challenge_key(token), self.request_key(token)
+        fields = _pairs(await self._call(lambda: self._cmd("HGETALL", key)), lenient=True)
+        if COUNT_FIELD in fields:
+            return without_parts(fields), joined(fields)
+        if not fields:
+            return {}, None  # gone (a request outlives no challenge: they share their TTL)
+        legacy = await self._call(lambda: self._cmd("GET", rkey))
+        return fields, None if legacy is None else _lenient(legacy)
 
     async def peek(self, token: str, binding: str, *, full: bool = False) -> Peek:
         """State, whether ``binding`` owns the challenge and its expiry; with ``full``, its
-        request too. One HMGET (and, with ``full``, a GET in the same write)."""
-        key, rkey = self.challenge_key(token), self.request_key(token)
-        fields = ("state", "binding", "expires_at", "attempt")
+        request too. One HMGET (with ``full``, one HGETALL)."""
+        key = self.challenge_key(token)
         if not full:
-            reply = await self._call(lambda: self._cmd("HMGET", key, *fields[:3]))
-            bound = bool(binding) and text(reply[1]) == binding
+            fields = ("state", "binding", "expires_at")
+            reply = await self._call(lambda: self._cmd("HMGET", key, *fields))
+            bound = _owns(text(reply[1]), binding)
             return Peek(text(reply[0]), bound, expires_at=_number(reply[2]))
 
-        (state, owner, expires_at, attempt), raw = await self._call(
-            lambda: self.backend.execute_many(("HMGET", key, *fields), ("GET", rkey))
-        )
-        bound = bool(binding) and text(owner) == binding
+        record, raw = await self._record(token)
+        state, owner = record.get("state"), record.get("binding")
+        expires_at, attempt = record.get("expires_at"), record.get("attempt")
+        bound = _owns(owner, binding)
         if not (bound and raw):
             return Peek(text(state) if raw or not bound else None, bound)
         try:
@@ -241,7 +282,7 @@ class Store:
         """
         now = int(time.time())
         args = scripts.FinishArgs(
-            binding,
+            stored_binding(binding),
             now,
             max_attempts,
             mode,
@@ -249,12 +290,15 @@ class Store:
             stale_retry,
             digest(code) if code else "",
             now + code_lifetime,
+            binding,
         )
         keys = [self.challenge_key(token), self.request_key(token)]
         return await self._run(scripts.FINISH, keys, args)
 
     async def claim_retry(self, token: str, binding: str, max_attempts: int) -> Verdict:
-        args = scripts.RetryClaimArgs(binding, max_attempts, int(time.time()))
+        args = scripts.RetryClaimArgs(
+            stored_binding(binding), max_attempts, int(time.time()), binding
+        )
         keys = [self.challenge_key(token), self.request_key(token)]
         return await self._run(scripts.RETRY_CLAIM, keys, args)
 
@@ -292,11 +336,9 @@ class Store:
         token = _challenge_of(access_token)
         if token is None:
             return None
-        key, rkey = self.challenge_key(token), self.request_key(token)
-        (bound, until), raw = await self._call(
-            lambda: self.backend.execute_many(("HMGET", key, "at", "at_exp"), ("GET", rkey))
-        )
-        if text(bound) != digest(access_token) or int(text(until) or 0) <= time.time():
+        record, raw = await self._record(token)
+        bound, until = record.get("at"), record.get("at_exp", "")
+        if bound != digest(access_token) or not until.isdigit() or int(until) <= time.time():
             return None
         try:
             subject = StepUpRequest.from_json(raw).subject if raw else None
@@ -340,8 +382,7 @@ class Store:
             "auth_time": auth_time,
             "reused": 1,
         }
-        args = scripts.CreateArgs(ttl, request.to_json(), tuple(fields.items()))
-        await self._run(scripts.CREATE, [self.challenge_key(token), self.request_key(token)], args)
+        await self._create(token, request, fields, ttl)
 
     # -- directory, secrets, replay markers ---------------------------------------------------
     async def get_subject(self, subject: str) -> str | None:
@@ -457,12 +498,14 @@ class Store:
             tag(UNKNOWN_ADDRESS),
             risk_retryable,
             ip_retryable,
+            DEFAULT_CHECK_TYPE,
+            DEFAULT_METHOD,
         )
         return await self._run(scripts.WEBHOOK, keys, args)
 
     async def challenge_request(self, token: str) -> StepUpRequest | None:
         """The request a challenge is for (None when it is gone or unreadable)."""
-        raw = await self._call(lambda: self._cmd("GET", self.request_key(token)))
+        _, raw = await self._record(token)
         try:
             return StepUpRequest.from_json(raw) if raw else None
         except (ValueError, TypeError):
@@ -482,6 +525,13 @@ class Store:
     def open_key(self, identity_tag: str) -> str:
         """An address's open challenges: same hash tag as its counters."""
         return f"{self.prefix}:open:{{{identity_tag}}}"
+
+    @staticmethod
+    def open_member(token: str) -> str:
+        """A challenge in its address's open set: 96 bits of its token's SHA-256, 16
+        characters instead of the token's 40 (the set holds one per challenge in progress;
+        two tokens of one address share one with a chance of 2^-96)."""
+        return tag(token)[:16]
 
     async def hit_limits(
         self,
@@ -520,7 +570,10 @@ class Store:
     ) -> int:
         """How many challenges the address ``identity_tag`` holds open, after ``op``: ``add``
         (``token`` until ``expires_at``), ``remove`` (``token`` ended) or just ``count``."""
-        args = scripts.OpenArgs(int(time.time()), OpenOp(op), token, expires_at)
+        op = OpenOp(op)
+        member = self.open_member(token) if token else ""
+        legacy = token if op == OpenOp.REMOVE else ""
+        args = scripts.OpenArgs(int(time.time()), op, member, expires_at, legacy)
         return await self._run(scripts.OPEN_CHALLENGES, [self.open_key(identity_tag)], args)
 
     async def lock_subject(self, subject: str, seconds: int, *, extend: bool = True) -> None:
@@ -593,12 +646,9 @@ class Store:
         return _pairs(reply)
 
     async def challenge_record(self, token: str) -> tuple[dict[str, str], str | None]:
-        """A challenge's hash and its request's JSON, as stored (empty, None: gone)."""
-        key, rkey = self.challenge_key(token), self.request_key(token)
-        fields, raw = await self._call(
-            lambda: self.backend.execute_many(("HGETALL", key), ("GET", rkey))
-        )
-        return _pairs(fields), text(raw)
+        """A challenge's own fields and its request's JSON, as stored, in either layout
+        (empty, None: gone; None alone: no readable request)."""
+        return await self._record(token)
 
     # -- the generated signing keys' changes (boot/key_rotation.py) ----------------------------
     async def secrets(self) -> dict[str, str]:
@@ -631,13 +681,20 @@ def glob_escape(value: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in value)
 
 
-def _pairs(reply: Any) -> dict[str, str]:
-    """An HGETALL reply (a flat list, or a dict from redis-py) as text."""
+def _pairs(reply: Any, *, lenient: bool = False) -> dict[str, str]:
+    """An HGETALL reply (a flat list, or a dict from redis-py) as text; ``lenient``: bytes that
+    are not UTF-8 read as U+FFFD (a damaged record then reads as unreadable, not as an error)."""
     if isinstance(reply, dict):
         items = list(reply.items())
     else:
         items = list(zip(reply[::2], reply[1::2], strict=True))
+    if lenient:
+        return {_lenient(k): _lenient(v) for k, v in items}
     return {str(text(k)): str(text(v)) for k, v in items}
+
+
+def _lenient(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _number(value: Any) -> float | None:

@@ -11,6 +11,7 @@ The words a script writes or returns are the enums of ``states.py``.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -40,10 +41,23 @@ class Script(Generic[A, R]):
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
-        source = resources.files(__package__).joinpath("lua", f"{self.name}.lua").read_text()
+        source = _included(_lua(f"{self.name}.lua"))
         object.__setattr__(self, "source", source)
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # EVALSHA's name
         object.__setattr__(self, "sha", sha)
+
+
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", name).read_text()
+
+
+# A line ``--! include <name>`` in a script stands for ``lua/lib/<name>.lua``: helpers that
+# several scripts share (Redis runs each script on its own, so each carries its copy).
+_INCLUDE = re.compile(r"^--! include ([a-z_]+)$", re.MULTILINE)
+
+
+def _included(source: str) -> str:
+    return _INCLUDE.sub(lambda m: _lua(f"lib/{m.group(1)}.lua").rstrip("\n"), source)
 
 
 def _flat(values: tuple[Any, ...]) -> list[Any]:
@@ -199,6 +213,8 @@ class WebhookArgs(NamedTuple):
     unknown_tag: str  # the tag a challenge opened from no known address carries
     risk_retryable: bool
     ip_retryable: bool
+    default_type: str  # the check type of a request that names none
+    default_method: str  # the method of a request that names none
 
     def argv(self) -> list[Any]:
         return _flat(self)
@@ -213,6 +229,7 @@ class FinishArgs(NamedTuple):
     stale_retry: int
     code_digest: str  # '' when this browser derives no code
     code_exp: int
+    legacy_binding: str  # the binding as a challenge written before kept it (hex)
 
     def argv(self) -> list[Any]:
         return _flat(self)
@@ -222,6 +239,7 @@ class RetryClaimArgs(NamedTuple):
     binding: str
     max_attempts: int
     now: int
+    legacy_binding: str  # the binding as a challenge written before kept it (hex)
 
     def argv(self) -> list[Any]:
         return _flat(self)
@@ -250,11 +268,10 @@ class RedeemArgs(NamedTuple):
 
 class CreateArgs(NamedTuple):
     ttl: int
-    request_json: str
-    fields: tuple[tuple[str, str | int], ...]
+    fields: tuple[tuple[str, str | int], ...]  # the request's parts among them
 
     def argv(self) -> list[Any]:
-        args: list[Any] = [self.ttl, self.request_json]
+        args: list[Any] = [self.ttl]
         for name, value in self.fields:
             args += [name, value.value if isinstance(value, StrEnum) else value]
         return args
@@ -276,8 +293,9 @@ class LimitsArgs(NamedTuple):
 class OpenArgs(NamedTuple):
     now: int
     op: OpenOp
-    token: str
+    member: str  # the challenge's member (Store.open_member)
     expires_at: int
+    legacy_member: str  # on remove, the member as a challenge opened before was added ('')
 
     def argv(self) -> list[Any]:
         return _flat(self)

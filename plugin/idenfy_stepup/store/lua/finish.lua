@@ -1,7 +1,9 @@
--- KEYS[1] challenge, KEYS[2] its request. ARGV: 1 binding, 2 now, 3 max attempts,
+-- KEYS[1] challenge, KEYS[2] its request in the layout before it moved into the challenge's
+--   hash (read when the hash holds none). ARGV: 1 binding, 2 now, 3 max attempts,
 --   4 mode (finish|give_up|cancel), 5 expiry skew seconds, 6 stale-retry seconds,
 --   7 the SHA-256 of the code this browser's finish issues (derived from its cookie, so a
---   repeated finish names the same code), 8 the code's expiry (unix time)
+--   repeated finish names the same code), 8 the code's expiry (unix time), 9 the binding as a
+--   challenge written before bindings were stored in base64url kept it (hex)
 -- Returns {verdict, request, detail, attempt, ip}; verdict is one of approved, denied, retry,
 -- expired, canceled, pending, moved, consumed, forbidden, missing. A finish repeated after the
 -- challenge was consumed answers as the first one did (a lost response, a reload, a proxy's
@@ -10,13 +12,14 @@
 -- consumes the challenge, so the caller can count a failure once. An approval also returns
 -- {…, auth_time, flagged ('1' when it carried allowed riskTags or a differing address, else
 -- '')}: what a reuse record (stepup/reuse.py) is made of.
+--! include request
 local c = redis.call('HMGET', KEYS[1], 'state', 'binding', 'attempt', 'expires_at', 'outcome',
                      'retryable', 'next', 'retry_at', 'consumed_as', 'code', 'code_exp', 'at',
-                     'ip', 'auth_time', 'risk', 'ip_differs')
+                     'ip', 'auth_time', 'risk', 'ip_differs', 'qn')
 local state = c[1]
 if not state then return {'missing'} end
-if c[2] ~= ARGV[1] then return {'forbidden'} end
-local req = redis.call('GET', KEYS[2])
+if c[2] ~= ARGV[1] and c[2] ~= ARGV[9] then return {'forbidden'} end
+local req = stored_request(KEYS[1], c[17], KEYS[2])
 if not req then return {'missing'} end
 local now = tonumber(ARGV[2])
 local function out(verdict, detail) return {verdict, req, detail, c[3], ''} end

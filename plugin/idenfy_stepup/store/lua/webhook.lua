@@ -1,11 +1,14 @@
--- KEYS[1] challenge, KEYS[2] webhook-id marker, KEYS[3] the challenge's request.
+-- KEYS[1] challenge, KEYS[2] webhook-id marker, KEYS[3] the challenge's request in the layout
+-- before (lib/request.lua).
 -- ARGV: 1 verdict (SUCCESS|DENIED|PENDING), 2 outcome name, 3 retryable (1|0), 4 scanRef,
 --       5 type, 6 method, 7 now, 8 marker ttl, 9 channel, 10 token, 11 webhook id,
 --       12 the outcome a SUCCESS is denied with for its riskTags ('' none), 13 its allowed
 --       riskTags (space-separated, '' none), 14 the tag of the webhook's ipAddress identity
 --       ('' unknown), 15 ip policy (deny: a SUCCESS from another address is denied),
 --       16 the tag a challenge opened from no known address carries, 17 and 18 whether the
---       risk denial and IP_MISMATCH offer a new attempt (1|0: their rows' retryable)
+--       risk denial and IP_MISMATCH offer a new attempt (1|0: their rows' retryable),
+--       19 and 20 the check type and method of a request that names none (its JSON leaves
+--       them out: stepup/records.py)
 -- duplicate, ignored and applied also return {…, state, outcome, opened_by, ip}: the webhook
 -- handler counts a failure against the opening address (opened_by: its tag), locks the subject
 -- after a spoof, and logs how the addresses compared (ip: same | differs | unknown). Every
@@ -16,11 +19,22 @@
 -- ('ip_differs'): the id_token reports both.
 -- A flagged SUCCESS is denied here, in the step that would have approved it: the marker and
 -- the terminal state make every later delivery, flagged or not, a duplicate or ignored.
+-- The scanRef, type and method a webhook must match are the request's (its short names k, t
+-- and m, stepup/records.py); a challenge of the layout before also copied them into its hash.
 -- One read, one marker, one write and one publish: nothing is read twice.
+--! include request
 local c = redis.call('HMGET', KEYS[1], 'state', 'scan_ref', 'type', 'method', 'outcome', 'ip',
-                     'expires_at')
+                     'expires_at', 'qn')
 if not c[1] then return {'unknown'} end
-local req = redis.call('GET', KEYS[3]) or ''
+local req = stored_request(KEYS[1], c[8], KEYS[3]) or ''
+if not c[2] then
+  -- An unreadable request (no scanRef in it) leaves them nil: a webhook that names one
+  -- mismatches, and a SUCCESS always does.
+  local read, request = pcall(cjson.decode, req)
+  if read and type(request) == 'table' and type(request.k) == 'string' then
+    c[2], c[3], c[4] = request.k, request.t or ARGV[19], request.m or ARGV[20]
+  end
+end
 local ip = 'unknown'
 if ARGV[14] ~= '' and c[6] and c[6] ~= ARGV[16] then
   ip = ARGV[14] == c[6] and 'same' or 'differs'
