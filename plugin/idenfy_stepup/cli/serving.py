@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from ..boot.startup import StartupError
 from ..settings import ConfigError, Settings
 from ..web import edge
+from . import collector
 
 log = logging.getLogger("idenfy_stepup")
 
@@ -93,6 +94,8 @@ class WorkerServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started:
+            collector.settle()
         if self.started and self.ready is not None:
             self.ready.set()
 
@@ -287,7 +290,11 @@ async def _serve_all(servers: list[uvicorn.Server], reloadable: Reloadable | Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, service.stop)
     loop.add_signal_handler(signal.SIGHUP, service.hangup)
-    await service.wait()
+    settling = asyncio.create_task(collector.settle_when_started(list(service.running.values())))
+    try:
+        await service.wait()
+    finally:
+        settling.cancel()
 
 
 def run_servers(servers: list[uvicorn.Server], reloadable: Reloadable | None = None) -> None:
