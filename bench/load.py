@@ -540,11 +540,22 @@ class Driver:
             raise FlowError(f"token: id_token claims {', '.join(wrong) or 'exp'}")
 
 
-async def drive(args: dict[str, Any]) -> dict[str, Any]:
+async def drive(args: dict[str, Any], ready: Any, go: Any, clock: Any) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as vendor:
         async with vendor.get(f"{args['issuer']}/jwks") as response:
             keys = KeySet.import_key_set(await response.json())
+        # The clock starts once every driver is here: a driver slow to start (imports on a
+        # busy machine) would otherwise find its measured window already over.
+        ready.put(os.getpid())
+        await asyncio.to_thread(go.wait)
+        start = clock.value
+        args = {
+            **args,
+            "start": start,
+            "measure_from": start + args["warmup"],
+            "end": start + args["warmup"] + args["duration"],
+        }
         driver = Driver(
             args["issuer"],
             args["signing_key"],
@@ -567,10 +578,10 @@ async def drive(args: dict[str, Any]) -> dict[str, Any]:
     return {"flows": driver.flows, "errors": dict(driver.errors), "cpu": rusage}
 
 
-def driver_process(args: dict[str, Any], results: Any) -> None:
+def driver_process(args: dict[str, Any], results: Any, ready: Any, go: Any, clock: Any) -> None:
     import uvloop
 
-    results.put(uvloop.run(drive(args)))
+    results.put(uvloop.run(drive(args, ready, go, clock)))
 
 
 # -- a scenario --------------------------------------------------------------------------------
@@ -619,25 +630,30 @@ def run_scenario(workers: int, users: int, opts: argparse.Namespace) -> dict[str
 def _measure(stack: Stack, workers: int, users: int, opts: argparse.Namespace) -> dict[str, Any]:
     client = stack.redis()
     provider, sim = stack.provider_pids(), stack.simulator_pids()
-    start = time.time() + 1.0
-    measure_from = start + opts.warmup
-    end = measure_from + opts.duration
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
+    results, ready, go, clock = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     drivers = []
     for d in range(opts.drivers):
         args = {
             "issuer": stack.issuer,
             "signing_key": stack.signing_key,
-            "start": start,
-            "measure_from": measure_from,
-            "end": end,
+            "warmup": opts.warmup,
+            "duration": opts.duration,
             "alg": stack.alg,
             "users": list(range(d, users, opts.drivers)),
         }
-        process = ctx.Process(target=driver_process, args=(args, results), daemon=True)
+        process = ctx.Process(
+            target=driver_process, args=(args, results, ready, go, clock), daemon=True
+        )
         process.start()
         drivers.append(process)
+    for _ in drivers:
+        ready.get(timeout=120)
+    start = time.time() + 0.5
+    measure_from = start + opts.warmup
+    end = measure_from + opts.duration
+    clock.value = start
+    go.set()
     cuts = [measure_from + opts.duration * r / opts.rounds for r in range(opts.rounds + 1)]
     samples = []
     profilers: list[subprocess.Popen[bytes]] = []

@@ -968,3 +968,21 @@ async def test_a_subscribe_that_gets_no_answer_times_out_as_a_redis_error() -> N
         server.close()
         await server.wait_closed()
         await asyncio.sleep(0.05)  # the handler closes its side
+
+
+async def test_a_held_up_event_loop_is_not_taken_for_a_silent_server() -> None:
+    """Thousands of open push streams make a full garbage collection last a second or more,
+    with every loop callback waiting. The replies that arrived meanwhile are still unread
+    when the watchdog's late tick runs; it must not drop the connection (and fail every
+    command in flight) for what the loop, not Redis, held up."""
+    with running() as proc:
+        wire = wire_for(proc.url, timeout=TIMEOUT)
+        try:
+            connection = await wire.execute("CLIENT", "ID")
+            pending = [asyncio.ensure_future(wire.execute("INCR", "held-up")) for _ in range(20)]
+            await asyncio.sleep(0)  # sent: their replies come while the loop is held up
+            time.sleep(TIMEOUT * 3)  # noqa: ASYNC251 - the point: the loop held up, as by a GC
+            assert await asyncio.gather(*pending) == list(range(1, 21))
+            assert await wire.execute("CLIENT", "ID") == connection  # not dropped
+        finally:
+            await wire.aclose()

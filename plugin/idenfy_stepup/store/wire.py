@@ -130,6 +130,8 @@ class _Protocol(asyncio.Protocol):
 P = TypeVar("P", bound=_Protocol)
 # How often an idle subscription checks that its connection still answers.
 SUBSCRIPTION_PING_SECONDS = 15.0
+# A watchdog tick later than this many periods: the loop, not Redis, was held up.
+STALLED = 2.0
 
 
 class _Subscriber(_Protocol):
@@ -165,8 +167,17 @@ class Subscription:
         while self._protocol.alive:
             await asyncio.sleep(SUBSCRIPTION_PING_SECONDS)
             try:
-                async with asyncio.timeout(self._timeout):
-                    await self._protocol.send(_pack(("PING",)))
+                pong = self._protocol.send(_pack(("PING",)))
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await asyncio.shield(pong)
+                except TimeoutError:
+                    # A loop held up past the timeout reads its sockets after its timers:
+                    # one more turn, and a PONG that had arrived is read (see _watch).
+                    await asyncio.sleep(0)
+                    if not pong.done():
+                        raise
+                    pong.result()
             except (TimeoutError, rexc.RedisError):
                 self._protocol.abort(rexc.TimeoutError("Redis subscription did not answer"))
                 return
@@ -344,12 +355,23 @@ class WireRedis:
             await protocol.send(_pack(("SELECT", db)))
 
     async def _watch(self) -> None:
-        """Drop a connection whose oldest command went unanswered for ``socket_timeout``."""
+        """Drop a connection whose oldest command went unanswered for ``socket_timeout``.
+
+        A tick that comes late means the event loop itself was held up (a long garbage
+        collection with thousands of push streams open, or no CPU): the replies that arrived
+        meanwhile are still unread, since the loop runs its timers before it reads its
+        sockets. Such a tick judges nothing; the next one, after a read, does.
+        """
         period = min(self._timeout / 4, 0.5)
+        last = time.monotonic()
         while True:
             await asyncio.sleep(period)
+            now = time.monotonic()
+            stalled, last = now - last > period * STALLED, now
+            if stalled:
+                continue
             protocol = self._protocol
-            if protocol is not None and protocol.alive and protocol.overdue(time.monotonic()):
+            if protocol is not None and protocol.alive and protocol.overdue(now):
                 protocol.abort(rexc.TimeoutError("Timeout reading from Redis"))
 
 
