@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..stepup.limits import address_identity
-from ..web.addresses import Network, client_of
+from ..stepup.limits import identity_of
+from ..web.addresses import Network
 from . import tracing
 from .metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from .requests import new_trace_id, request_id, trace_id_of, trace_parent
@@ -55,13 +55,6 @@ def _counted(route: str, method: str, status: int) -> Counter:
 @functools.cache
 def _timed(route: str, method: str) -> Histogram:
     return HTTP_REQUEST_SECONDS.labels(route, method)
-
-
-@functools.lru_cache(maxsize=4096)
-def _client(peer: str, forwarded: str, proxies: tuple[Network, ...]) -> str:
-    """The client address the limits count (web/addresses.py), for the peer and the
-    X-Forwarded-For it sent: the requests of one flow come from the same pair."""
-    return address_identity(client_of(peer, forwarded, proxies))
 
 
 class Observed:
@@ -129,7 +122,7 @@ class Observed:
         trace: str,
     ) -> None:
         peer = scope.get("client")
-        client = _client(peer[0] if peer else "", forwarded, self.proxies)
+        client = identity_of(peer[0] if peer else "", forwarded, self.proxies)
         access_log.info(
             "%s %s %d",
             method,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Signer, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,9 +19,38 @@ from ..settings import Settings
 COOKIE = "stepup_challenge"
 
 
+class _KeyedSigner(TimestampSigner):
+    """itsdangerous' timestamp signer with its key derived once: itsdangerous derives the
+    HMAC key from the secret again on every signature and every check (three per step-up),
+    though the secret never changes. The cookie's format is itsdangerous' own."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._derived: dict[str | bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = self._derived.get(secret_key)
+        if key is None:
+            key = self._derived[secret_key] = super().derive_key(secret_key)
+        return key
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """One signer per salt, made once (itsdangerous makes a new one for every call)."""
+
+    default_signer = _KeyedSigner
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        signers: dict[str | bytes | None, Signer] = self.__dict__.setdefault("_signers", {})
+        signer = signers.get(salt)
+        if signer is None:
+            signer = signers[salt] = super().make_signer(salt)
+        return signer
+
+
 class Binder:
     def __init__(self, secret: str, settings: Settings) -> None:
-        self._signer = URLSafeTimedSerializer(secret, salt="idenfy-stepup.challenge")
+        self._signer = _Serializer(secret, salt="idenfy-stepup.challenge")
         self.max_age = settings.cookies.max_age
         self.secure = settings.cookie_secure()
 
