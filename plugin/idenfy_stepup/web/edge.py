@@ -50,6 +50,8 @@ TICK = 0.5  # seconds between sweeps: deadlines are kept to within this
 # It also ends once it has dropped LINGER_BYTES: a client that floods is not read for free.
 LINGER = 2.0
 LINGER_BYTES = 64 * 1024
+# Writes held for joining, at most: a response's headers and a body of ordinary size.
+CORK_BYTES = 64 * 1024
 # File descriptors kept for everything that is not a client connection: Redis and vendor
 # connections, the listening sockets, log files, the embedded Redis' pipes.
 FD_RESERVE = 1024
@@ -144,22 +146,29 @@ class CorkedTransport:
     iteration leave as one (a response's headers and its body), at the latest when the
     iteration ends, and before a close or a half-close."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_size", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes) -> None:
         if not self._held:
             self._loop.call_soon(self.flush)
         self._held.append(data)
+        self._size += len(data)
+        if self._size >= CORK_BYTES:
+            # A large body goes on at once: the transport's own buffer is what pauses the
+            # writer (uvicorn's flow control), and it must see the bytes to do so.
+            self.flush()
 
     def flush(self) -> None:
         if self._held:
             data = b"".join(self._held)
             self._held.clear()
+            self._size = 0
             self._transport.write(data)
 
     def close(self) -> None:
