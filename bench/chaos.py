@@ -56,7 +56,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import random
 import secrets
@@ -90,7 +89,9 @@ from bench.load import (  # noqa: E402
     MAIN,
     REDIRECT_URI,
     Stack,
+    client_address,
     descendants,
+    write_report,
 )
 from idenfy_stepup.idenfy.webhook import event_body  # noqa: E402
 
@@ -140,8 +141,7 @@ class Plan:
 
     @property
     def address(self) -> str:
-        i = self.index
-        return f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
+        return client_address(self.index)
 
 
 def plans(flows: int, seed: int = SEED) -> list[Plan]:
@@ -894,10 +894,7 @@ def main(argv: list[str] | None = None) -> int:
             for log in stack.directory.glob("*.log"):
                 shutil.copy(log, opts.logs / log.name)
         stack.stop()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if opts.out:
-        opts.out.write_text(text + "\n")
+    write_report(result, opts.out)
     return 0
 
 

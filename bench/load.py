@@ -95,6 +95,23 @@ MAIN = re.compile(r'data-finish-url="([^"]+)" data-events-url="([^"]+)"')
 # -- the stack: redis-server, simulator, provider ---------------------------------------------
 
 
+def client_address(index: int, block: int = 0) -> str:
+    """Virtual user ``index``'s own address (sent as X-Forwarded-For): 62,500 per /8 block."""
+    return f"10.{block + index // 62500}.{index // 250 % 250}.{index % 250 + 1}"
+
+
+def write_report(report: dict[str, Any], out: Path | None) -> None:
+    """The JSON document on stdout, and in ``out`` when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
+def py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -401,7 +418,7 @@ class Driver:
 
     async def user(self, index: int) -> None:
         subject = f"u{index}"
-        address = f"10.{index // 62500}.{index // 250 % 250}.{index % 250 + 1}"
+        address = client_address(index)
         # Its own cookie jar (unsafe: the provider is on an IP address) and connections.
         session = aiohttp.ClientSession(
             base_url=self.issuer,
@@ -713,7 +730,7 @@ def profile(
     pids: list[int], folder: Path, name: str, seconds: float
 ) -> list[subprocess.Popen[bytes]]:
     """py-spy flame graphs of the provider's processes over the measured time."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
     folder.mkdir(parents=True, exist_ok=True)
     spies = []
     for n, pid in enumerate(p for p in pids if _is_python(p)):
@@ -860,7 +877,7 @@ async def open_pending(issuer: str, count: int) -> int:
                         "code_challenge_method": "S256",
                     }
                 )
-                address = f"10.{100 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
+                address = client_address(i, block=100)
                 headers = {"X-Forwarded-For": address}
                 async with session.get(
                     f"/authorize?{query}", headers=headers, allow_redirects=False
@@ -980,10 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = pending_memory(opts.pending, opts, limits=True)
         # The same with the abuse limits off: the challenges' own records only.
         report["memory_without_limits"] = pending_memory(opts.pending, opts, limits=False)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if opts.out:
-        opts.out.write_text(text + "\n")
+    write_report(report, opts.out)
     return 0
 
 

@@ -252,7 +252,7 @@ def record(
     pids: list[int], folder: Path, delay: float, seconds: float
 ) -> list[subprocess.Popen[bytes]]:
     """py-spy on every provider process over the measured time, as collapsed stacks."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = _load().py_spy()
     folder.mkdir(parents=True, exist_ok=True)
     wrapper = (
         f'sleep {delay:.1f}; exec {spy} record --pid "$0" --duration {int(seconds)} --rate 250'
@@ -516,10 +516,7 @@ def _rounds(
     }
     if opts.profile:
         report["profile"] = {k: {"run": profiled[k], **summarise(opts.profile / k)} for k in kinds}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if opts.out:
-        opts.out.write_text(text + "\n")
+    _load().write_report(report, opts.out)
     return 0
 
 

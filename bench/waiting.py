@@ -67,6 +67,7 @@ from load import (
     Driver,
     FlowError,
     Stack,
+    client_address,
     cpu_seconds,
     deep_merge,
     descendants,
@@ -196,8 +197,7 @@ class Browser:
 
     @property
     def address(self) -> str:
-        i = self.index
-        return f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
+        return client_address(self.index)
 
     def remember(self, response: aiohttp.ClientResponse) -> None:
         """Keep the response's cookies as a browser does (name, value, path; max-age 0 drops)."""

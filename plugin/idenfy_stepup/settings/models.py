@@ -439,6 +439,15 @@ def _disabled_as_none(value: Any) -> Any:
 OptionalLimit = Annotated[RateLimit | None, BeforeValidator(_disabled_as_none)]
 
 
+def _refuse_replaced(data: Any, replaced: dict[str, str]) -> Any:
+    """A section's raw keys, refused with its replacement's name when one is a removed key."""
+    if isinstance(data, dict):
+        for old, new in replaced.items():
+            if old in data:
+                raise ValueError(f"{old} was replaced by {new} (see config/example.yaml)")
+    return data
+
+
 # Limits that counted every request, and so let anyone rate-limit a named person (a claimed
 # login_hint) or a whole corporate NAT; kept here only to explain the replacement.
 _REPLACED_LIMITS = {
@@ -466,11 +475,7 @@ class LimitSettings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _replaced(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for old, new in _REPLACED_LIMITS.items():
-                if old in data:
-                    raise ValueError(f"{old} was replaced by {new} (see config/example.yaml)")
-        return data
+        return _refuse_replaced(data, _REPLACED_LIMITS)
 
 
 # Push settings whose behaviour is gone: a stream now lasts as long as its challenge.
@@ -494,11 +499,7 @@ class ChallengeSettings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _replaced(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for old, new in _REPLACED_PUSH.items():
-                if old in data:
-                    raise ValueError(f"{old} was replaced by {new} (see config/example.yaml)")
-        return data
+        return _refuse_replaced(data, _REPLACED_PUSH)
 
 
 # A file name under the static folders: relative, no "..", no hidden files, no query.
